@@ -11,7 +11,7 @@ class SersyncpyError(Exception):
 
 
 class ConfigError(SersyncpyError):
-    """The configuration file is invalid; the message names file:line, element, attribute and value."""
+    """The config file is invalid; the message names file:line, element, attribute and value."""
 
     exit_code = 2
 

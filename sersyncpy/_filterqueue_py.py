@@ -1,0 +1,146 @@
+"""The pure-Python filter queue: the executable specification of how pending changes collapse.
+
+The compiled queue (src/_filterqueue.pyx) must behave exactly like this class; the tests feed
+both the same sequences. It replaces sersync's QueueFilter, which merged only among the ten
+newest entries and scanned the whole deque on every directory delete.
+
+The queue holds one pending state per path, kept in the order of each path's latest change:
+- the latest kind wins, so repeated writes are one UPDATE, and a create followed by a delete
+  is a single DELETE;
+- a directory DELETE covers the changes below it that came before it;
+- a SUBTREE, RENAME or FULL directory covers every change below it, earlier or later, because
+  its push reads the whole directory as it is at push time;
+- renames chain: a -> b -> c is pending as c renamed from a, with a and b deleted.
+Covered entries are dropped when the batch is taken, so a push costs O(depth) at most and the
+queue is never scanned per event.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from sersyncpy.events import COVERING, DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
+
+# An entry is a list [kind, is_dir, src, seq]; lists, not objects, to keep this twin close
+# to the compiled one and cheap.
+_KIND, _IS_DIR, _SRC, _SEQ = range(4)
+
+IMPLEMENTATION = "python"
+
+
+class FilterQueue:
+    """Pending changes of one watch root for one remote, collapsed; not thread-safe."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, list] = {}
+        self._covering: set[str] = set()  # pending directories of a COVERING kind
+        self._deleted_dirs: set[str] = set()  # pending directory DELETEs
+        self._seq = 0
+        self._requeued = False  # entries older than the newest were put back: sort on take
+        self.pushed = 0  # events offered, for the metrics
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
+    def push(self, kind: int, path: str, is_dir: bool = False, src: Optional[str] = None) -> None:
+        """Record one change; `src` is the old path of a RENAME."""
+        self.pushed += 1
+        if kind != RENAME:
+            self._apply(kind, path, is_dir)
+        elif src is None:
+            raise ValueError("a RENAME needs its source path")
+        elif not is_dir or (self._covering and self._is_covered(path)):
+            # A file cannot be linked against its old name; a covered target is sent anyway.
+            self._apply(DELETE, src, is_dir)
+            self._apply(SUBTREE if is_dir else UPDATE, path, is_dir)
+        else:
+            prev = self._entries.get(src)
+            origin = prev[_SRC] if prev is not None and prev[_KIND] == RENAME else src
+            self._apply(DELETE, src, True)
+            self._seq += 1
+            self._set(path, RENAME, True, origin, self._seq)
+
+    def _apply(self, kind: int, path: str, is_dir: bool) -> None:
+        self._seq += 1
+        if self._covering and self._is_covered(path):
+            return
+        prev = self._entries.get(path)
+        if prev is not None and kind == UPDATE:
+            if prev[_KIND] in COVERING:
+                return  # its push sends this path too
+            if prev[_KIND] == DELETE and prev[_IS_DIR] and is_dir:
+                kind = SUBTREE  # the directory came back: the remote's old content must go
+        self._set(path, kind, is_dir, None, self._seq)
+
+    def _set(self, path: str, kind: int, is_dir: bool, src: Optional[str], seq: int) -> None:
+        # Re-inserting moves the path to the end: batches follow each path's latest change.
+        self._entries.pop(path, None)
+        self._entries[path] = [kind, is_dir, src, seq]
+        self._covering.discard(path)
+        self._deleted_dirs.discard(path)
+        if is_dir:
+            if kind in COVERING:
+                self._covering.add(path)
+            elif kind == DELETE:
+                self._deleted_dirs.add(path)
+
+    def _is_covered(self, path: str) -> bool:
+        """Whether a pending ancestor of `path` sends its whole content."""
+        covering = self._covering
+        while path:
+            cut = path.rfind("/")
+            path = path[:cut] if cut > 0 else ""
+            if path in covering:
+                return True
+        return False
+
+    def _is_dropped(self, path: str, seq: int) -> bool:
+        """Whether a pending ancestor makes the entry at `path` redundant."""
+        entries = self._entries
+        while path:
+            cut = path.rfind("/")
+            path = path[:cut] if cut > 0 else ""
+            if path in self._covering:
+                return True
+            if path in self._deleted_dirs and entries[path][_SEQ] > seq:
+                return True
+        return False
+
+    def take(self) -> list[Event]:
+        """Return every pending change, collapsed and in order, and empty the queue."""
+        if not self._entries:
+            return []
+        items = self._entries.items()
+        if self._requeued:
+            items = sorted(items, key=lambda item: item[1][_SEQ])
+        if self._covering or self._deleted_dirs:
+            batch = [
+                Event(e[_KIND], p, e[_IS_DIR], e[_SRC]) for p, e in items
+                if not self._is_dropped(p, e[_SEQ])
+            ]
+        else:
+            batch = [Event(e[_KIND], p, e[_IS_DIR], e[_SRC]) for p, e in items]
+        self._entries = {}
+        self._covering = set()
+        self._deleted_dirs = set()
+        self._requeued = False
+        return batch
+
+    def requeue(self, batch: list[Event]) -> None:
+        """Put back a batch that did not reach the remote, as older than anything pending."""
+        oldest = min((e[_SEQ] for e in self._entries.values()), default=self._seq + 1)
+        seq = oldest - len(batch) - 1
+        for event in batch:
+            seq += 1
+            newer = self._entries.get(event.path)
+            if newer is None:
+                self._set(event.path, event.kind, event.is_dir, event.src, seq)
+                self._requeued = True
+            elif event.kind in COVERING and newer[_KIND] not in COVERING:
+                # The newer change keeps its place, but must still carry the whole directory.
+                kind = FULL if event.kind == FULL else SUBTREE
+                self._set(event.path, kind, True, None, newer[_SEQ])
+                self._requeued = True

@@ -1,0 +1,121 @@
+"""Wiring and lifecycle: builds the watcher and the lanes from a Config, runs until a signal.
+
+Signal handlers only set a flag; the main loop stops intake, lets the lanes push what is
+queued, and returns (sersync had no handler at all and lost its queue).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Optional
+
+from sersyncpy import config as configmod
+from sersyncpy.events import FULL, Event
+from sersyncpy.pool import Lane
+from sersyncpy.rsync import Target
+from sersyncpy.watcher import Rules, Watcher
+
+logger = logging.getLogger(__name__)
+
+
+def rules_for(cfg: configmod.Config) -> Rules:
+    i = cfg.inotify
+    return Rules(
+        delete=i.delete, create_file=i.create_file, close_write=i.close_write,
+        move_from=i.move_from, move_to=i.move_to, attrib=i.attrib, modify=i.modify,
+        excludes=cfg.filter.compiled() if cfg.filter.start else (),
+        keep_dotfiles=cfg.filter.keep_dotfiles,
+    )
+
+
+def target_for(cfg: configmod.Config, remote: configmod.Remote) -> Target:
+    r = cfg.rsync
+    filtering = cfg.filter.start and bool(cfg.filter.excludes)
+    return Target(
+        ip=remote.ip, module=remote.name, port=remote.port,
+        user=r.users if r.auth else "", password_file=r.password_file if r.auth else None,
+        timeout=r.timeout, ssh=r.ssh, common_params=r.common_params,
+        deletes=cfg.inotify.delete,
+        excludes=cfg.crontab.excludes if filtering else (),
+        full_excludes=cfg.crontab.excludes,
+    )
+
+
+class Replicator:
+    """The running pipeline: one watcher over every root, one lane per root and remote."""
+
+    def __init__(self, cfg: configmod.Config, threads: int = 10):
+        self.config = cfg
+        slots = threading.Semaphore(max(1, threads))
+        self.lanes: list[list[Lane]] = [
+            [Lane(lp.watch, target_for(cfg, remote), slots) for remote in lp.remotes]
+            for lp in cfg.localpaths
+        ]
+        self.watcher = Watcher([lp.watch for lp in cfg.localpaths], rules_for(cfg), self._sink)
+
+    def _sink(self, root_index: int, events: list[Event]) -> None:
+        for lane in self.lanes[root_index]:
+            lane.offer(events)
+
+    def all_lanes(self) -> list[Lane]:
+        return [lane for lanes in self.lanes for lane in lanes]
+
+    def start(self, full_first: bool = False) -> None:
+        """Watch everything first, then (with -r) push every root whole, then go live; so
+        nothing written during the full push is missed (sersync pushed before watching)."""
+        started = time.monotonic()
+        count = self.watcher.watch_all()
+        logger.info("watching %d directories under %s in %.2fs", count,
+                    ", ".join(lp.watch for lp in self.config.localpaths),
+                    time.monotonic() - started)
+        if full_first:
+            for lane in self.all_lanes():
+                lane.offer([Event(FULL, "", True)])
+        for lane in self.all_lanes():
+            lane.start()
+        self.watcher.start()
+
+    def idle(self) -> bool:
+        return all(lane.idle() for lane in self.all_lanes())
+
+    def stop(self, drain_seconds: float = 30.0) -> None:
+        """Stop watching, push what is queued, and wait for the lanes."""
+        self.watcher.stop()
+        if self.watcher.is_alive():
+            self.watcher.join()
+        for lane in self.all_lanes():
+            lane.stop(drain_seconds)
+        for lane in self.all_lanes():
+            if lane.is_alive():
+                lane.join()
+
+
+def run(cfg: configmod.Config, threads: int = 10, full_first: bool = False,
+        stop_event: Optional[threading.Event] = None) -> int:
+    """Replicate in the foreground until SIGTERM or SIGINT; returns the exit code."""
+    stop = stop_event or threading.Event()
+    caught: list[int] = []
+
+    def on_signal(signum, _frame):
+        caught.append(signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    replicator = Replicator(cfg, threads)
+    try:
+        replicator.start(full_first=full_first)
+        logger.info("replicating to %d remote(s); stop with SIGTERM or Ctrl-C",
+                    len(replicator.all_lanes()))
+        while not stop.wait(1.0):
+            pass
+        if caught:
+            logger.info("%s: pushing what is queued, then stopping",
+                        signal.Signals(caught[0]).name)
+    finally:
+        replicator.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 0

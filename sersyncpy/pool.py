@@ -1,0 +1,198 @@
+"""The thread group: one lane per (watch root, remote), each pushing collapsed batches with rsync.
+
+Group commit: an idle lane takes the first change at once; while it pushes, changes pile up
+in its filter queue and collapse, and its next rsync carries all of them. A lane owns its
+remote's backlog, so a slow or dead remote never holds up another. sersync instead ran one
+rsync per event per remote from N unordered workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import stat
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from sersyncpy import rsync
+from sersyncpy.events import FULL, RENAME, SUBTREE, UPDATE, Event
+from sersyncpy.filterqueue import FilterQueue
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 60.0
+
+
+@dataclass
+class Plan:
+    """What one batch becomes: the rsync calls to make, in this order."""
+
+    renames: list[Event] = field(default_factory=list)  # one --link-dest call each
+    full: list[Event] = field(default_factory=list)  # one quick-check recursive call each
+    listed: list[Event] = field(default_factory=list)  # one call for all of them
+    dirs: list[Event] = field(default_factory=list)  # one non-recursive call for all of them
+
+
+def is_dir_on_disk(root: str, rel: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(os.path.join(root, rel) if rel else root).st_mode)
+    except OSError:
+        return False
+
+
+def plan(batch: list[Event], is_dir: Callable[[str], bool]) -> Plan:
+    """Sort a batch into rsync calls by kind and by what each path is on disk now.
+
+    The disk decides because the batch may be older than the tree: a renamed directory that
+    has gone again is just a deletion, a directory whose metadata changed must not be
+    recursed into, and whatever a listed path is now is what rsync will send.
+    """
+    p = Plan()
+    for event in batch:
+        if event.kind == RENAME and is_dir(event.path):
+            p.renames.append(event)
+        elif event.kind == FULL and is_dir(event.path):
+            p.full.append(event)
+        elif event.kind == UPDATE and is_dir(event.path):
+            p.dirs.append(event)
+        else:
+            p.listed.append(event)
+    return p
+
+
+def next_backoff(previous: float) -> float:
+    """1 s doubling to 60 s, with jitter so that lanes do not retry in step."""
+    base = BACKOFF_FIRST if previous <= 0 else min(previous * 2, BACKOFF_MAX)
+    return base * random.uniform(0.8, 1.2)
+
+
+@dataclass
+class LaneStats:
+    batches: int = 0
+    paths: int = 0
+    rsync_runs: int = 0
+    failures: int = 0  # consecutive failed batches
+    last_success: Optional[float] = None
+    last_error: str = ""
+
+
+class Lane(threading.Thread):
+    """Pushes the changes of one watch root to one remote, one batch at a time, in order."""
+
+    def __init__(self, root: str, target: rsync.Target, slots: threading.Semaphore):
+        super().__init__(name=f"lane {target.label}", daemon=True)
+        self.root = root
+        self.target = target
+        self.stats = LaneStats()
+        self._slots = slots  # -n: how many rsync processes may run at once, over all lanes
+        self._queue = FilterQueue()
+        self._cond = threading.Condition()
+        self._busy = False
+        self._stopping = False
+        self._deadline = 0.0
+
+    # -- called from other threads ------------------------------------------------------
+
+    def offer(self, events: list[Event]) -> None:
+        with self._cond:
+            push = self._queue.push
+            for e in events:
+                push(e.kind, e.path, e.is_dir, e.src)
+            self._cond.notify()
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+    def idle(self) -> bool:
+        """Nothing pending and nothing being pushed."""
+        with self._cond:
+            return not self._queue and not self._busy
+
+    def stop(self, drain_seconds: float = 30.0) -> None:
+        """Stop taking work once what is queued is pushed (or `drain_seconds` have passed)."""
+        with self._cond:
+            self._stopping = True
+            self._deadline = time.monotonic() + drain_seconds
+            self._cond.notify()
+
+    # -- the lane's own thread -----------------------------------------------------------
+
+    def run(self) -> None:
+        backoff = 0.0
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                batch = self._queue.take()
+                self._busy = True
+            failed = self._push(batch)
+            with self._cond:
+                self._busy = False
+                if not failed:
+                    backoff = 0.0
+                    continue
+                self._queue.requeue(failed)
+                if self._stopping and time.monotonic() >= self._deadline:
+                    logger.error(
+                        "%s: stopping with %d paths not pushed (last error: %s)",
+                        self.target.label, len(self._queue), self.stats.last_error,
+                    )
+                    return
+                backoff = next_backoff(backoff)
+                wait = backoff
+                if self._stopping:
+                    wait = min(wait, max(0.0, self._deadline - time.monotonic()))
+                logger.warning("%s: retrying %d paths in %.1fs", self.target.label,
+                               len(self._queue), wait)
+                self._cond.wait(wait)
+
+    def _push(self, batch: list[Event]) -> list[Event]:
+        """Push one batch; return the events that did not reach the remote."""
+        p = plan(batch, lambda rel: is_dir_on_disk(self.root, rel))
+        failed: list[Event] = []
+        for event in p.renames:
+            argv = rsync.rename_argv(self.target, event.src, event.path)
+            if not self._run(argv, [event], "rename"):
+                # Perhaps an rsync older than 3.2.3 (no --mkpath): send the directory whole.
+                p.listed.append(Event(SUBTREE, event.path, True))
+        for event in p.full:
+            if not self._run(rsync.full_argv(self.target, event.path), [event], "full"):
+                failed.append(event)
+        if p.listed:
+            stdin = rsync.encode_list(e.path for e in p.listed)
+            if not self._run(rsync.listed_argv(self.target), p.listed, "batch", stdin):
+                failed += p.listed
+        if p.dirs:
+            stdin = rsync.encode_list(e.path for e in p.dirs)
+            if not self._run(rsync.dirs_argv(self.target), p.dirs, "dirs", stdin):
+                failed += p.dirs
+        if failed:
+            self.stats.failures += 1
+        else:
+            self.stats.failures = 0
+            self.stats.last_success = time.time()
+        self.stats.batches += 1
+        return failed
+
+    def _run(self, argv: list[str], events: list[Event], what: str, stdin: bytes = b"") -> bool:
+        with self._slots:
+            result = rsync.run(argv, self.root, stdin)
+        self.stats.rsync_runs += 1
+        if result.ok:
+            self.stats.paths += len(events)
+            logger.info("%s: %s of %d paths, exit %d, %.3fs", self.target.label, what,
+                        len(events), result.code, result.seconds)
+            return True
+        self.stats.last_error = f"exit {result.code} ({rsync.describe_exit(result.code)})"
+        level = logging.ERROR if rsync.classify(result.code) == "fatal" else logging.WARNING
+        logger.log(level, "%s: %s of %d paths failed: %s: %s", self.target.label, what,
+                   len(events), self.stats.last_error, result.stderr.splitlines()[-1:] or "")
+        return False
+

@@ -1,0 +1,313 @@
+"""Recursive inotify watch of every watch root, turning kernel events into Events.
+
+Owns the watch descriptors, new directories (watched first, then scanned), move pairing by
+cookie, the temp-file and <filter> rules, and overflow. Unlike sersync, ATTRIB is a metadata
+update (sersync made it a delete and dropped the subtree's watches) and an overflow resyncs.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from inotify_simple import INotify
+from inotify_simple import flags as F
+
+from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
+
+logger = logging.getLogger(__name__)
+
+# What the watcher always needs to stay correct, whatever <inotify> says is pushed.
+BASE_MASK = (
+    F.CREATE | F.DELETE | F.MOVED_FROM | F.MOVED_TO | F.CLOSE_WRITE | F.ATTRIB
+    | F.DELETE_SELF | F.MOVE_SELF | F.DONT_FOLLOW | F.EXCL_UNLINK | F.ONLYDIR
+)
+
+# How long an unpaired MOVED_FROM waits for its MOVED_TO before it counts as a delete.
+MOVE_PAIR_SECONDS = 0.01
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Which changes are pushed: sersync's <inotify> flags, <filter> and its temp-file rule."""
+
+    delete: bool = True
+    create_file: bool = False
+    close_write: bool = True
+    move_from: bool = True
+    move_to: bool = True
+    attrib: bool = False
+    modify: bool = False
+    excludes: tuple[re.Pattern, ...] = ()
+    keep_dotfiles: bool = False
+
+    def is_temp(self, name: str) -> bool:
+        """sersync never pushes vim's probe `4913`, `x~` backups or (by default) dotfiles."""
+        return name == "4913" or name.endswith("~") or (
+            name.startswith(".") and not self.keep_dotfiles)
+
+    def is_excluded(self, rel: str, is_dir: bool) -> bool:
+        """sersync's subjects: `name` in the root, `/dir/name` deeper; `dir/` for directories
+        at the initial scan. We test both, so a directory is excluded however it appears."""
+        if not self.excludes:
+            return False
+        subject = rel if "/" not in rel else "/" + rel
+        for rx in self.excludes:
+            if rx.fullmatch(subject) or (is_dir and rx.fullmatch(rel + "/")):
+                return True
+        return False
+
+
+class _MoveFrom:
+    """A MOVED_FROM waiting for its MOVED_TO; it keeps its place in the order of events."""
+
+    __slots__ = ("rel", "is_dir", "paired", "event")
+
+    def __init__(self, rel: str, is_dir: bool):
+        self.rel = rel
+        self.is_dir = is_dir
+        self.paired = False
+        self.event: Optional[Event] = None  # what it became once paired (None: nothing)
+
+
+@dataclass
+class _Root:
+    index: int
+    path: str
+    wds: dict[str, int] = field(default_factory=dict)  # rel dir -> wd
+
+
+class Watcher(threading.Thread):
+    """Watches every root; calls sink(root_index, events) with events in the order they came."""
+
+    def __init__(
+        self, roots: Sequence[str], rules: Rules,
+        sink: Callable[[int, list[Event]], None],
+        on_watch_error: Optional[Callable[[int, str, OSError], None]] = None,
+    ):
+        super().__init__(name="watcher", daemon=True)
+        self.rules = rules
+        self._sink = sink
+        self._on_watch_error = on_watch_error
+        self._roots = [_Root(i, os.path.abspath(p).rstrip("/") or "/") for i, p in enumerate(roots)]
+        self._inotify = INotify()
+        self._mask = BASE_MASK | (F.MODIFY if rules.modify else 0)
+        self._by_wd: dict[int, tuple[_Root, str]] = {}
+        self._stop = threading.Event()
+        self.overflows = 0
+
+    # -- set-up and bookkeeping ---------------------------------------------------------
+
+    def watch_all(self) -> int:
+        """Add watches on every directory of every root; returns how many are watched."""
+        for root in self._roots:
+            self._watch_tree(root, "")
+        return len(self._by_wd)
+
+    @property
+    def watch_count(self) -> int:
+        return len(self._by_wd)
+
+    def _abs(self, root: _Root, rel: str) -> str:
+        return os.path.join(root.path, rel) if rel else root.path
+
+    def _watch_one(self, root: _Root, rel: str) -> bool:
+        try:
+            wd = self._inotify.add_watch(self._abs(root, rel), self._mask)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                return False  # gone already; its deletion is an event of its parent
+            if exc.errno == errno.ENOSPC:
+                logger.error("cannot watch %s: the inotify watch limit is reached; raise the "
+                             "sysctl fs.inotify.max_user_watches", self._abs(root, rel))
+            else:
+                logger.error("cannot watch %s: %s", self._abs(root, rel), exc.strerror)
+            if self._on_watch_error:
+                self._on_watch_error(root.index, rel, exc)
+            return False
+        old = self._by_wd.get(wd)
+        if old is not None and old[1] != rel:
+            old[0].wds.pop(old[1], None)
+        self._by_wd[wd] = (root, rel)
+        root.wds[rel] = wd
+        return True
+
+    def _watch_tree(self, root: _Root, rel: str) -> None:
+        """Watch `rel` and every directory below it: each watch first, then its listing, so
+        nothing created meanwhile is missed."""
+        stack = [rel]
+        while stack:
+            d = stack.pop()
+            if not self._watch_one(root, d):
+                continue
+            try:
+                with os.scandir(self._abs(root, d)) as it:
+                    for entry in it:
+                        # scandir falls back to lstat where d_type is unknown (old XFS), which
+                        # is what sersync's <fileSystem xfs="true"> was for.
+                        if entry.is_dir(follow_symlinks=False):
+                            sub = f"{d}/{entry.name}" if d else entry.name
+                            if not self.rules.is_excluded(sub, True):
+                                stack.append(sub)
+            except OSError:
+                continue
+
+    def _forget_tree(self, root: _Root, rel: str, remove: bool) -> None:
+        """Drop the watches of `rel` and below (moved out or deleted)."""
+        prefix = rel + "/"
+        for d in [d for d in root.wds if d == rel or d.startswith(prefix)]:
+            wd = root.wds.pop(d)
+            self._by_wd.pop(wd, None)
+            if remove:
+                try:
+                    self._inotify.rm_watch(wd)
+                except OSError:
+                    pass
+
+    def _move_tree(self, root: _Root, src: str, dst: str) -> None:
+        """A directory moved inside the root keeps its watches; only their paths change."""
+        prefix = src + "/"
+        for d in [d for d in root.wds if d == src or d.startswith(prefix)]:
+            wd = root.wds.pop(d)
+            new = dst + d[len(src):]
+            root.wds[new] = wd
+            self._by_wd[wd] = (root, new)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                raw = self._inotify.read(timeout=200)
+                if raw:
+                    self.process(raw)
+        finally:
+            self._inotify.close()
+
+    def process(self, raw: list) -> None:
+        """Turn one read of kernel events into Events and hand them to the sink, per root."""
+        out: list[tuple[_Root, object]] = []
+        moves: dict[int, _MoveFrom] = {}  # cookie -> a MOVED_FROM still waiting in `out`
+        self._translate(raw, out, moves)
+        if moves:
+            more = self._inotify.read(timeout=int(MOVE_PAIR_SECONDS * 1000))
+            if more:
+                self._translate(more, out, moves)
+        by_root: dict[int, list[Event]] = {}
+        for root, item in out:
+            if isinstance(item, _MoveFrom):
+                item = item.event if item.paired else self._moved_out(root, item)
+                if item is None:
+                    continue
+            by_root.setdefault(root.index, []).append(item)
+        for index, events in by_root.items():
+            self._sink(index, events)
+
+    def _translate(self, raw: list, out: list, moves: dict) -> None:
+        rules = self.rules
+        for ev in raw:
+            mask = ev.mask
+            if mask & F.Q_OVERFLOW:
+                self._overflow(out)
+                continue
+            where = self._by_wd.get(ev.wd)
+            if where is None:
+                continue  # a watch we dropped; its events are stale
+            root, d = where
+            if mask & F.IGNORED:
+                if root.wds.get(d) == ev.wd:
+                    del root.wds[d]
+                self._by_wd.pop(ev.wd, None)
+                continue
+            if not ev.name:
+                if mask & (F.DELETE_SELF | F.MOVE_SELF) and d == "":
+                    logger.error("the watched root %s was deleted or moved away", root.path)
+                continue  # other events about a directory itself come from its parent too
+            rel = f"{d}/{ev.name}" if d else ev.name
+            is_dir = bool(mask & F.ISDIR)
+            if not is_dir and rules.is_temp(ev.name):
+                continue
+            if rules.is_excluded(rel, is_dir):
+                continue
+            if mask & F.MOVED_FROM:
+                moves[ev.cookie] = _MoveFrom(rel, is_dir)
+                out.append((root, moves[ev.cookie]))
+            elif mask & F.MOVED_TO:
+                self._moved_to(root, rel, is_dir, moves.pop(ev.cookie, None), out)
+            elif mask & F.CREATE:
+                self._created(root, rel, is_dir, out)
+            elif mask & F.DELETE:
+                if is_dir:
+                    self._forget_tree(root, rel, remove=False)
+                if rules.delete:
+                    out.append((root, Event(DELETE, rel, is_dir)))
+            elif mask & F.CLOSE_WRITE:
+                if rules.close_write:
+                    out.append((root, Event(UPDATE, rel, False)))
+            elif mask & F.MODIFY:
+                if rules.modify:
+                    out.append((root, Event(UPDATE, rel, False)))
+            elif mask & F.ATTRIB:
+                if rules.attrib:
+                    out.append((root, Event(UPDATE, rel, is_dir)))
+
+    def _created(self, root: _Root, rel: str, is_dir: bool, out: list) -> None:
+        if is_dir:
+            # Watch first, then push the whole directory: whatever was written into it before
+            # the watch existed is on disk when the push reads it.
+            self._watch_tree(root, rel)
+            out.append((root, Event(SUBTREE, rel, True)))
+        elif self.rules.create_file or not self._closes_later(root, rel):
+            out.append((root, Event(UPDATE, rel, False)))
+
+    def _closes_later(self, root: _Root, rel: str) -> bool:
+        """A new regular file gets a CLOSE_WRITE; a symlink, a hard link or a device does not,
+        so sersync (createFile off) never pushed them. We do."""
+        if not self.rules.close_write:
+            return False
+        try:
+            st = os.lstat(self._abs(root, rel))
+        except OSError:
+            return True  # gone already; its DELETE follows
+        return st.st_nlink == 1 and (st.st_mode & 0o170000) == 0o100000
+
+    def _moved_to(self, root: _Root, rel: str, is_dir: bool, source: Optional[_MoveFrom],
+                  out: list) -> None:
+        rules = self.rules
+        if source is not None:
+            # A move inside the tree: the MOVED_FROM's place in the order gets the result.
+            source.paired = True
+            if is_dir:
+                self._move_tree(root, source.rel, rel)
+            if rules.move_from and rules.move_to:
+                source.event = Event(RENAME, rel, is_dir, source.rel)
+                return
+            if rules.move_from:
+                source.event = Event(DELETE, source.rel, is_dir)
+        if is_dir:
+            self._watch_tree(root, rel)
+        if rules.move_to:
+            out.append((root, Event(SUBTREE, rel, True) if is_dir else Event(UPDATE, rel, False)))
+
+    def _moved_out(self, root: _Root, source: _MoveFrom) -> Optional[Event]:
+        if source.is_dir:
+            self._forget_tree(root, source.rel, remove=True)
+        return Event(DELETE, source.rel, source.is_dir) if self.rules.move_from else None
+
+    def _overflow(self, out: list) -> None:
+        """Events were lost: watch whatever is new and resync every root with the quick check."""
+        self.overflows += 1
+        logger.warning("inotify queue overflow: events were lost; rescanning and resyncing "
+                       "every watch root (raise fs.inotify.max_queued_events to avoid this)")
+        for root in self._roots:
+            self._watch_tree(root, "")
+            out.append((root, Event(FULL, "", True)))
