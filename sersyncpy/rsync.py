@@ -130,7 +130,8 @@ def listed_argv(t: Target) -> list[str]:
     quick check (size + whole-second mtime) would skip a same-size rewrite."""
     return [
         *base_argv(t), "-r", "-I", "--from0", "--files-from=-",
-        *_delete_options(t, recursive=True), *_exclude_options(t.excludes), "--", ".", t.destination(),
+        *_delete_options(t, recursive=True), *_exclude_options(t.excludes),
+        "--", ".", t.destination(),
     ]
 
 

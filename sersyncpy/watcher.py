@@ -99,7 +99,7 @@ class Watcher(threading.Thread):
         self._inotify = INotify()
         self._mask = BASE_MASK | (F.MODIFY if rules.modify else 0)
         self._by_wd: dict[int, tuple[_Root, str]] = {}
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self.overflows = 0
 
     # -- set-up and bookkeeping ---------------------------------------------------------
@@ -182,11 +182,11 @@ class Watcher(threading.Thread):
     # -- the loop -----------------------------------------------------------------------
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def run(self) -> None:
         try:
-            while not self._stop.is_set():
+            while not self._stopping.is_set():
                 raw = self._inotify.read(timeout=200)
                 if raw:
                     self.process(raw)
