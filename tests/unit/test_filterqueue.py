@@ -1,0 +1,225 @@
+"""The filter queue's rules, one test body run against the compiled queue and the Python twin,
+plus generated sequences fed to both and compared."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+# Imported directly, never skipped: a broken build must fail here, not hide behind the twin.
+from sersyncpy import _filterqueue as compiled
+from sersyncpy import _filterqueue_py, events
+from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
+
+IMPLEMENTATIONS = {"compiled": compiled.FilterQueue, "python": _filterqueue_py.FilterQueue}
+
+
+@pytest.fixture(params=sorted(IMPLEMENTATIONS))
+def q(request):
+    return IMPLEMENTATIONS[request.param]()
+
+
+def paths(batch):
+    return [(e.kind, e.path) for e in batch]
+
+
+def test_empty_queue_gives_empty_batch(q):
+    assert len(q) == 0 and not q
+    assert q.take() == []
+
+
+def test_push_then_take_returns_events_in_order_and_empties(q):
+    q.push(UPDATE, "a")
+    q.push(UPDATE, "b", False)
+    assert len(q) == 2 and q
+    assert q.take() == [Event(UPDATE, "a"), Event(UPDATE, "b")]
+    assert q.take() == []
+    assert q.pushed == 2
+
+
+def test_repeated_writes_are_one_update_in_order_of_latest_change(q):
+    for p in ("x", "y", "x", "x"):
+        q.push(UPDATE, p)
+    assert paths(q.take()) == [(UPDATE, "y"), (UPDATE, "x")]
+
+
+def test_create_then_delete_is_a_single_delete(q):
+    q.push(UPDATE, "f")
+    q.push(DELETE, "f")
+    assert paths(q.take()) == [(DELETE, "f")]
+
+
+def test_delete_then_recreate_file_is_an_update(q):
+    q.push(DELETE, "f")
+    q.push(UPDATE, "f")
+    assert paths(q.take()) == [(UPDATE, "f")]
+
+
+def test_directory_delete_swallows_earlier_events_below_it(q):
+    q.push(UPDATE, "d/a")
+    q.push(UPDATE, "d/sub/b")
+    q.push(UPDATE, "dx/c")  # a sibling whose name starts alike is not below d
+    q.push(DELETE, "d/sub/b")
+    q.push(DELETE, "d/sub", True)
+    q.push(DELETE, "d", True)
+    assert paths(q.take()) == [(UPDATE, "dx/c"), (DELETE, "d")]
+
+
+def test_directory_recreated_while_pending_becomes_subtree_covering_later_events(q):
+    q.push(UPDATE, "d/old")
+    q.push(DELETE, "d", True)
+    q.push(UPDATE, "d", True)
+    q.push(UPDATE, "d/new")
+    assert paths(q.take()) == [(SUBTREE, "d")]
+
+
+def test_subtree_covers_events_below_it_before_and_after(q):
+    q.push(UPDATE, "n/early")
+    q.push(SUBTREE, "n", True)
+    q.push(UPDATE, "n/late")
+    q.push(UPDATE, "n/deep/er/file")
+    q.push(UPDATE, "other")
+    assert paths(q.take()) == [(SUBTREE, "n"), (UPDATE, "other")]
+
+
+def test_update_of_a_pending_subtree_keeps_the_subtree(q):
+    q.push(SUBTREE, "n", True)
+    q.push(UPDATE, "n", True)
+    assert paths(q.take()) == [(SUBTREE, "n")]
+
+
+def test_file_rename_is_delete_of_old_and_update_of_new(q):
+    q.push(RENAME, "b", False, "a")
+    assert q.take() == [Event(DELETE, "a"), Event(UPDATE, "b")]
+
+
+def test_directory_rename_keeps_its_source_and_deletes_the_old_path(q):
+    q.push(RENAME, "b", True, "a")
+    assert q.take() == [Event(DELETE, "a", True), Event(RENAME, "b", True, "a")]
+
+
+def test_rename_chains_collapse(q):
+    q.push(RENAME, "b", True, "a")
+    q.push(RENAME, "c", True, "b")
+    batch = q.take()
+    assert Event(RENAME, "c", True, "a") in batch
+    assert [e for e in batch if e.kind == RENAME] == [Event(RENAME, "c", True, "a")]
+    assert {e.path for e in batch if e.kind == DELETE} == {"a", "b"}
+
+
+def test_deleting_a_renamed_directory_leaves_deletes(q):
+    q.push(RENAME, "b", True, "a")
+    q.push(DELETE, "b", True)
+    assert paths(q.take()) == [(DELETE, "a"), (DELETE, "b")]
+
+
+def test_rename_into_a_pending_subtree_is_covered(q):
+    q.push(SUBTREE, "n", True)
+    q.push(RENAME, "n/x", True, "x")
+    assert paths(q.take()) == [(SUBTREE, "n"), (DELETE, "x")]
+
+
+def test_full_root_covers_everything(q):
+    q.push(UPDATE, "a")
+    q.push(FULL, "", True)
+    q.push(UPDATE, "b/c")
+    assert paths(q.take()) == [(FULL, "")]
+
+
+def test_requeue_puts_a_failed_batch_before_newer_changes(q):
+    q.push(UPDATE, "a")
+    q.push(SUBTREE, "d", True)
+    failed = q.take()
+    q.push(UPDATE, "b")
+    q.push(UPDATE, "a")  # newer than the failed update of a: keeps its place
+    q.requeue(failed)
+    assert paths(q.take()) == [(SUBTREE, "d"), (UPDATE, "b"), (UPDATE, "a")]
+
+
+def test_requeued_subtree_is_not_lost_under_a_newer_update(q):
+    q.push(SUBTREE, "d", True)
+    failed = q.take()
+    q.push(UPDATE, "d", True)  # e.g. a chmod of d while the push failed
+    q.requeue(failed)
+    assert paths(q.take()) == [(SUBTREE, "d")]
+
+
+def test_requeued_entry_below_a_newer_directory_delete_is_dropped(q):
+    q.push(UPDATE, "d/a")
+    failed = q.take()
+    q.push(DELETE, "d", True)
+    q.requeue(failed)
+    assert paths(q.take()) == [(DELETE, "d")]
+
+
+def test_paths_with_any_characters(q):
+    names = ["sp ace", "new\nline", "-e sh", "$(touch x)", "bad\udcff", "Ωμέγα/日本/🙂"]
+    for n in names:
+        q.push(UPDATE, n)
+    assert [e.path for e in q.take()] == names
+
+
+def test_rename_without_source_is_refused(q):
+    with pytest.raises(ValueError):
+        q.push(RENAME, "b", True, None)
+
+
+def test_kind_numbers_agree_with_the_compiled_queue():
+    # The .pyx hard-codes the kinds; a change in events.py must be made there too.
+    q = compiled.FilterQueue()
+    for kind in (events.UPDATE, events.DELETE, events.SUBTREE, events.FULL):
+        q.push(kind, f"p{kind}", True)
+    q.push(events.RENAME, "r", True, "s")
+    kinds = {e.path: e.kind for e in q.take()}
+    assert kinds == {"p1": 1, "p2": 2, "p3": 3, "p5": 5, "s": 2, "r": 4}
+    assert compiled.IMPLEMENTATION == "compiled"
+
+
+# -- both implementations, same generated sequences -------------------------------------------
+
+_names = st.sampled_from(["a", "b", "c", "a/x", "a/y", "b/x", "a/x/z", "c/d/e", "ab"])
+_ops = st.one_of(
+    st.tuples(st.sampled_from([UPDATE, DELETE, SUBTREE, FULL]), _names, st.booleans(),
+              st.none()),
+    st.tuples(st.just(RENAME), _names, st.booleans(), _names),
+    st.just("take"),
+    st.just("requeue"),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_ops, max_size=60))
+def test_compiled_and_python_queues_give_the_same_batches(ops):
+    a, b = compiled.FilterQueue(), _filterqueue_py.FilterQueue()
+    last_a = last_b = []
+    for op in ops:
+        if op == "take":
+            last_a, last_b = a.take(), b.take()
+            assert last_a == last_b
+        elif op == "requeue":
+            a.requeue(last_a)
+            b.requeue(last_b)
+            last_a = last_b = []
+        else:
+            kind, path, is_dir, src = op
+            if kind == RENAME and src == path:
+                continue
+            a.push(kind, path, is_dir, src)
+            b.push(kind, path, is_dir, src)
+        assert len(a) == len(b)
+    assert a.take() == b.take()
+
+
+def test_selector_honours_the_environment_override():
+    code = "from sersyncpy import filterqueue as f; print(f.IMPLEMENTATION)"
+    env = dict(os.environ, SERSYNCPY_NO_EXTENSIONS="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "python"
+    env.pop("SERSYNCPY_NO_EXTENSIONS")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "compiled"

@@ -1,0 +1,116 @@
+"""rsync argv building and exit-code classes: pure functions, table tests."""
+
+import pytest
+
+from sersyncpy import rsync
+from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
+from sersyncpy.pool import next_backoff, plan
+
+DAEMON = rsync.Target(ip="127.0.0.1", module="backup", port=8730, user="sersync",
+                      password_file="/etc/rsync.pas", timeout=100, common_params=("-artuz",))
+
+
+def test_base_argv_carries_sersyncs_options_in_order():
+    assert rsync.base_argv(DAEMON) == [
+        "rsync", "-artuz", "--sockopts=TCP_NODELAY", "--port=8730",
+        "--password-file=/etc/rsync.pas", "--timeout=100",
+    ]
+
+
+def test_ssh_mode_uses_remote_shell_and_single_colon():
+    t = rsync.Target(ip="198.18.0.2", module="/srv/www", ssh=True, user="root")
+    assert rsync.base_argv(t) == ["rsync", "-artuz", "-e", "ssh"]
+    assert t.destination() == "root@198.18.0.2:/srv/www/"
+    assert t.destination("a b") == "root@198.18.0.2:/srv/www/a b/"
+
+
+@pytest.mark.parametrize("target, expected", [
+    (DAEMON, "sersync@127.0.0.1::backup/"),
+    (rsync.Target(ip="10.9.9.9", module="m"), "10.9.9.9::m/"),
+])
+def test_destination(target, expected):
+    assert target.destination() == expected
+
+
+def test_listed_call_reads_nul_separated_paths_and_deletes_missing_ones():
+    argv = rsync.listed_argv(DAEMON)
+    for option in ("-r", "-I", "--from0", "--files-from=-", "--delete-missing-args", "--force",
+                   "--delete"):
+        assert option in argv
+    assert argv[-3:] == ["--", ".", "sersync@127.0.0.1::backup/"]
+
+
+def test_no_deletes_when_delete_events_are_off():
+    t = rsync.Target(ip="h", module="m", deletes=False)
+    argv = rsync.listed_argv(t)
+    assert "--ignore-missing-args" in argv
+    assert not {"--delete", "--delete-missing-args"} & set(argv)
+    assert "--delete" not in rsync.full_argv(t)
+
+
+def test_directory_metadata_call_does_not_recurse():
+    argv = rsync.dirs_argv(DAEMON)
+    assert "--no-r" in argv and "-d" in argv and "-I" not in argv
+
+
+@pytest.mark.parametrize("src, dst, expected", [
+    ("old", "new", "../old"),
+    ("p/old", "q/new", "../../p/old"),
+    ("a", "x/y/z", "../../../a"),
+])
+def test_link_dest_is_relative_to_the_destination_directory(src, dst, expected):
+    assert rsync.link_dest_for(src, dst) == expected
+
+
+def test_rename_call_links_against_the_old_name():
+    argv = rsync.rename_argv(DAEMON, "p/old", "-q/new")
+    assert "--link-dest=../../p/old" in argv and "--mkpath" in argv
+    assert argv[-3:] == ["--", "./-q/new/", "sersync@127.0.0.1::backup/-q/new/"]
+
+
+def test_full_call_of_the_root_and_of_a_directory():
+    t = rsync.Target(ip="h", module="m", full_excludes=("*.php", "info/*"))
+    assert rsync.full_argv(t)[-5:] == ["--exclude=*.php", "--exclude=info/*", "--", "./", "h::m/"]
+    assert rsync.full_argv(t, "a/b")[-2:] == ["./a/b/", "h::m/a/b/"]
+
+
+def test_live_excludes_only_when_set():
+    t = rsync.Target(ip="h", module="m", excludes=("*.gz",))
+    assert "--exclude=*.gz" in rsync.listed_argv(t)
+    assert "--exclude=*.gz" not in rsync.listed_argv(DAEMON)
+
+
+def test_encode_list_is_nul_separated_bytes_with_root_as_dot():
+    assert rsync.encode_list(["a b", "new\nline", "", "bad\udcff"]) == (
+        b"a b\0new\nline\0.\0bad\xff\0")
+
+
+@pytest.mark.parametrize("code, kind", [
+    (0, "ok"), (24, "ok"), (23, "retry"), (10, "retry"), (5, "retry"), (30, "retry"),
+    (35, "retry"), (1, "fatal"), (2, "fatal"), (-9, "retry"),
+])
+def test_exit_code_classes(code, kind):
+    assert rsync.classify(code) == kind
+    assert rsync.describe_exit(code)
+
+
+def test_plan_sorts_a_batch_by_kind_and_by_disk():
+    on_disk_dirs = {"renamed", "meta", "full", "sub"}
+    batch = [
+        Event(RENAME, "renamed", True, "old"), Event(RENAME, "gone", True, "old2"),
+        Event(UPDATE, "meta", True), Event(UPDATE, "file"), Event(DELETE, "x"),
+        Event(FULL, "full", True), Event(SUBTREE, "sub", True),
+    ]
+    p = plan(batch, lambda rel: rel in on_disk_dirs)
+    assert [e.path for e in p.renames] == ["renamed"]
+    assert [e.path for e in p.full] == ["full"]
+    assert [e.path for e in p.dirs] == ["meta"]
+    assert [e.path for e in p.listed] == ["gone", "file", "x", "sub"]
+
+
+def test_backoff_starts_at_a_second_and_is_capped():
+    assert 0.8 <= next_backoff(0) <= 1.2
+    b = 0.0
+    for _ in range(20):
+        b = next_backoff(b)
+    assert b <= 60 * 1.2
