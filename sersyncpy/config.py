@@ -1,0 +1,564 @@
+"""confxml.xml (sersync 2.5's format, plus a few additions) -> frozen dataclasses, via lxml.
+
+Owns reading and checking the file only: every problem is one ConfigError line naming
+file:line, element, attribute and value. What the values do belongs to the modules using them.
+"""
+
+import functools
+import os
+import re
+import shlex
+import stat
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from lxml import etree
+
+from sersyncpy.errors import ConfigError
+
+PLUGIN_NAMES = ("command", "socket", "refreshCDN", "http")
+DEFAULT_COMMON_PARAMS = ("-artuz",)
+DEFAULT_FAIL_LOG = "/tmp/rsync_fail_log.sh"
+DEFAULT_TIME_TO_EXECUTE = 60  # minutes, when <failLog> is absent
+EMPTY_TIME_TO_EXECUTE = 120  # minutes, when timeToExecute is empty (as sersync)
+DEFAULT_SCHEDULE = 600  # minutes
+
+# (element under <inotify>, field of Inotify, sersync sample value used when it is absent)
+_INOTIFY = (
+    ("delete", "delete", True),
+    ("createFolder", "create_folder", True),
+    ("createFile", "create_file", False),
+    ("closeWrite", "close_write", True),
+    ("moveFrom", "move_from", True),
+    ("moveTo", "move_to", True),
+    ("attrib", "attrib", False),
+    ("modify", "modify", False),
+)
+
+
+@dataclass(frozen=True)
+class Remote:
+    ip: str
+    name: str  # rsync daemon module (or remote path in ssh mode)
+    port: Optional[int]  # <remote port>, else <userDefinedPort port> when started, else None
+
+
+@dataclass(frozen=True)
+class LocalPath:
+    watch: str  # absolute, normalised, no trailing slash
+    remotes: tuple[Remote, ...]
+
+
+@dataclass(frozen=True)
+class Inotify:
+    delete: bool
+    create_folder: bool
+    create_file: bool
+    close_write: bool
+    move_from: bool
+    move_to: bool
+    attrib: bool
+    modify: bool
+
+
+@dataclass(frozen=True)
+class Filter:
+    start: bool
+    excludes: tuple[str, ...]  # regex sources; () when start is false
+    keep_dotfiles: bool  # sersyncpy's addition: sersync never syncs files named ".*"
+
+    def compiled(self) -> tuple[re.Pattern, ...]:
+        return tuple(re.compile(expression) for expression in self.excludes)
+
+
+@dataclass(frozen=True)
+class Rsync:
+    common_params: tuple[str, ...]
+    auth: bool
+    users: str  # "" when auth is off
+    password_file: Optional[str]  # absolute; None when auth is off or the attribute is empty
+    port: Optional[int]
+    timeout: Optional[int]  # seconds
+    ssh: bool
+
+
+@dataclass(frozen=True)
+class FailLog:
+    path: str
+    time_to_execute: int  # minutes
+
+
+@dataclass(frozen=True)
+class Crontab:
+    start: bool
+    schedule: int  # minutes
+    excludes: tuple[str, ...]  # rsync exclude patterns; () when <crontabfilter> is off
+
+
+@dataclass(frozen=True)
+class Host:
+    hostip: str
+    port: int  # 0 when absent
+
+
+@dataclass(frozen=True)
+class PluginSection:
+    name: str
+    element: Any = field(compare=False, hash=False)  # the lxml element, for the plugin to read
+    line: int
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    host: Host
+    debug: bool
+    xfs: bool
+    filter: Filter
+    inotify: Inotify
+    localpaths: tuple[LocalPath, ...]
+    rsync: Rsync
+    fail_log: FailLog
+    crontab: Crontab
+    sersync_plugin: Optional[str]
+    plugins: tuple[PluginSection, ...]
+
+    def plugin(self, name: str) -> Optional[PluginSection]:
+        """The first top-level <plugin> with this name, as sersync picks it."""
+        return next((section for section in self.plugins if section.name == name), None)
+
+
+def load(path: str) -> Config:
+    try:
+        with open(path, "rb") as file:
+            text = file.read()
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"{path}: cannot read: {_one_line(reason)}") from None
+    return parse(text, path)
+
+
+def parse(text: bytes, source: str) -> Config:
+    root = _tree(text, source)
+    try:
+        return _config(root, source)
+    except _Invalid as exc:
+        raise ConfigError(_message(source, exc)) from exc.__cause__
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+class _Invalid(Exception):
+    """A problem at one element (and attribute); parse() adds the file name."""
+
+    def __init__(self, element, attribute: Optional[str], problem: str):
+        super().__init__(problem)
+        self.element = element
+        self.attribute = attribute
+        self.problem = problem
+
+
+def _message(source: str, exc: _Invalid) -> str:
+    line = exc.element.sourceline or 0
+    return f"{source}:{line}: {_describe(exc.element, exc.attribute)}: {_one_line(exc.problem)}"
+
+
+def _describe(element, attribute: Optional[str]) -> str:
+    found = _attribute(element, attribute) if attribute else None
+    if found is None:
+        return f"<{element.tag}>"
+    name, value = found
+    return f'<{element.tag} {name}="{_escape(value)}">'
+
+
+def _escape(value: str) -> str:
+    """The value as it could be written in the file, on one line."""
+    return "".join(
+        "&quot;" if char == '"' else char if char.isprintable() else f"&#{ord(char)};"
+        for char in value
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _guarded(function: Callable) -> Callable:
+    """Turn any unexpected exception of a section reader into an error at its element."""
+
+    @functools.wraps(function)
+    def wrapper(element, *args):
+        try:
+            return function(element, *args)
+        except _Invalid:
+            raise
+        except Exception as exc:
+            raise _Invalid(element, None, f"unexpected {type(exc).__name__}: {exc}") from exc
+
+    return wrapper
+
+
+# --- XML access ---------------------------------------------------------------------------
+# sersync's XML parser matches tag and attribute names case-insensitively; so do we.
+
+_REQUIRED = object()
+
+
+def _tree(text: bytes, source: str):
+    # Bytes, so that the sample's encoding="ISO-8859-1" declaration is honoured; comments
+    # removed, so that "the i-th child of <filter>" means the i-th element, as in sersync.
+    parser = etree.XMLParser(
+        remove_comments=True, remove_pis=True, resolve_entities=False, no_network=True
+    )
+    if isinstance(text, str):
+        text = text.encode("utf-8")
+    try:
+        return etree.fromstring(text, parser)
+    except etree.XMLSyntaxError as exc:
+        line = exc.lineno or 1
+        raise ConfigError(f"{source}:{line}: malformed XML: {_one_line(exc.msg)}") from None
+    except Exception as exc:
+        raise ConfigError(f"{source}:1: malformed XML: {_one_line(exc)}") from None
+
+
+def _elements(parent) -> list:
+    return [] if parent is None else [child for child in parent if isinstance(child.tag, str)]
+
+
+def _children(parent, tag: str) -> list:
+    return [child for child in _elements(parent) if child.tag.lower() == tag.lower()]
+
+
+def _child(parent, tag: str):
+    found = _children(parent, tag)
+    return found[0] if found else None
+
+
+def _required_child(parent, tag: str):
+    child = _child(parent, tag)
+    if child is None:
+        raise _Invalid(parent, None, f"missing required element <{tag}>")
+    return child
+
+
+def _attribute(element, name: str) -> Optional[tuple[str, str]]:
+    """(name as written, value), or None."""
+    for key, value in element.attrib.items():
+        if key.lower() == name.lower():
+            return key, value
+    return None
+
+
+def _value(element, name: str, convert: Callable, default: Any = _REQUIRED) -> Any:
+    """Attribute `name` of `element` through `convert`; `default` if either is absent."""
+    if element is None:
+        return None if default is _REQUIRED else default
+    found = _attribute(element, name)
+    if found is None:
+        if default is _REQUIRED:
+            raise _Invalid(element, None, f"missing required attribute {name}")
+        return default
+    try:
+        return convert(found[1])
+    except Exception as exc:
+        problem = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        raise _Invalid(element, found[0], problem) from exc
+
+
+def _start(element) -> bool:
+    return _value(element, "start", _boolean, False)
+
+
+def _when_started(element, name: str, convert: Callable) -> Any:
+    return _value(element, name, convert) if _start(element) else None
+
+
+# --- converters: one per kind of value; each raises ValueError saying what is wrong -------
+
+
+def _boolean(value: str) -> bool:
+    return value == "true"  # sersync: only the exact string "true" is true
+
+
+def _integer(value: str) -> int:
+    text = value.strip()
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
+        raise ValueError("not an integer")
+    return int(text)
+
+
+def _non_negative(value: str) -> int:
+    number = _integer(value)
+    if number < 0:
+        raise ValueError("must not be negative")
+    return number
+
+
+def _minutes(value: str) -> int:
+    # sersync's atoi turns garbage and <= 0 into 600 silently; we refuse them.
+    try:
+        number = _integer(value)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise ValueError("not a positive number of minutes")
+    return number
+
+
+def _port(value: str) -> int:
+    try:
+        number = _integer(value)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 65535:
+        raise ValueError("not a port number (1..65535)")
+    return number
+
+
+def _port_or_zero(value: str) -> int:
+    try:
+        return 0 if _integer(value) == 0 else _port(value)
+    except ValueError:
+        raise ValueError("not a port number (1..65535, or 0 for none)") from None
+
+
+def _nonempty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip()
+
+
+def _argv(value: str) -> tuple[str, ...]:
+    try:
+        return tuple(shlex.split(value))
+    except ValueError as exc:
+        raise ValueError(f"cannot be split into arguments: {exc}") from None
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+    return value
+
+
+def _plugin_name(value: str) -> str:
+    if value not in PLUGIN_NAMES:
+        raise ValueError(f"unknown plugin, expected one of {', '.join(PLUGIN_NAMES)}")
+    return value
+
+
+def _directory(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    path = os.path.abspath(value)  # also strips trailing slashes, as sersync strips one
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ValueError("directory does not exist") from None
+    except OSError as exc:
+        raise ValueError(f"cannot use directory: {exc.strerror}") from None
+    if not stat.S_ISDIR(mode):
+        raise ValueError("not a directory")
+    return path
+
+
+def _password_file(value: str) -> Optional[str]:
+    if not value:
+        return None  # as sersync: no --password-file at all
+    path = os.path.abspath(value)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise ValueError(f"cannot use password file: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise ValueError("not a regular file")
+    if mode & 0o777 != 0o600:
+        raise ValueError(f"mode {mode & 0o777:04o}, must be 0600")
+    return path
+
+
+def _fail_log_path(value: str) -> str:
+    if not value:
+        return DEFAULT_FAIL_LOG  # sersync would run "/bin/sh " on stdin
+    path = os.path.abspath(value)
+    if os.path.isdir(path):
+        raise ValueError("is a directory")
+    if not os.path.isdir(os.path.dirname(path)):
+        raise ValueError("its directory does not exist")
+    return path
+
+
+def _time_to_execute(value: str) -> int:
+    return EMPTY_TIME_TO_EXECUTE if not value.strip() else _non_negative(value)
+
+
+# --- sections -----------------------------------------------------------------------------
+
+
+@_guarded
+def _config(head, source: str) -> Config:
+    if head.tag.lower() != "head":
+        raise _Invalid(head, None, "the root element must be <head>")
+    sersync = _required_child(head, "sersync")
+    rsync = _rsync(sersync)
+    plugins = _plugins(head)
+    return Config(
+        source=source,
+        host=_host(head),
+        debug=_start(_child(head, "debug")),
+        xfs=_value(_child(head, "fileSystem"), "xfs", _boolean, False),
+        filter=_filter(head),
+        inotify=_inotify(head),
+        localpaths=_localpaths(sersync, rsync.port),
+        rsync=rsync,
+        fail_log=_fail_log(sersync),
+        crontab=_crontab(sersync),
+        sersync_plugin=_sersync_plugin(sersync, plugins),
+        plugins=plugins,
+    )
+
+
+@_guarded
+def _host(head) -> Host:
+    element = _child(head, "host")
+    return Host(
+        hostip=_value(element, "hostip", str.strip, ""),
+        port=_value(element, "port", _port_or_zero, 0),
+    )
+
+
+@_guarded
+def _filter(head) -> Filter:
+    element = _child(head, "filter")
+    start = _start(element)
+    return Filter(
+        start=start,
+        excludes=_expressions(element, _regex) if start else (),
+        keep_dotfiles=_value(element, "keepDotfiles", _boolean, False),
+    )
+
+
+def _expressions(parent, convert: Callable) -> tuple[str, ...]:
+    # sersync reads the expression of the i-th child whatever its tag, so any element counts.
+    return tuple(_value(child, "expression", convert) for child in _elements(parent))
+
+
+@_guarded
+def _inotify(head) -> Inotify:
+    element = _child(head, "inotify")
+    flags = {}
+    for tag, name, default in _INOTIFY:
+        child = _child(element, tag)
+        flags[name] = default if child is None else _start(child)
+    return Inotify(**flags)
+
+
+@_guarded
+def _localpaths(sersync, port: Optional[int]) -> tuple[LocalPath, ...]:
+    # sersync uses only the first <localpath>; we use all of them.
+    elements = _children(sersync, "localpath")
+    if not elements:
+        raise _Invalid(sersync, None, "missing required element <localpath>")
+    localpaths, lines = [], {}
+    for element in elements:
+        localpath = _localpath(element, port)
+        if localpath.watch in lines:
+            # One inotify watch per directory: the second block would never get its events.
+            problem = f"same directory as the <localpath> at line {lines[localpath.watch]}"
+            raise _Invalid(element, "watch", problem)
+        lines[localpath.watch] = element.sourceline
+        localpaths.append(localpath)
+    return tuple(localpaths)
+
+
+def _localpath(element, port: Optional[int]) -> LocalPath:
+    watch = _value(element, "watch", _directory)
+    remotes = _children(element, "remote")
+    if not remotes:
+        raise _Invalid(element, None, "missing required element <remote>")
+    return LocalPath(watch, tuple(_remote(remote, port) for remote in remotes))
+
+
+def _remote(element, port: Optional[int]) -> Remote:
+    return Remote(
+        ip=_value(element, "ip", _nonempty),
+        name=_value(element, "name", _nonempty),
+        port=_value(element, "port", _port, port),  # sersyncpy's addition
+    )
+
+
+@_guarded
+def _rsync(sersync) -> Rsync:
+    element = _child(sersync, "rsync")
+    auth = _child(element, "auth")
+    started = _start(auth)
+    return Rsync(
+        common_params=_value(
+            _child(element, "commonParams"), "params", _argv, DEFAULT_COMMON_PARAMS
+        ),
+        auth=started,
+        users=_value(auth, "users", _nonempty) if started else "",
+        password_file=_value(auth, "passwordfile", _password_file, None) if started else None,
+        port=_when_started(_child(element, "userDefinedPort"), "port", _port),
+        timeout=_when_started(_child(element, "timeout"), "time", _non_negative),
+        ssh=_start(_child(element, "ssh")),
+    )
+
+
+@_guarded
+def _fail_log(sersync) -> FailLog:
+    element = _child(sersync, "failLog")
+    if element is None:
+        return FailLog(DEFAULT_FAIL_LOG, DEFAULT_TIME_TO_EXECUTE)
+    return FailLog(
+        path=_value(element, "path", _fail_log_path, DEFAULT_FAIL_LOG),
+        time_to_execute=_value(element, "timeToExecute", _time_to_execute, EMPTY_TIME_TO_EXECUTE),
+    )
+
+
+@_guarded
+def _crontab(sersync) -> Crontab:
+    element = _child(sersync, "crontab")
+    start = _start(element)
+    # sersync ignores the schedule while start is false; so do we, bad values included.
+    minutes = _minutes if start else _lenient(_minutes, DEFAULT_SCHEDULE)
+    crontabfilter = _child(element, "crontabfilter")
+    return Crontab(
+        start=start,
+        schedule=_value(element, "schedule", minutes, DEFAULT_SCHEDULE),
+        excludes=_expressions(crontabfilter, str) if _start(crontabfilter) else (),
+    )
+
+
+def _lenient(convert: Callable, default: Any) -> Callable:
+    """For values sersync ignores while their start is false: bad ones become the default."""
+
+    def lenient(value: str) -> Any:
+        try:
+            return convert(value)
+        except ValueError:
+            return default
+
+    return lenient
+
+
+@_guarded
+def _plugins(head) -> tuple[PluginSection, ...]:
+    return tuple(
+        PluginSection(_value(element, "name", _plugin_name), element, element.sourceline or 0)
+        for element in _children(head, "plugin")
+    )
+
+
+@_guarded
+def _sersync_plugin(sersync, plugins: tuple[PluginSection, ...]) -> Optional[str]:
+    element = _child(sersync, "plugin")
+    if not _start(element):
+        return None
+    name = _value(element, "name", _plugin_name)
+    if not any(section.name == name for section in plugins):
+        raise _Invalid(element, "name", f'no top-level <plugin name="{name}"> section')
+    return name

@@ -1,0 +1,852 @@
+"""Table tests of sersyncpy.config: the stock sersync 2.5 sample, defaults, additions, errors."""
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from sersyncpy import config
+from sersyncpy.config import (
+    Config,
+    Crontab,
+    FailLog,
+    Filter,
+    Host,
+    Inotify,
+    LocalPath,
+    Remote,
+    Rsync,
+)
+from sersyncpy.errors import ConfigError
+
+REPO_CONFXML = Path(__file__).resolve().parents[2] / "confxml.xml"
+
+# sersync 2.5.4's sample, verbatim from the behaviour reference (section 3.1).
+SAMPLE = rb"""<?xml version="1.0" encoding="ISO-8859-1"?>
+<head version="2.5">
+    <host hostip="localhost" port="8008"></host>
+    <debug start="false"/>
+    <fileSystem xfs="false"/>
+    <filter start="false">
+        <exclude expression="(.*)\.svn"></exclude>
+        <exclude expression="(.*)\.gz"></exclude>
+        <exclude expression="^info/*"></exclude>
+        <exclude expression="^static/*"></exclude>
+    </filter>
+    <inotify>
+        <delete start="true"/>
+        <createFolder start="true"/>
+        <createFile start="false"/>
+        <closeWrite start="true"/>
+        <moveFrom start="true"/>
+        <moveTo start="true"/>
+        <attrib start="false"/>
+        <modify start="false"/>
+    </inotify>
+    <sersync>
+        <localpath watch="/opt/tongbu">
+            <remote ip="127.0.0.1" name="tongbu1"/>
+            <!--<remote ip="192.168.8.39" name="tongbu"/>-->
+        </localpath>
+        <rsync>
+            <commonParams params="-artuz"/>
+            <auth start="false" users="root" passwordfile="/etc/rsync.pas"/>
+            <userDefinedPort start="false" port="874"/>
+            <timeout start="false" time="100"/>
+            <ssh start="false"/>
+        </rsync>
+        <failLog path="/tmp/rsync_fail_log.sh" timeToExecute="60"/>
+        <crontab start="false" schedule="600">
+            <crontabfilter start="false">
+                <exclude expression="*.php"></exclude>
+                <exclude expression="info/*"></exclude>
+            </crontabfilter>
+        </crontab>
+        <plugin start="false" name="command"/>
+    </sersync>
+    <plugin name="command">
+        <param prefix="/bin/sh" suffix="" ignoreError="true"/>
+        <filter start="false">
+            <include expression="(.*)\.php"/>
+            <include expression="(.*)\.sh"/>
+        </filter>
+    </plugin>
+    <plugin name="socket">
+        <localpath watch="/opt/tongbu">
+            <deshost ip="192.168.138.20" port="8009"/>
+        </localpath>
+    </plugin>
+    <plugin name="refreshCDN">
+        <localpath watch="/data0/htdocs/cms.xoyo.com/site/">
+            <cdninfo domainname="ccms.chinacache.com" port="80" username="xxxx" passwd="xxxx"/>
+            <sendurl base="http://pic.xoyo.com/cms"/>
+            <regexurl regex="false" match="cms.xoyo.com/site([/a-zA-Z0-9]*).xoyo.com/images"/>
+        </localpath>
+    </plugin>
+</head>
+"""
+
+STOCK_WATCH = b'watch="/opt/tongbu"'
+
+SAMPLE_INOTIFY = Inotify(
+    delete=True,
+    create_folder=True,
+    create_file=False,
+    close_write=True,
+    move_from=True,
+    move_to=True,
+    attrib=False,
+    modify=False,
+)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def watch(tmp_path: Path) -> str:
+    directory = tmp_path / "tongbu"
+    directory.mkdir()
+    return str(directory)
+
+
+def edit(text: bytes, *changes: tuple[bytes, bytes]) -> bytes:
+    """Apply (old, new) replacements, each of which must match."""
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+def sample(watch: str, *changes: tuple[bytes, bytes]) -> bytes:
+    """The stock sample with its watch paths replaced by an existing directory."""
+    return edit(SAMPLE, (STOCK_WATCH, b'watch="%s"' % watch.encode()), *changes)
+
+
+def minimal(watch: str, inside_head: bytes = b"", inside_sersync: bytes = b"") -> bytes:
+    return b"""<head>
+%s
+    <sersync>
+        <localpath watch="%s"><remote ip="10.0.0.1" name="mod"/></localpath>
+%s
+    </sersync>
+</head>
+""" % (inside_head, watch.encode(), inside_sersync)
+
+
+def load(tmp_path: Path, text: bytes) -> Config:
+    path = tmp_path / "confxml.xml"
+    path.write_bytes(text)
+    return config.load(str(path))
+
+
+def line_of(text: bytes, needle: bytes) -> int:
+    assert text.count(needle) == 1, needle
+    return text[: text.index(needle)].count(b"\n") + 1
+
+
+def error_of(tmp_path: Path, text: bytes) -> str:
+    """The message of the ConfigError that loading `text` raises; checks it is one line."""
+    path = tmp_path / "confxml.xml"
+    path.write_bytes(text)
+    with pytest.raises(ConfigError) as caught:
+        config.load(str(path))
+    message = str(caught.value)
+    assert "\n" not in message and "\r" not in message
+    assert caught.value.exit_code == 2
+    return message
+
+
+def assert_error(tmp_path: Path, text: bytes, needle, *fragments: str) -> str:
+    """Loading fails at the line holding `needle` (or line `needle`), and the message holds
+    every fragment."""
+    message = error_of(tmp_path, text)
+    line = needle if isinstance(needle, int) else line_of(text, needle)
+    assert message.startswith(f"{tmp_path / 'confxml.xml'}:{line}: "), message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+    return message
+
+
+# --- the stock sample and the repository's confxml.xml -----------------------------------
+
+
+def test_stock_sample_parses_unchanged(tmp_path: Path, watch: str) -> None:
+    cfg = load(tmp_path, sample(watch))
+    assert cfg.source == str(tmp_path / "confxml.xml")
+    assert cfg.host == Host("localhost", 8008)
+    assert (cfg.debug, cfg.xfs) == (False, False)
+    assert cfg.filter == Filter(start=False, excludes=(), keep_dotfiles=False)
+    assert cfg.inotify == SAMPLE_INOTIFY
+    assert cfg.localpaths == (LocalPath(watch, (Remote("127.0.0.1", "tongbu1", None),)),)
+    assert cfg.rsync == Rsync(
+        common_params=("-artuz",),
+        auth=False,
+        users="",
+        password_file=None,
+        port=None,
+        timeout=None,
+        ssh=False,
+    )
+    assert cfg.fail_log == FailLog("/tmp/rsync_fail_log.sh", 60)
+    assert cfg.crontab == Crontab(start=False, schedule=600, excludes=())
+    assert cfg.sersync_plugin is None
+    assert [section.name for section in cfg.plugins] == ["command", "socket", "refreshCDN"]
+
+
+def test_stock_sample_plugin_sections_keep_element_and_line(watch: str) -> None:
+    text = sample(watch)
+    cfg = config.parse(text, "confxml.xml")
+    socket = cfg.plugin("socket")
+    assert socket is not None
+    assert socket.line == line_of(text, b'<plugin name="socket">')
+    assert socket.element.tag == "plugin"
+    assert socket.element.find("localpath/deshost").get("port") == "8009"
+    assert cfg.plugin("http") is None
+
+
+def test_stock_sample_with_its_filters_switched_on(watch: str) -> None:
+    text = sample(
+        watch,
+        (b'<filter start="false">\n        <exclude', b'<filter start="true">\n        <exclude'),
+        (b'<crontab start="false"', b'<crontab start="true"'),
+        (b'<crontabfilter start="false">', b'<crontabfilter start="true">'),
+    )
+    cfg = config.parse(text, "confxml.xml")
+    assert cfg.filter.excludes == (r"(.*)\.svn", r"(.*)\.gz", "^info/*", "^static/*")
+    assert cfg.crontab == Crontab(start=True, schedule=600, excludes=("*.php", "info/*"))
+
+
+def test_parsing_twice_gives_equal_hashable_configs(watch: str) -> None:
+    first = config.parse(sample(watch), "a.xml")
+    second = config.parse(sample(watch), "a.xml")
+    assert first == second and hash(first) == hash(second)
+    with pytest.raises(AttributeError):
+        first.debug = True  # type: ignore[misc]
+
+
+def test_repo_confxml_parses_like_the_stock_sample(tmp_path: Path, watch: str) -> None:
+    repo = load(
+        tmp_path, edit(REPO_CONFXML.read_bytes(), (STOCK_WATCH, b'watch="%s"' % watch.encode()))
+    )
+    stock = load(tmp_path, sample(watch))
+    assert replace(repo, plugins=()) == replace(stock, plugins=())
+    assert [p.name for p in repo.plugins] == [p.name for p in stock.plugins]
+
+
+def _elements(element: etree._Element) -> list:
+    return [child for child in element if isinstance(child.tag, str)]
+
+
+def _assert_keeps(original: etree._Element, ours: etree._Element, where: str) -> None:
+    where = f"{where}/{original.tag}"
+    assert ours.tag == original.tag, where
+    for name, value in original.attrib.items():
+        assert ours.get(name) == value, (where, name)
+    assert [c.tag for c in _elements(ours)] == [c.tag for c in _elements(original)], where
+    for child, our_child in zip(_elements(original), _elements(ours)):
+        _assert_keeps(child, our_child, where)
+
+
+def test_repo_confxml_keeps_every_element_and_attribute_of_the_sample() -> None:
+    # So that sersync 2.5 itself can still read it.
+    parser = etree.XMLParser(remove_comments=True)
+    ours = etree.fromstring(REPO_CONFXML.read_bytes(), parser)
+    _assert_keeps(etree.fromstring(SAMPLE, parser), ours, "")
+    assert ours.find("filter").get("keepDotfiles") == "false"
+
+
+# --- defaults -----------------------------------------------------------------------------
+
+
+def test_defaults_for_every_optional_part(watch: str) -> None:
+    cfg = config.parse(minimal(watch), "min.xml")
+    assert cfg == Config(
+        source="min.xml",
+        host=Host("", 0),
+        debug=False,
+        xfs=False,
+        filter=Filter(False, (), False),
+        inotify=SAMPLE_INOTIFY,
+        localpaths=(LocalPath(watch, (Remote("10.0.0.1", "mod", None),)),),
+        rsync=Rsync(("-artuz",), False, "", None, None, None, False),
+        fail_log=FailLog("/tmp/rsync_fail_log.sh", 60),
+        crontab=Crontab(False, 600, ()),
+        sersync_plugin=None,
+        plugins=(),
+    )
+
+
+def test_missing_inotify_child_gets_the_sample_default(watch: str) -> None:
+    text = minimal(
+        watch, b'<inotify><delete start="false"/><attrib start="true"/><modify/></inotify>'
+    )
+    inotify = config.parse(text, "x.xml").inotify
+    # modify has no start attribute: false; the five absent children keep the sample values.
+    assert inotify == replace(SAMPLE_INOTIFY, delete=False, attrib=True, modify=False)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("true", True),
+        ("True", False),
+        ("TRUE", False),
+        ("1", False),
+        ("yes", False),
+        (" true", False),
+        ("", False),
+    ],
+)
+def test_boolean_is_true_only_for_the_exact_string_true(
+    watch: str, value: str, expected: bool
+) -> None:
+    text = minimal(watch, b'<debug start="%s"/><fileSystem xfs="%s"/>' % ((value.encode(),) * 2))
+    cfg = config.parse(text, "x.xml")
+    assert (cfg.debug, cfg.xfs) == (expected, expected)
+
+
+def test_missing_start_attribute_means_false(watch: str) -> None:
+    text = minimal(watch, b"<debug/><filter><exclude expression='(.*'/></filter>")
+    cfg = config.parse(text, "x.xml")
+    assert cfg.debug is False
+    assert cfg.filter == Filter(False, (), False)  # off: the bad regex is not even compiled
+
+
+@pytest.mark.parametrize(
+    ("fail_log", "expected"),
+    [
+        (b"", FailLog("/tmp/rsync_fail_log.sh", 60)),
+        (b'<failLog path="/tmp/f.sh" timeToExecute=""/>', FailLog("/tmp/f.sh", 120)),
+        (b'<failLog path="/tmp/f.sh"/>', FailLog("/tmp/f.sh", 120)),
+        (b'<failLog path="" timeToExecute="5"/>', FailLog("/tmp/rsync_fail_log.sh", 5)),
+        (b'<failLog path="/tmp/f.sh" timeToExecute="0"/>', FailLog("/tmp/f.sh", 0)),
+    ],
+)
+def test_fail_log_defaults(watch: str, fail_log: bytes, expected: FailLog) -> None:
+    assert config.parse(minimal(watch, inside_sersync=fail_log), "x.xml").fail_log == expected
+
+
+def test_relative_fail_log_path_becomes_absolute(tmp_path: Path, watch: str, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    text = minimal(watch, inside_sersync=b'<failLog path="fail.sh" timeToExecute="1"/>')
+    assert config.parse(text, "x.xml").fail_log == FailLog(str(tmp_path / "fail.sh"), 1)
+
+
+@pytest.mark.parametrize(
+    ("crontab", "expected"),
+    [
+        (b'<crontab start="true" schedule="30"/>', Crontab(True, 30, ())),
+        (b'<crontab start="true"/>', Crontab(True, 600, ())),
+        (b'<crontab start="false" schedule="45"/>', Crontab(False, 45, ())),
+        (b'<crontab start="false" schedule="junk"/>', Crontab(False, 600, ())),
+        (
+            b'<crontab start="false"><crontabfilter start="true">'
+            b'<exclude expression="*.tmp"/><exclude expression="cache/"/>'
+            b"</crontabfilter></crontab>",
+            Crontab(False, 600, ("*.tmp", "cache/")),  # -r uses them too
+        ),
+    ],
+)
+def test_crontab(watch: str, crontab: bytes, expected: Crontab) -> None:
+    assert config.parse(minimal(watch, inside_sersync=crontab), "x.xml").crontab == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        (b"", Host("", 0)),
+        (b'<host hostip="127.0.0.1"/>', Host("127.0.0.1", 0)),
+        (b'<host hostip="localhost" port="0"/>', Host("localhost", 0)),
+        (b'<host port="9100"/>', Host("", 9100)),
+    ],
+)
+def test_host(watch: str, host: bytes, expected: Host) -> None:
+    assert config.parse(minimal(watch, host), "x.xml").host == expected
+
+
+def test_iso_8859_1_declaration_is_honoured(tmp_path: Path) -> None:
+    directory = tmp_path / "caf\u00e9"
+    directory.mkdir()
+    text = b'<?xml version="1.0" encoding="ISO-8859-1"?>\n' + minimal(str(directory)).replace(
+        str(directory).encode(), str(directory).encode("iso-8859-1")
+    )
+    assert config.parse(text, "x.xml").localpaths[0].watch == str(directory)
+
+
+# --- filter -------------------------------------------------------------------------------
+
+
+def test_filter_reads_every_child_whatever_its_tag(watch: str) -> None:
+    text = minimal(
+        watch,
+        b"""<filter start="true" keepDotfiles="true">
+            <!-- a comment is not a child -->
+            <exclude expression="(.*)\\.tmp"/>
+            <include expression="^cache/.*"/>
+        </filter>""",
+    )
+    flt = config.parse(text, "x.xml").filter
+    assert flt == Filter(start=True, excludes=(r"(.*)\.tmp", "^cache/.*"), keep_dotfiles=True)
+    compiled = flt.compiled()
+    assert all(isinstance(pattern, re.Pattern) for pattern in compiled)
+    assert compiled[0].fullmatch("a.tmp") and not compiled[0].fullmatch("a.tmpx")
+    assert compiled[1].fullmatch("cache/x")
+
+
+def test_keep_dotfiles_does_not_need_the_filter_started(watch: str) -> None:
+    text = minimal(watch, b'<filter start="false" keepDotfiles="true"/>')
+    assert config.parse(text, "x.xml").filter == Filter(False, (), True)
+
+
+# --- localpaths and remotes ---------------------------------------------------------------
+
+
+def test_several_localpaths_each_with_its_own_remotes(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    text = b"""<head><sersync>
+        <localpath watch="%(a)s/"><remote ip="h1" name="m1"/><remote ip="h2" name="m2"/></localpath>
+        <localpath watch="%(b)s"><remote ip="h3" name="m3"/></localpath>
+    </sersync></head>""" % {b"a": str(tmp_path / "a").encode(), b"b": str(tmp_path / "b").encode()}
+    assert config.parse(text, "x.xml").localpaths == (
+        LocalPath(str(tmp_path / "a"), (Remote("h1", "m1", None), Remote("h2", "m2", None))),
+        LocalPath(str(tmp_path / "b"), (Remote("h3", "m3", None),)),
+    )
+
+
+def test_relative_watch_becomes_absolute_and_normalised(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "w" / "sub").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    text = minimal("w/./sub//")
+    assert config.parse(text, "x.xml").localpaths[0].watch == str(tmp_path / "w" / "sub")
+
+
+@pytest.mark.parametrize(
+    ("user_defined_port", "expected_ports"),
+    [
+        (b'<userDefinedPort start="true" port="8730"/>', (8741, 8730)),
+        (b'<userDefinedPort start="false" port="8730"/>', (8741, None)),
+        (b"", (8741, None)),
+    ],
+)
+def test_remote_port_overrides_user_defined_port(
+    watch: str, user_defined_port: bytes, expected_ports: tuple
+) -> None:
+    text = b"""<head><sersync>
+        <localpath watch="%s">
+            <remote ip="a" name="m" port="8741"/><remote ip="b" name="m"/>
+        </localpath>
+        <rsync>%s</rsync>
+    </sersync></head>""" % (watch.encode(), user_defined_port)
+    cfg = config.parse(text, "x.xml")
+    assert tuple(remote.port for remote in cfg.localpaths[0].remotes) == expected_ports
+    assert cfg.rsync.port == expected_ports[1]
+
+
+def test_tag_and_attribute_names_match_case_insensitively_as_in_sersync(watch: str) -> None:
+    text = b'<head><SERSYNC><localPath WATCH="%s"><Remote IP="h" Name="m"/></localPath></SERSYNC>'
+    cfg = config.parse(text % watch.encode() + b"</head>", "x.xml")
+    assert cfg.localpaths == (LocalPath(watch, (Remote("h", "m", None),)),)
+
+
+# --- rsync --------------------------------------------------------------------------------
+
+
+def test_rsync_options_when_started(tmp_path: Path, watch: str) -> None:
+    password = tmp_path / "rsync.pas"
+    password.write_text("secret\n")
+    password.chmod(0o600)
+    rsync = b"""<rsync>
+        <commonParams params="-artuz --exclude='a b' -e &quot;ssh -p 22&quot;"/>
+        <auth start="true" users="backup" passwordfile="%s"/>
+        <userDefinedPort start="true" port="8730"/>
+        <timeout start="true" time="100"/>
+        <ssh start="true"/>
+    </rsync>""" % str(password).encode()
+    cfg = config.parse(minimal(watch, inside_sersync=rsync), "x.xml")
+    assert cfg.rsync == Rsync(
+        common_params=("-artuz", "--exclude=a b", "-e", "ssh -p 22"),
+        auth=True,
+        users="backup",
+        password_file=str(password),
+        port=8730,
+        timeout=100,
+        ssh=True,
+    )
+    assert cfg.localpaths[0].remotes[0].port == 8730
+
+
+def test_auth_with_empty_password_file_has_none(watch: str) -> None:
+    rsync = b'<rsync><auth start="true" users="u" passwordfile=""/></rsync>'
+    cfg = config.parse(minimal(watch, inside_sersync=rsync), "x.xml")
+    assert (cfg.rsync.auth, cfg.rsync.users, cfg.rsync.password_file) == (True, "u", None)
+
+
+def test_options_off_ignore_their_values(watch: str) -> None:
+    rsync = b"""<rsync><auth start="false" users="" passwordfile="/nonexistent"/>
+        <userDefinedPort start="false" port="junk"/><timeout start="no" time="-1"/></rsync>"""
+    cfg = config.parse(minimal(watch, inside_sersync=rsync), "x.xml")
+    assert cfg.rsync == Rsync(("-artuz",), False, "", None, None, None, False)
+
+
+def test_timeout_zero_is_allowed(watch: str) -> None:
+    rsync = b'<rsync><timeout start="true" time="0"/></rsync>'
+    assert config.parse(minimal(watch, inside_sersync=rsync), "x.xml").rsync.timeout == 0
+
+
+def test_empty_common_params_give_no_arguments(watch: str) -> None:
+    rsync = b'<rsync><commonParams params=""/></rsync>'
+    assert config.parse(minimal(watch, inside_sersync=rsync), "x.xml").rsync.common_params == ()
+
+
+# --- plugins ------------------------------------------------------------------------------
+
+
+def test_sersync_plugin_started(watch: str) -> None:
+    text = sample(
+        watch, (b'<plugin start="false" name="command"/>', b'<plugin start="true" name="socket"/>')
+    )
+    cfg = config.parse(text, "x.xml")
+    assert cfg.sersync_plugin == "socket"
+    assert cfg.plugin("socket") is cfg.plugins[1]
+
+
+def test_first_plugin_section_of_a_name_wins(watch: str) -> None:
+    text = minimal(watch, b'<plugin name="http" n="1"/><plugin name="http" n="2"/>')
+    section = config.parse(text, "x.xml").plugin("http")
+    assert section is not None and section.element.get("n") == "1"
+
+
+# --- errors: one line, file:line, element, attribute and quoted value ----------------------
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.xml"
+    with pytest.raises(ConfigError) as caught:
+        config.load(str(path))
+    assert str(caught.value) == f"{path}: cannot read: No such file or directory"
+
+
+def test_directory_instead_of_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read: Is a directory"):
+        config.load(str(tmp_path))
+
+
+def test_malformed_xml_names_the_line_lxml_gives(tmp_path: Path, watch: str) -> None:
+    text = sample(watch, (b'<fileSystem xfs="false"/>', b"<fileSystem xfs=false/>"))
+    assert_error(tmp_path, text, b"xfs=false", "malformed XML: ", "AttValue", "column")
+
+
+def test_malformed_xml_unclosed_element(tmp_path: Path, watch: str) -> None:
+    text = sample(watch, (b'<debug start="false"/>', b'<debug start="false">'))
+    # libxml2 notices at </head>, and says where <debug> was opened.
+    assert_error(tmp_path, text, b"</head>", "malformed XML: ", "debug line 4")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "confxml.xml"
+    path.write_bytes(b"")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}:1: malformed XML: "):
+        config.load(str(path))
+
+
+def test_wrong_root(tmp_path: Path, watch: str) -> None:
+    text = sample(watch, (b'<head version="2.5">', b"<config>"), (b"</head>", b"</config>"))
+    assert_error(tmp_path, text, b"<config>", "<config>: the root element must be <head>")
+
+
+def test_missing_sersync(tmp_path: Path) -> None:
+    text = b'<?xml version="1.0"?>\n<head version="2.5">\n    <debug start="true"/>\n</head>\n'
+    assert_error(tmp_path, text, b"<head", "<head>: missing required element <sersync>")
+
+
+def test_missing_localpath(tmp_path: Path) -> None:
+    text = b"<head>\n  <sersync>\n    <rsync/>\n  </sersync>\n</head>\n"
+    assert_error(tmp_path, text, b"<sersync>", "<sersync>: missing required element <localpath>")
+
+
+def test_missing_remote(tmp_path: Path, watch: str) -> None:
+    text = sample(watch, (b'<remote ip="127.0.0.1" name="tongbu1"/>', b""))
+    line = line_of(text, b"    <sersync>") + 1
+    assert_error(tmp_path, text, line, "<localpath>: missing required element <remote>")
+
+
+def _sersync_localpath(watch: bytes) -> bytes:
+    return (
+        b'<head><sersync>\n<localpath watch="%s">\n<remote ip="h" name="m"/>\n</localpath>\n'
+        b"</sersync></head>\n" % watch
+    )
+
+
+@pytest.mark.parametrize(
+    ("watch_value", "problem"),
+    [
+        (b"/nonexistent/tongbu", "directory does not exist"),
+        (b"", "must not be empty"),
+    ],
+)
+def test_bad_watch(tmp_path: Path, watch_value: bytes, problem: str) -> None:
+    text = _sersync_localpath(watch_value)
+    element = f'<localpath watch="{watch_value.decode()}">'
+    assert_error(tmp_path, text, b"<localpath", f"{element}: {problem}")
+
+
+def test_watch_that_is_a_file(tmp_path: Path) -> None:
+    regular = tmp_path / "file"
+    regular.write_text("x")
+    text = _sersync_localpath(str(regular).encode())
+    assert_error(tmp_path, text, b"<localpath", f'<localpath watch="{regular}">: not a directory')
+
+
+def test_watch_attribute_missing(tmp_path: Path) -> None:
+    text = b'<head><sersync>\n<localpath>\n<remote ip="h" name="m"/></localpath></sersync></head>'
+    assert_error(tmp_path, text, b"<localpath", "<localpath>: missing required attribute watch")
+
+
+def test_same_watch_twice(tmp_path: Path, watch: str) -> None:
+    text = b"""<head><sersync>
+<localpath watch="%(w)s"><remote ip="a" name="m"/></localpath>
+<localpath watch="%(w)s/"><remote ip="b" name="m"/></localpath>
+</sersync></head>""" % {b"w": watch.encode()}
+    assert_error(
+        tmp_path,
+        text,
+        b'%s/"' % watch.encode(),
+        f'<localpath watch="{watch}/">: same directory as the <localpath> at line 2',
+    )
+
+
+# Each case: replacements in the stock sample, text that is on the bad line only, and what the
+# message says after file:line: the element with the attribute and its quoted value, then
+# the problem.
+ATTRIBUTE_ERRORS = [
+    # <remote>
+    ((b'ip="127.0.0.1"', b'ip=""'), b'ip=""', '<remote ip="">: must not be empty'),
+    ((b'name="tongbu1"', b'name=" "'), b'name=" "', '<remote name=" ">: must not be empty'),
+    ((b'ip="127.0.0.1" ', b""), b'"tongbu1"', "<remote>: missing required attribute ip"),
+    ((b'"tongbu1"/', b'"t" port="x"/'), b'port="x"', '<remote port="x">: not a port number'),
+    ((b'"tongbu1"/', b'"t" port="0"/'), b'port="0"', '<remote port="0">: not a port number'),
+    (
+        (b'"tongbu1"/', b'"t" port="65536"/'),
+        b'port="65536"',
+        '<remote port="65536">: not a port number (1..65535)',
+    ),
+    # <rsync>
+    (
+        (b'<timeout start="false" time="100"/>', b'<timeout start="true" time="abc"/>'),
+        b"<timeout",
+        '<timeout time="abc">: not an integer',
+    ),
+    (
+        (b'<timeout start="false" time="100"/>', b'<timeout start="true" time="-5"/>'),
+        b"<timeout",
+        '<timeout time="-5">: must not be negative',
+    ),
+    (
+        (
+            b'<userDefinedPort start="false" port="874"/>',
+            b'<userDefinedPort start="true" port="0"/>',
+        ),
+        b"<userDefinedPort",
+        '<userDefinedPort port="0">: not a port number (1..65535)',
+    ),
+    (
+        (
+            b'<userDefinedPort start="false" port="874"/>',
+            b'<userDefinedPort start="true" port="8x"/>',
+        ),
+        b"<userDefinedPort",
+        '<userDefinedPort port="8x">: not a port number',
+    ),
+    (
+        (b'<userDefinedPort start="false" port="874"/>', b'<userDefinedPort start="true"/>'),
+        b"<userDefinedPort",
+        "<userDefinedPort>: missing required attribute port",
+    ),
+    (
+        (b'params="-artuz"', b'params="-artuz \'--exclude=a"'),
+        b"<commonParams",
+        '<commonParams params="-artuz \'--exclude=a">: cannot be split into arguments: '
+        "No closing quotation",
+    ),
+    # <failLog> and <crontab>
+    (
+        (b'timeToExecute="60"', b'timeToExecute="soon"'),
+        b"<failLog",
+        '<failLog timeToExecute="soon">: not an integer',
+    ),
+    (
+        (b'timeToExecute="60"', b'timeToExecute="-1"'),
+        b"<failLog",
+        '<failLog timeToExecute="-1">: must not be negative',
+    ),
+    (
+        (b'path="/tmp/rsync_fail_log.sh"', b'path="/nonexistent/fail.sh"'),
+        b"<failLog",
+        '<failLog path="/nonexistent/fail.sh">: its directory does not exist',
+    ),
+    (
+        (b'<crontab start="false" schedule="600">', b'<crontab start="true" schedule="0">'),
+        b"<crontab ",
+        '<crontab schedule="0">: not a positive number of minutes',
+    ),
+    (
+        (b'<crontab start="false" schedule="600">', b'<crontab start="true" schedule="-3">'),
+        b"<crontab ",
+        '<crontab schedule="-3">: not a positive number of minutes',
+    ),
+    (
+        (b'<crontab start="false" schedule="600">', b'<crontab start="true" schedule="10m">'),
+        b"<crontab ",
+        '<crontab schedule="10m">: not a positive number of minutes',
+    ),
+    (
+        (b'<crontab start="false" schedule="600">', b'<crontab start="true" schedule="">'),
+        b"<crontab ",
+        '<crontab schedule="">: not a positive number of minutes',
+    ),
+    # <host>
+    ((b'port="8008"', b'port="http"'), b"<host", '<host port="http">: not a port number'),
+    ((b'port="8008"', b'port="-1"'), b"<host", '<host port="-1">: not a port number'),
+    ((b'port="8008"', b'port="70000"'), b"<host", '<host port="70000">: not a port number'),
+    # plugins
+    (
+        (b'<plugin start="false" name="command"/>', b'<plugin start="true" name="mail"/>'),
+        b'name="mail"',
+        '<plugin name="mail">: unknown plugin, expected one of command, socket, refreshCDN, http',
+    ),
+    (
+        (b'<plugin start="false" name="command"/>', b'<plugin start="true" name="http"/>'),
+        b'name="http"',
+        '<plugin name="http">: no top-level <plugin name="http"> section',
+    ),
+    (
+        (b'<plugin name="socket">', b'<plugin name="Socket">'),
+        b'name="Socket"',
+        '<plugin name="Socket">: unknown plugin',
+    ),
+    (
+        (b'<plugin name="socket">', b"<plugin>"),
+        b"<plugin>",
+        "<plugin>: missing required attribute name",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "needle", "expected"), ATTRIBUTE_ERRORS)
+def test_attribute_error(
+    tmp_path: Path, watch: str, change: tuple, needle: bytes, expected: str
+) -> None:
+    assert_error(tmp_path, sample(watch, change), needle, expected)
+
+
+def test_valid_user_defined_port_when_started(watch: str) -> None:
+    change = (b'<userDefinedPort start="false"', b'<userDefinedPort start="true"')
+    assert config.parse(sample(watch, change), "x.xml").rsync.port == 874
+
+
+def test_invalid_regex_when_filter_started(tmp_path: Path, watch: str) -> None:
+    text = sample(
+        watch,
+        (b'<filter start="false">\n        <exclude', b'<filter start="true">\n        <exclude'),
+        (b'"^static/*"', b'"^static/(*"'),
+    )
+    assert_error(
+        tmp_path,
+        text,
+        b"^static/(*",
+        '<exclude expression="^static/(*">: invalid regular expression: ',
+    )
+
+
+def test_filter_child_without_expression(tmp_path: Path, watch: str) -> None:
+    text = minimal(watch, b'<filter start="true">\n<exclude expression="a"/>\n<exclude/></filter>')
+    assert_error(tmp_path, text, b"<exclude/>", "<exclude>: missing required attribute expression")
+
+
+def _auth(password_file: str, users: str = "backup") -> tuple:
+    old = b'<auth start="false" users="root" passwordfile="/etc/rsync.pas"/>'
+    new = b'<auth start="true" users="%s" passwordfile="%s"/>' % (
+        users.encode(),
+        password_file.encode(),
+    )
+    return old, new
+
+
+def test_password_file_missing(tmp_path: Path, watch: str) -> None:
+    missing = str(tmp_path / "missing.pas")
+    assert_error(
+        tmp_path,
+        sample(watch, _auth(missing)),
+        b"<auth",
+        f'<auth passwordfile="{missing}">: cannot use password file: No such file or directory',
+    )
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o400, 0o660, 0o700])
+def test_password_file_mode_must_be_0600(tmp_path: Path, watch: str, mode: int) -> None:
+    password = tmp_path / "rsync.pas"
+    password.write_text("secret\n")
+    password.chmod(mode)
+    assert_error(
+        tmp_path,
+        sample(watch, _auth(str(password))),
+        b"<auth",
+        f'<auth passwordfile="{password}">: mode {mode:04o}, must be 0600',
+    )
+
+
+def test_password_file_that_is_a_directory(tmp_path: Path, watch: str) -> None:
+    assert_error(
+        tmp_path,
+        sample(watch, _auth(str(tmp_path))),
+        b"<auth",
+        f'<auth passwordfile="{tmp_path}">: not a regular file',
+    )
+
+
+def test_auth_users_empty(tmp_path: Path, watch: str) -> None:
+    password = tmp_path / "rsync.pas"
+    password.write_text("secret\n")
+    password.chmod(0o600)
+    text = sample(watch, _auth(str(password), users=""))
+    assert_error(tmp_path, text, b"<auth", '<auth users="">: must not be empty')
+
+
+def test_bad_value_is_quoted_on_one_line(tmp_path: Path, watch: str) -> None:
+    change = (b'port="8008"', b'port="8&#10;0&quot;8"')
+    assert_error(tmp_path, sample(watch, change), b"<host", '<host port="8&#10;0&quot;8">: ')
+
+
+def test_unexpected_exception_in_a_converter_becomes_config_error(
+    tmp_path: Path, watch: str, monkeypatch
+) -> None:
+    def broken(value: str) -> list:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(config.shlex, "split", broken)
+    assert_error(
+        tmp_path,
+        sample(watch),
+        b"<commonParams",
+        '<commonParams params="-artuz">: RuntimeError: boom',
+    )
+
+
+def test_unexpected_exception_in_a_section_becomes_config_error(
+    tmp_path: Path, watch: str, monkeypatch
+) -> None:
+    def broken(**flags: bool) -> None:
+        raise KeyError("flags")
+
+    monkeypatch.setattr(config, "Inotify", broken)
+    assert_error(tmp_path, sample(watch), b"<head", "<head>: unexpected KeyError: 'flags'")
+
+
+@pytest.mark.parametrize("text", [None, 42, b"\xff\xfe<"])
+def test_parse_never_lets_a_raw_exception_escape(text) -> None:
+    with pytest.raises(ConfigError, match=r"^in\.xml:1: malformed XML: "):
+        config.parse(text, "in.xml")
