@@ -1,4 +1,4 @@
-"""Builds the one compiled part, src/_filterqueue.pyx -> sersyncpy._filterqueue; the rest is pyproject.toml."""
+"""Builds only the extension: src/_filterqueue.pyx -> sersyncpy._filterqueue."""
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup

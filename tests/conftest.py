@@ -1,0 +1,533 @@
+"""Shared test harness: polling, tree comparison, free ports, a real rsync daemon, a leak guard.
+
+Tests import the helpers with `from conftest import wait_until, tree_diff, ...`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple, Union
+
+import pytest
+
+StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+
+# How long a test's threads and child processes may take to finish after its teardown.
+LEAK_GRACE_SECONDS = 5.0
+# How many differences assert_trees_equal prints before saying "and N more".
+MAX_SHOWN_DIFFERENCES = 20
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pyproject sets --strict-markers, so the marker must be registered.
+    config.addinivalue_line(
+        "markers", "allow_leaks: the leak guard does not fail this test for leftover "
+        "threads or child processes",
+    )
+
+
+# --------------------------------------------------------------------------- polling
+
+
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str | None = None,
+) -> Any:
+    """Call predicate() until it returns something truthy, and return that value.
+
+    Raises AssertionError after `timeout` seconds, quoting `message` and the last value.
+    The predicate is always evaluated at least once, and once more after the deadline.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    what = message or f"condition {getattr(predicate, '__qualname__', predicate)!r} not met"
+    last = repr(value)
+    if len(last) > 2000:
+        last = last[:2000] + "..."
+    raise AssertionError(f"{what} (waited {timeout:g} s; last value: {last})")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (callers must handle races)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- tree comparison
+
+_KIND_NAMES = {
+    stat.S_IFREG: "file",
+    stat.S_IFDIR: "dir",
+    stat.S_IFLNK: "symlink",
+    stat.S_IFIFO: "fifo",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "char device",
+    stat.S_IFBLK: "block device",
+}
+
+
+def _show(rel: bytes) -> str:
+    """A relative path for messages: plain when it is printable UTF-8, else a bytes repr."""
+    try:
+        text = rel.decode("utf-8")
+    except UnicodeDecodeError:
+        return repr(rel)
+    # A newline or control byte in a name would make the message ambiguous.
+    return text if text.isprintable() else repr(rel)
+
+
+def _same_bytes(a: bytes, b: bytes) -> bool:
+    # Our own loop, not filecmp: filecmp caches by (size, mtime), which goes stale when a
+    # file is rewritten within one mtime tick, exactly what polling in wait_until meets.
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            chunk_a, chunk_b = fa.read(1 << 20), fb.read(1 << 20)
+            if chunk_a != chunk_b:
+                return False
+            if not chunk_a:
+                return True
+
+
+def _compare_entry(src: bytes, dst: bytes, shown: str, diffs: list[str]) -> bool:
+    """Append the differences of one entry present on both sides; True if both are dirs."""
+    s, d = os.lstat(src), os.lstat(dst)
+    s_kind, d_kind = stat.S_IFMT(s.st_mode), stat.S_IFMT(d.st_mode)
+    if s_kind != d_kind:
+        diffs.append(
+            f"type differs: {shown} ({_KIND_NAMES.get(s_kind, oct(s_kind))} in src, "
+            f"{_KIND_NAMES.get(d_kind, oct(d_kind))} in dst)"
+        )
+        return False
+    if s_kind == stat.S_IFLNK:
+        # Symlink permission bits mean nothing on Linux, so only the target is compared.
+        s_target, d_target = os.readlink(src), os.readlink(dst)
+        if s_target != d_target:
+            diffs.append(
+                f"symlink target differs: {shown} ({_show(s_target)} in src, "
+                f"{_show(d_target)} in dst)"
+            )
+        return False
+    s_mode, d_mode = stat.S_IMODE(s.st_mode), stat.S_IMODE(d.st_mode)
+    if s_mode != d_mode:
+        diffs.append(f"mode differs: {shown} ({s_mode:04o} in src, {d_mode:04o} in dst)")
+    if s_kind == stat.S_IFREG:
+        if s.st_size != d.st_size:
+            diffs.append(
+                f"content differs: {shown} ({s.st_size} bytes in src, {d.st_size} in dst)"
+            )
+        elif not _same_bytes(src, dst):
+            diffs.append(f"content differs: {shown} (same size {s.st_size}, other bytes)")
+    elif s_kind in (stat.S_IFCHR, stat.S_IFBLK) and s.st_rdev != d.st_rdev:
+        diffs.append(f"device number differs: {shown}")
+    return s_kind == stat.S_IFDIR
+
+
+def _ignore_set(ignore: Iterable[str | bytes]) -> set[bytes]:
+    # "./a/b/" and "a/b" name the same entry; compare them in one spelling.
+    return {os.fsencode(os.path.normpath(path)) for path in ignore}
+
+
+def tree_diff(
+    src: StrOrBytesPath, dst: StrOrBytesPath, ignore: Collection[str | bytes] = ()
+) -> list[str]:
+    """Human-readable differences between two trees; [] when they are equal.
+
+    Compares names, types, regular file bytes, permission bits (st_mode & 0o7777, not for
+    symlinks) and symlink targets, never following symlinks. `ignore` lists relative paths
+    to skip with their subtrees. The roots' own modes are not compared. Entries that vanish
+    mid-walk are reported rather than raised, so the result is safe inside wait_until.
+    """
+    src_root, dst_root = os.fsencode(src), os.fsencode(dst)
+    for side, root in (("src", src_root), ("dst", dst_root)):
+        if not os.path.isdir(root):
+            return [f"{side} root is not a directory: {_show(root)}"]
+    ignored = _ignore_set(ignore)
+    diffs: list[str] = []
+    pending = [b""]  # relative directories still to compare; a stack, so no recursion limit
+    while pending:
+        rel_dir = pending.pop()
+        try:
+            s_names = set(os.listdir(os.path.join(src_root, rel_dir)))
+            d_names = set(os.listdir(os.path.join(dst_root, rel_dir)))
+        except (FileNotFoundError, NotADirectoryError):
+            diffs.append(f"vanished during comparison: {_show(rel_dir)}")
+            continue
+        subdirs = []
+        for name in sorted(s_names | d_names):
+            rel = os.path.join(rel_dir, name) if rel_dir else name
+            if rel in ignored:
+                continue
+            shown = _show(rel)
+            if name not in d_names:
+                diffs.append(f"missing in dst: {shown}")
+            elif name not in s_names:
+                diffs.append(f"extra in dst: {shown}")
+            else:
+                try:
+                    both_dirs = _compare_entry(
+                        os.path.join(src_root, rel), os.path.join(dst_root, rel), shown, diffs
+                    )
+                except FileNotFoundError:
+                    # rsync renames its temporary files into place; the walk can race it.
+                    diffs.append(f"vanished during comparison: {shown}")
+                    continue
+                if both_dirs:
+                    subdirs.append(rel)
+        pending.extend(reversed(subdirs))  # keep the report in sorted, depth-first order
+    return diffs
+
+
+def trees_equal(
+    src: StrOrBytesPath, dst: StrOrBytesPath, ignore: Collection[str | bytes] = ()
+) -> bool:
+    """True when tree_diff finds nothing; meant for wait_until(lambda: trees_equal(a, b))."""
+    return not tree_diff(src, dst, ignore)
+
+
+def assert_trees_equal(
+    src: StrOrBytesPath, dst: StrOrBytesPath, ignore: Collection[str | bytes] = ()
+) -> None:
+    """Raise AssertionError listing the first differences and their count."""
+    diffs = tree_diff(src, dst, ignore)
+    if not diffs:
+        return
+    shown = diffs[:MAX_SHOWN_DIFFERENCES]
+    lines = [f"{len(diffs)} difference(s) between {os.fsdecode(src)} and {os.fsdecode(dst)}:"]
+    lines += [f"  {diff}" for diff in shown]
+    if len(diffs) > len(shown):
+        lines.append(f"  ... and {len(diffs) - len(shown)} more")
+    raise AssertionError("\n".join(lines))
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Stop one child by its PID: SIGTERM, wait, then SIGKILL; always reaps it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            process.kill()
+    process.wait(timeout=timeout)
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes of TCP sockets in LISTEN state on `port` (IPv4 and IPv6)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "0A":  # 0A is TCP_LISTEN
+                inodes.add(fields[9])
+    return inodes
+
+
+def _listens_on(pid: int, port: int) -> bool:
+    """Whether process `pid` owns a listening TCP socket on `port`."""
+    wanted = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    if not wanted:
+        return False
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
+                return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
+# --------------------------------------------------------------------------- rsync daemon
+
+
+class DaemonStartError(RuntimeError):
+    """The rsync daemon exited or never listened; the message quotes its log."""
+
+
+class RsyncDaemon:
+    """One `rsync --daemon` on 127.0.0.1 with its own config, modules, secrets and log.
+
+    Everything lives under `root`. `start()` is idempotent; `stop()` too. Only the first
+    start may move to another port (when a parallel test took ours); restarts reuse it.
+    Modules run without chroot, so rsyncd drops a symlink target's leading "/" and escaping
+    ".."; pass options={"use chroot": "yes"} to store such targets verbatim.
+    """
+
+    user = "sersync"
+
+    def __init__(
+        self,
+        root: Path,
+        modules: Iterable[str] = ("backup",),
+        auth: bool = True,
+        options: Mapping[str, str] | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.auth = auth
+        self.port = port if port is not None else free_port()
+        self.password = secrets.token_hex(12)
+        self.modules = {name: self.root / name for name in modules}
+        self.conf = self.root / "rsyncd.conf"
+        self.log_file = self.root / "rsyncd.log"
+        self.secrets_file = self.root / "rsyncd.secrets"
+        self.password_file = self.root / "client.password"
+        self._output_file = self.root / "rsyncd.output"  # stdout/stderr, for start errors
+        self._process: subprocess.Popen | None = None
+        self._started_once = False
+        for path in self.modules.values():
+            path.mkdir(exist_ok=True)
+        self.conf.write_text(self._config_text(options or {}))
+        # rsync refuses secrets and password files that others can read (strict modes).
+        _write_private(self.secrets_file, f"{self.user}:{self.password}\n")
+        _write_private(self.password_file, f"{self.password}\n")
+
+    def _config_text(self, options: Mapping[str, str]) -> str:
+        lines = [
+            "# Written by tests/conftest.py; every path is inside this directory.",
+            "use chroot = no",
+            "uid = root",
+            "gid = root",
+            "reverse lookup = no",  # no DNS wait on each connection
+            "socket options = TCP_NODELAY",
+            "max connections = 0",
+            # In the config, not as --log-file: with rsync 3.5 a command-line --log-file
+            # loses every line after "allowed access", transfer lines included.
+            f"log file = {self.log_file}",
+            f"lock file = {self.root / 'rsyncd.lock'}",  # not the shared /var/run default
+            "transfer logging = yes",
+            "log format = %o %f %l %b",
+        ]
+        for name, path in self.modules.items():
+            lines += ["", f"[{name}]", f"path = {path}", "read only = no", "list = yes"]
+            # Without chroot rsyncd defaults to "munge symlinks = yes" and stores every
+            # target prefixed with /rsyncd-munged/; replication tests need them verbatim.
+            lines.append("munge symlinks = no")
+            if self.auth:
+                lines += [f"auth users = {self.user}", f"secrets file = {self.secrets_file}"]
+            lines += [f"{key} = {value}" for key, value in options.items()]
+        return "\n".join(lines) + "\n"
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the running daemon, None when stopped."""
+        return self._process.pid if self.running else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def url(self, module: str) -> str:
+        """rsync daemon address of a module, without port (callers pass --port)."""
+        return f"{self.user}@127.0.0.1::{module}"
+
+    def start(self) -> None:
+        """Start the daemon and return once it listens on self.port."""
+        if self.running:
+            return
+        attempts = 1 if self._started_once else 5
+        for attempt in range(attempts):
+            log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+            if self._spawn_and_wait():
+                self._started_once = True
+                return
+            new_log = self._log_since(log_offset)
+            if "bind" not in new_log or attempt + 1 == attempts:
+                raise DaemonStartError(
+                    f"rsync daemon on port {self.port} exited with "
+                    f"{self._process.returncode}; log:\n{new_log}"
+                )
+            self.port = free_port()  # another process took the port between pick and bind
+
+    def _spawn_and_wait(self) -> bool:
+        """Run rsync --daemon; True once it listens, False if it exited first."""
+        argv = [
+            "rsync", "--daemon", "--no-detach", f"--config={self.conf}", f"--port={self.port}",
+            "--address=127.0.0.1",
+        ]
+        with open(self._output_file, "ab") as output:
+            self._process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+            )
+        process = self._process
+        # Readiness is "our PID owns a LISTEN socket on the port", not a test connection:
+        # a connect could reach a parallel test's server on a stolen port, and each connect
+        # to rsyncd adds a "connect from" line to the log that tests read.
+        try:
+            wait_until(
+                lambda: process.poll() is not None or _listens_on(process.pid, self.port),
+                timeout=10.0,
+            )
+        except AssertionError:
+            self.stop()
+            raise DaemonStartError(
+                f"rsync daemon (pid {process.pid}) did not listen on port {self.port} "
+                f"within 10 s; log:\n{self._log_since(0)}"
+            ) from None
+        return process.poll() is None
+
+    def _log_since(self, offset: int) -> str:
+        text = self.log_file.read_bytes()[offset:] if self.log_file.exists() else b""
+        return (text + self._output_file.read_bytes()).decode("utf-8", "replace")
+
+    def stop(self) -> None:
+        """Terminate the daemon by PID and reap it; a no-op when already stopped."""
+        process, self._process = self._process, None
+        if process is not None:
+            stop_process(process)
+
+    def __repr__(self) -> str:
+        return f"RsyncDaemon(port={self.port}, pid={self.pid}, modules={list(self.modules)})"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file readable only by its owner, with no moment of wider permissions."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)  # O_CREAT's mode does not apply to an existing file
+        f.write(text)
+
+
+@pytest.fixture
+def rsync_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RsyncDaemon]]:
+    """Factory: rsync_daemon(modules=("backup",), auth=True, options=None) -> RsyncDaemon.
+
+    Each daemon gets its own directory from tmp_path_factory, outside the test's tmp_path,
+    so a test may watch or replicate tmp_path without also catching the module directories.
+    Every daemon started is stopped at teardown.
+    """
+    started: list[RsyncDaemon] = []
+
+    def factory(
+        modules: Iterable[str] = ("backup",),
+        auth: bool = True,
+        options: Mapping[str, str] | None = None,
+    ) -> RsyncDaemon:
+        daemon = RsyncDaemon(tmp_path_factory.mktemp("rsyncd"), modules, auth, options)
+        started.append(daemon)
+        daemon.start()
+        return daemon
+
+    yield factory
+    for daemon in started:
+        daemon.stop()
+
+
+@pytest.fixture
+def daemon(rsync_daemon: Callable[..., RsyncDaemon]) -> RsyncDaemon:
+    """One running daemon with module "backup" and authentication on."""
+    return rsync_daemon()
+
+
+# --------------------------------------------------------------------------- leak guard
+
+
+class ChildProcess(NamedTuple):
+    pid: int
+    state: str  # one letter from /proc/PID/stat: R, S, D, Z (zombie), T, ...
+    cmdline: list[str]
+
+
+def child_processes(parent: int | None = None) -> list[ChildProcess]:
+    """Direct children of `parent` (default: this process), zombies included."""
+    parent = os.getpid() if parent is None else parent
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                raw = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue  # exited while we looked
+        # The command name sits in parentheses and may itself hold ") ", so cut at the last.
+        comm_end = raw.rindex(b")")
+        state, ppid = raw[comm_end + 2:].split()[:2]
+        if int(ppid) != parent:
+            continue
+        if cmdline:
+            argv = cmdline.rstrip(b"\0").split(b"\0")
+        else:  # a zombie has an empty cmdline; show its command name instead
+            argv = [raw[raw.index(b"(") + 1:comm_end]]
+        children.append(ChildProcess(int(entry), state.decode(), [os.fsdecode(a) for a in argv]))
+    return children
+
+
+def find_leaks(
+    threads_before: Collection[threading.Thread], children_before: Collection[int] = ()
+) -> list[str]:
+    """Threads alive now but not in threads_before, and child processes not in
+    children_before (PIDs), each described on one line."""
+    leaks = [
+        f"thread still alive: {thread.name!r} (daemon={thread.daemon}, ident={thread.ident})"
+        for thread in threading.enumerate()
+        if thread not in threads_before and thread.is_alive()
+    ]
+    for child in child_processes():
+        if child.pid in children_before:
+            continue
+        what = "zombie child process, never waited for" if child.state == "Z" else (
+            "child process still running"
+        )
+        leaks.append(f"{what}: pid {child.pid} [{child.state}] {child.cmdline}")
+    return leaks
+
+
+@pytest.fixture(autouse=True)
+def leak_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test if it leaves threads or child processes behind.
+
+    Autouse and function-scoped, so it is set up before the test's other function fixtures
+    and torn down after them: daemons stopped by their fixtures do not count as leaks.
+    Higher-scoped fixtures start before the snapshot, so their processes are not counted.
+    """
+    threads_before = frozenset(threading.enumerate())
+    children_before = frozenset(child.pid for child in child_processes())
+    yield
+    if request.node.get_closest_marker("allow_leaks"):
+        return
+    try:
+        # Threads told to stop may need a moment to notice; give them a grace period.
+        wait_until(
+            lambda: not find_leaks(threads_before, children_before), timeout=LEAK_GRACE_SECONDS
+        )
+    except AssertionError:
+        leaks = find_leaks(threads_before, children_before)
+        if leaks:
+            pytest.fail(
+                f"test leaked (still there {LEAK_GRACE_SECONDS:g} s after teardown; "
+                "mark with @pytest.mark.allow_leaks to opt out):\n  " + "\n  ".join(leaks),
+                pytrace=False,
+            )
