@@ -9,7 +9,8 @@ The queue holds one pending state per path, kept in the order of each path's lat
   is a single DELETE;
 - a directory DELETE covers the changes below it that came before it;
 - a SUBTREE, RENAME or FULL directory covers every change below it, earlier or later, because
-  its push reads the whole directory as it is at push time;
+  its push reads the whole directory as it is at push time; except a directory RENAME, which
+  stays, so that it is pushed first and the covering push finds its data on the remote;
 - renames chain: a -> b -> c is pending as c renamed from a, with a and b deleted.
 Covered entries are dropped when the batch is taken, so a push costs O(depth) at most and the
 queue is never scanned per event.
@@ -52,10 +53,10 @@ class FilterQueue:
             self._apply(kind, path, is_dir)
         elif src is None:
             raise ValueError("a RENAME needs its source path")
-        elif not is_dir or (self._covering and self._is_covered(path)):
-            # A file cannot be linked against its old name; a covered target is sent anyway.
-            self._apply(DELETE, src, is_dir)
-            self._apply(SUBTREE if is_dir else UPDATE, path, is_dir)
+        elif not is_dir:
+            # A file cannot be linked against its old name.
+            self._apply(DELETE, src, False)
+            self._apply(UPDATE, path, False)
         else:
             prev = self._entries.get(src)
             origin = prev[_SRC] if prev is not None and prev[_KIND] == RENAME else src
@@ -100,10 +101,11 @@ class FilterQueue:
     def _is_dropped(self, path: str, seq: int) -> bool:
         """Whether a pending ancestor makes the entry at `path` redundant."""
         entries = self._entries
+        renamed = entries[path][_KIND] == RENAME
         while path:
             cut = path.rfind("/")
             path = path[:cut] if cut > 0 else ""
-            if path in self._covering:
+            if path in self._covering and not renamed:
                 return True
             if path in self._deleted_dirs and entries[path][_SEQ] > seq:
                 return True

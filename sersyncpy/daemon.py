@@ -81,7 +81,7 @@ class Replicator:
     def idle(self) -> bool:
         return all(lane.idle() for lane in self.all_lanes())
 
-    def stop(self, drain_seconds: float = 30.0) -> None:
+    def stop(self, drain_seconds: float = 5.0) -> None:
         """Stop watching, push what is queued, and wait for the lanes."""
         self.watcher.stop()
         if self.watcher.is_alive():

@@ -113,8 +113,9 @@ class Lane(threading.Thread):
         with self._cond:
             return not self._queue and not self._busy
 
-    def stop(self, drain_seconds: float = 30.0) -> None:
-        """Stop taking work once what is queued is pushed (or `drain_seconds` have passed)."""
+    def stop(self, drain_seconds: float = 10.0) -> None:
+        """Stop once what is queued is pushed; a remote still failing after `drain_seconds`
+        is given up on (its paths are logged as not pushed)."""
         with self._cond:
             self._stopping = True
             self._deadline = time.monotonic() + drain_seconds
@@ -140,6 +141,7 @@ class Lane(threading.Thread):
                     continue
                 self._queue.requeue(failed)
                 if self._stopping and time.monotonic() >= self._deadline:
+                    # Until the fail log keeps them across restarts, say what is left behind.
                     logger.error(
                         "%s: stopping with %d paths not pushed (last error: %s)",
                         self.target.label, len(self._queue), self.stats.last_error,

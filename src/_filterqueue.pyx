@@ -67,9 +67,9 @@ cdef class FilterQueue:
             self._apply(kind, path, is_dir)
         elif src is None:
             raise ValueError("a RENAME needs its source path")
-        elif not is_dir or (self._covering and self._is_covered(path)):
-            self._apply(DELETE, src, is_dir)
-            self._apply(SUBTREE if is_dir else UPDATE, path, is_dir)
+        elif not is_dir:
+            self._apply(DELETE, src, False)
+            self._apply(UPDATE, path, False)
         else:
             prev = self._entries.get(src)
             origin = prev[_SRC] if prev is not None and prev[_KIND] == RENAME else src
@@ -112,10 +112,11 @@ cdef class FilterQueue:
         return False
 
     cdef bint _is_dropped(self, str path, long long seq):
-        cdef list entry
+        cdef list entry = self._entries[path]
+        cdef bint renamed = entry[_KIND] == RENAME
         while path:
             path = _parent(path)
-            if path in self._covering:
+            if path in self._covering and not renamed:
                 return True
             if path in self._deleted_dirs:
                 entry = self._entries[path]

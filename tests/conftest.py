@@ -291,12 +291,13 @@ class RsyncDaemon:
         auth: bool = True,
         options: Mapping[str, str] | None = None,
         port: int | None = None,
+        password: str | None = None,
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.auth = auth
         self.port = port if port is not None else free_port()
-        self.password = secrets.token_hex(12)
+        self.password = password or secrets.token_hex(12)
         self.modules = {name: self.root / name for name in modules}
         self.conf = self.root / "rsyncd.conf"
         self.log_file = self.root / "rsyncd.log"
@@ -422,18 +423,22 @@ def _write_private(path: Path, text: str) -> None:
 def rsync_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RsyncDaemon]]:
     """Factory: rsync_daemon(modules=("backup",), auth=True, options=None) -> RsyncDaemon.
 
+    The daemons of one test share their password, as the remotes of one config do.
     Each daemon gets its own directory from tmp_path_factory, outside the test's tmp_path,
     so a test may watch or replicate tmp_path without also catching the module directories.
     Every daemon started is stopped at teardown.
     """
     started: list[RsyncDaemon] = []
+    # One password for all the daemons of a test: sersync's config has one password file.
+    password = secrets.token_hex(12)
 
     def factory(
         modules: Iterable[str] = ("backup",),
         auth: bool = True,
         options: Mapping[str, str] | None = None,
     ) -> RsyncDaemon:
-        daemon = RsyncDaemon(tmp_path_factory.mktemp("rsyncd"), modules, auth, options)
+        daemon = RsyncDaemon(tmp_path_factory.mktemp("rsyncd"), modules, auth, options,
+                             password=password)
         started.append(daemon)
         daemon.start()
         return daemon

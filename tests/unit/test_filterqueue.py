@@ -116,10 +116,12 @@ def test_deleting_a_renamed_directory_leaves_deletes(q):
     assert paths(q.take()) == [(DELETE, "a"), (DELETE, "b")]
 
 
-def test_rename_into_a_pending_subtree_is_covered(q):
+def test_directory_rename_into_a_pending_subtree_stays_a_rename(q):
+    # pushed first, so the subtree's push finds the data on the remote instead of resending it
     q.push(SUBTREE, "n", True)
     q.push(RENAME, "n/x", True, "x")
-    assert paths(q.take()) == [(SUBTREE, "n"), (DELETE, "x")]
+    q.push(UPDATE, "n/x/inside")
+    assert paths(q.take()) == [(SUBTREE, "n"), (DELETE, "x"), (RENAME, "n/x")]
 
 
 def test_full_root_covers_everything(q):

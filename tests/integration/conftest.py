@@ -1,0 +1,170 @@
+"""Fixtures that run the real sersyncpy command against real rsync daemons: a confxml.xml
+writer and a process fixture that waits for the watches and stops the process by its PID."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+from xml.sax.saxutils import quoteattr
+
+import pytest
+from conftest import assert_trees_equal, stop_process, trees_equal, wait_until
+
+INOTIFY_DEFAULTS = {
+    "delete": True, "createFolder": True, "createFile": False, "closeWrite": True,
+    "moveFrom": True, "moveTo": True, "attrib": False, "modify": False,
+}
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def confxml(
+    roots: list[tuple[Path, list]], *, params: str = "-a", excludes: tuple[str, ...] = (),
+    crontab_excludes: tuple[str, ...] = (), keep_dotfiles: bool = False,
+    timeout: Optional[int] = 20, password_file: Optional[Path] = None, **inotify: bool,
+) -> str:
+    """A confxml.xml for `roots`: [(watch dir, [(RsyncDaemon, module), ...]), ...]."""
+    flags = {**INOTIFY_DEFAULTS, **inotify}
+    inotify_xml = "\n".join(f'        <{k} start="{_flag(v)}"/>' for k, v in flags.items())
+    filter_xml = "\n".join(f"        <exclude expression={quoteattr(e)}/>" for e in excludes)
+    cron_xml = "\n".join(f"            <exclude expression={quoteattr(e)}/>"
+                         for e in crontab_excludes)
+    blocks, user, pw = [], "", password_file
+    for watch, remotes in roots:
+        lines = [f"        <localpath watch={quoteattr(str(watch))}>"]
+        for daemon, module in remotes:
+            lines.append(f"            <remote ip=\"127.0.0.1\" name={quoteattr(module)} "
+                         f"port=\"{daemon.port}\"/>")
+            user = daemon.user
+            pw = pw or daemon.password_file
+        lines.append("        </localpath>")
+        blocks.append("\n".join(lines))
+    timeout_xml = (f'<timeout start="true" time="{timeout}"/>' if timeout
+                   else '<timeout start="false" time="100"/>')
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<head version="2.5">
+    <host hostip="localhost" port="8008"/>
+    <debug start="false"/>
+    <fileSystem xfs="false"/>
+    <filter start="{_flag(bool(excludes))}" keepDotfiles="{_flag(keep_dotfiles)}">
+{filter_xml}
+    </filter>
+    <inotify>
+{inotify_xml}
+    </inotify>
+    <sersync>
+{chr(10).join(blocks)}
+        <rsync>
+            <commonParams params={quoteattr(params)}/>
+            <auth start="true" users="{user}" passwordfile={quoteattr(str(pw))}/>
+            <userDefinedPort start="false" port="874"/>
+            {timeout_xml}
+            <ssh start="false"/>
+        </rsync>
+        <failLog path="/tmp/rsync_fail_log.sh" timeToExecute="60"/>
+        <crontab start="false" schedule="600">
+            <crontabfilter start="{_flag(bool(crontab_excludes))}">
+{cron_xml}
+            </crontabfilter>
+        </crontab>
+        <plugin start="false" name="command"/>
+    </sersync>
+</head>
+"""
+
+
+class Sersyncpy:
+    """One `python -m sersyncpy` process; its log (stderr) goes to a file in its folder."""
+
+    def __init__(self, home: Path, config_text: str, flags: tuple[str, ...] = ()):
+        self.home = home
+        self.config = home / "confxml.xml"
+        self.config.write_text(config_text)
+        self.log_path = home / "sersyncpy.log"
+        self.flags = flags
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self, wait: bool = True) -> Sersyncpy:
+        self.log_path.write_text("")
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sersyncpy", "-o", str(self.config), *self.flags],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.home,
+            )
+        if wait:
+            wait_until(lambda: "replicating to" in self.log() or self.proc.poll() is not None,
+                       timeout=30, message="sersyncpy did not start")
+            assert self.proc.poll() is None, f"sersyncpy exited early:\n{self.log()}"
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM, as systemd stops it; returns the exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+
+    def rsync_runs(self) -> int:
+        """rsync processes started so far, from the per-call INFO lines."""
+        return sum(1 for line in self.log().splitlines() if " paths, exit " in line
+                   or " paths failed: " in line)
+
+
+@pytest.fixture
+def sersyncpy(tmp_path_factory):
+    """Factory: sersyncpy(config_text, *flags) -> a started Sersyncpy, stopped at teardown."""
+    started: list[Sersyncpy] = []
+
+    def factory(config_text: str, *flags: str, wait: bool = True) -> Sersyncpy:
+        proc = Sersyncpy(tmp_path_factory.mktemp("sersyncpy"), config_text, flags)
+        started.append(proc)
+        return proc.start(wait=wait)
+
+    yield factory
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def src(tmp_path) -> Path:
+    path = tmp_path / "src"
+    path.mkdir()
+    return path
+
+
+def write(path: Path, data: bytes = b"x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def same_tree(src: Path, dst: Path, timeout: float = 20.0, ignore=(), settle: float = 0.3) -> None:
+    """Wait until dst equals src and stays equal for `settle` seconds (a change pushed twice,
+    such as a file written while its first push ran, passes through equal), then assert it
+    with the full list of differences."""
+    equal_since: list[float] = []
+
+    def settled() -> bool:
+        if not trees_equal(src, dst, ignore=ignore):
+            equal_since.clear()
+            return False
+        if not equal_since:
+            equal_since.append(time.monotonic())
+        return time.monotonic() - equal_since[0] >= settle
+
+    try:
+        wait_until(settled, timeout=timeout, interval=0.05)
+    except AssertionError:
+        pass
+    assert_trees_equal(src, dst, ignore=ignore)

@@ -1,0 +1,227 @@
+"""Live replication end to end: the real sersyncpy command, real inotify, real rsync daemons.
+Every test ends with the tree comparison."""
+
+import os
+import time
+
+import pytest
+from conftest import wait_until
+
+from integration.conftest import confxml, same_tree, write
+
+
+@pytest.fixture
+def one(daemon, src, sersyncpy):
+    """sersyncpy replicating `src` to one daemon module; returns (src, replica dir, process)."""
+    proc = sersyncpy(confxml([(src, [(daemon, "backup")])], attrib=True))
+    return src, daemon.modules["backup"], proc
+
+
+def test_create_overwrite_append_and_empty_file(one):
+    src, dst, _ = one
+    write(src / "a.txt", b"first")
+    write(src / "empty")
+    same_tree(src, dst)
+    write(src / "a.txt", b"second version")
+    with open(src / "a.txt", "ab") as f:
+        f.write(b" and more")
+    (src / "empty").write_bytes(b"")
+    same_tree(src, dst)
+
+
+def test_mkdir_p_then_write_inside_at_once(one):
+    src, dst, _ = one
+    os.makedirs(src / "a/b/c")
+    write(src / "a/b/c/deep.txt", b"deep")
+    write(src / "a/top.txt", b"top")
+    same_tree(src, dst)
+
+
+def test_delete_a_file_and_rm_r_a_tree(one):
+    src, dst, _ = one
+    for i in range(20):
+        write(src / f"t/sub{i % 3}/f{i}", b"%d" % i)
+    write(src / "lone", b"x")
+    same_tree(src, dst)
+    os.unlink(src / "lone")
+    for root, dirs, files in os.walk(src / "t", topdown=False):
+        for f in files:
+            os.unlink(os.path.join(root, f))
+        for d in dirs:
+            os.rmdir(os.path.join(root, d))
+    os.rmdir(src / "t")
+    same_tree(src, dst)
+
+
+def test_rename_a_file(one):
+    src, dst, _ = one
+    write(src / "old.txt", b"content")
+    same_tree(src, dst)
+    os.rename(src / "old.txt", src / "new.txt")
+    same_tree(src, dst)
+
+
+def test_rename_a_directory_sends_almost_no_data(one, daemon):
+    src, dst, _ = one
+    payload = os.urandom(1 << 20)
+    for i in range(8):
+        write(src / f"big/f{i}", payload[i:] + bytes([i]))
+    os.makedirs(src / "elsewhere")
+    same_tree(src, dst)
+    log_before = daemon.log_file.read_text()
+    os.rename(src / "big", src / "elsewhere/renamed")
+    same_tree(src, dst)
+    size = sum(len(payload) for _ in range(8))
+    new_lines = daemon.log_file.read_text()[len(log_before):].splitlines()
+    # log format "%o %f %l %b": %b is the bytes actually sent for that file
+    sent = sum(int(line.split()[-1]) for line in new_lines
+               if " recv " in line and line.split()[-1].isdigit())
+    assert sent < size / 100, f"{sent} bytes sent for a {size}-byte directory rename"
+
+
+def test_move_into_and_out_of_the_tree(one, tmp_path):
+    src, dst, _ = one
+    outside = tmp_path / "outside"
+    write(outside / "incoming/a", b"a")
+    write(outside / "incoming/sub/b", b"b")
+    write(src / "leaving/c", b"c")
+    same_tree(src, dst)
+    os.rename(outside / "incoming", src / "incoming")
+    os.rename(src / "leaving", outside / "leaving")
+    same_tree(src, dst)
+    # the moved-out directory is no longer watched: changes there must not arrive
+    write(outside / "leaving/late", b"late")
+    write(src / "marker", b"m")
+    same_tree(src, dst)
+
+
+def test_chmod_is_a_metadata_update(one):
+    src, dst, _ = one
+    write(src / "script.sh", b"#!/bin/sh\n")
+    os.makedirs(src / "dir")
+    write(src / "dir/inside", b"i")
+    same_tree(src, dst)
+    os.chmod(src / "script.sh", 0o755)
+    os.chmod(src / "dir", 0o700)
+    same_tree(src, dst)
+    write(src / "dir/after", b"still watched")  # sersync dropped the subtree's watches here
+    same_tree(src, dst)
+
+
+def test_symlink_and_hard_link(one):
+    src, dst, _ = one
+    write(src / "target.txt", b"t")
+    same_tree(src, dst)
+    os.symlink("target.txt", src / "link")
+    os.link(src / "target.txt", src / "hard")
+    same_tree(src, dst)
+
+
+def test_same_size_rewrite_within_one_second_arrives(one):
+    src, dst, _ = one
+    f = write(src / "same.txt", b"AAAA")
+    st = os.stat(f)
+    same_tree(src, dst)
+    f.write_bytes(b"BBBB")
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # the quick check sees nothing new
+    wait_until(lambda: (dst / "same.txt").read_bytes() == b"BBBB", timeout=10)
+    same_tree(src, dst)
+
+
+def test_two_and_three_remotes_converge(rsync_daemon, src, sersyncpy):
+    d1 = rsync_daemon(modules=("m1", "m2"))
+    d2 = rsync_daemon()
+    sersyncpy(confxml([(src, [(d1, "m1"), (d1, "m2"), (d2, "backup")])]))
+    for i in range(30):
+        write(src / f"d{i % 4}/f{i}", b"x" * i)
+    for replica in (d1.modules["m1"], d1.modules["m2"], d2.modules["backup"]):
+        same_tree(src, replica)
+
+
+def test_a_remote_with_a_wrong_password_does_not_stop_the_others(rsync_daemon, src, sersyncpy,
+                                                                 tmp_path):
+    good = rsync_daemon()
+    bad = rsync_daemon(modules=("other",))
+    bad.secrets_file.write_text("sersync:something-else\n")  # our password no longer matches
+    proc = sersyncpy(confxml([(src, [(bad, "other"), (good, "backup")])]))
+    for i in range(10):
+        write(src / f"f{i}", b"%d" % i)
+    same_tree(src, good.modules["backup"])
+    wait_until(lambda: "failed" in proc.log(), timeout=10)
+    assert os.listdir(bad.modules["other"]) == []
+
+
+def test_excluded_paths_never_arrive(daemon, src, sersyncpy):
+    sersyncpy(confxml([(src, [(daemon, "backup")])], excludes=(r"(.*)\.gz", r"^cache/*"),
+                      crontab_excludes=("*.gz", "cache/")))
+    write(src / "keep.txt", b"k")
+    write(src / "drop.gz", b"d")
+    write(src / "sub/drop2.gz", b"d")
+    os.makedirs(src / "cache/deeper")
+    write(src / "cache/deeper/x", b"x")
+    write(src / "newdir/in.gz", b"d")
+    write(src / "newdir/in.txt", b"k")
+    ignore = ("drop.gz", "sub/drop2.gz", "cache", "newdir/in.gz")
+    same_tree(src, daemon.modules["backup"], ignore=ignore)
+    time.sleep(0.5)  # give a wrongly sent file time to show up before asserting its absence
+    for rel in ignore:
+        assert not (daemon.modules["backup"] / rel).exists(), rel
+
+
+def test_temp_files_are_dropped_and_dotfiles_can_be_kept(rsync_daemon, src, sersyncpy, tmp_path):
+    d = rsync_daemon()
+    src2 = tmp_path / "src2"
+    src2.mkdir()
+    d2 = rsync_daemon()
+    sersyncpy(confxml([(src, [(d, "backup")])]))
+    sersyncpy(confxml([(src2, [(d2, "backup")])], keep_dotfiles=True))
+    for root in (src, src2):
+        write(root / ".htaccess", b"deny")
+        write(root / "backup~", b"b")
+        write(root / "4913", b"vim")
+        write(root / "real.txt", b"r")
+    same_tree(src, d.modules["backup"], ignore=(".htaccess", "backup~", "4913"))
+    same_tree(src2, d2.modules["backup"], ignore=("backup~", "4913"))
+
+
+def test_2000_files_in_20_new_directories_converge_in_few_rsync_calls(daemon, src, sersyncpy):
+    proc = sersyncpy(confxml([(src, [(daemon, "backup")])]))
+    data = os.urandom(1024)
+    for d in range(20):
+        os.makedirs(src / f"dir{d}")
+        for f in range(100):
+            (src / f"dir{d}/file{f}").write_bytes(data[f:] + data[:f])
+    same_tree(src, daemon.modules["backup"], timeout=60)
+    runs = proc.rsync_runs()
+    assert runs < 200, f"{runs} rsync calls for 2,000 files"
+
+
+def test_dash_r_pushes_a_pre_existing_tree_then_goes_live(daemon, src, sersyncpy):
+    for i in range(50):
+        write(src / f"pre/{i % 5}/f{i}", b"%d" % i)
+    os.symlink("pre", src / "link")
+    write(daemon.modules["backup"] / "stale-on-remote", b"gone after -r")
+    sersyncpy(confxml([(src, [(daemon, "backup")])]), "-r")
+    same_tree(src, daemon.modules["backup"])
+    write(src / "live.txt", b"live")
+    same_tree(src, daemon.modules["backup"])
+
+
+def test_several_localpaths_and_a_per_remote_port(rsync_daemon, tmp_path, sersyncpy):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    da, db = rsync_daemon(), rsync_daemon()
+    sersyncpy(confxml([(a, [(da, "backup")]), (b, [(db, "backup")])]))
+    write(a / "in-a", b"a")
+    write(b / "in-b", b"b")
+    same_tree(a, da.modules["backup"])
+    same_tree(b, db.modules["backup"])
+
+
+def test_sigterm_pushes_what_is_queued_and_exits_0(daemon, src, sersyncpy):
+    proc = sersyncpy(confxml([(src, [(daemon, "backup")])]))
+    for i in range(300):
+        write(src / f"burst/f{i}", b"%d" % i)
+    assert proc.terminate() == 0
+    same_tree(src, daemon.modules["backup"], timeout=5)
