@@ -37,36 +37,55 @@ class Plan:
     dirs: list[Event] = field(default_factory=list)  # one non-recursive call for all of them
 
 
-def is_dir_on_disk(root: str, rel: str) -> bool:
+# What a path is on disk when its batch is planned.
+DIR, OTHER, MISSING, SHADOWED = "dir", "other", "missing", "shadowed"
+
+
+def disk_state(root: str, rel: str) -> str:
+    """DIR, OTHER (file, symlink, device), MISSING, or SHADOWED: a parent is no longer a
+    directory, so the path is gone along with that parent's change of type."""
     try:
-        return stat.S_ISDIR(os.lstat(os.path.join(root, rel) if rel else root).st_mode)
+        mode = os.lstat(os.path.join(root, rel) if rel else root).st_mode
+    except FileNotFoundError:
+        return MISSING
+    except NotADirectoryError:
+        return SHADOWED
     except OSError:
-        return False
+        return MISSING
+    return DIR if stat.S_ISDIR(mode) else OTHER
 
 
-def plan(batch: list[Event], is_dir: Callable[[str], bool]) -> Plan:
+def plan(batch: list[Event], state: Callable[[str], str]) -> Plan:
     """Sort a batch into rsync calls by kind and by what each path is on disk now.
 
     The disk decides because the batch may be older than the tree: a renamed directory that
     has gone again is just a deletion, a directory whose metadata changed must not be
-    recursed into, and whatever a listed path is now is what rsync will send.
+    recursed into, and whatever a listed path is now is what rsync will send. A shadowed
+    path is left out: rsync would fail on it (ENOTDIR is not "missing" to
+    --delete-missing-args), and the parent that became a file carries its deletion.
     """
     p = Plan()
     for event in batch:
-        if event.kind == RENAME and is_dir(event.path):
+        now = state(event.path)
+        if now == SHADOWED:
+            continue
+        if event.kind == RENAME and now == DIR:
             p.renames.append(event)
-        elif event.kind == FULL and is_dir(event.path):
+        elif event.kind == FULL and now == DIR:
             p.full.append(event)
-        elif event.kind == UPDATE and is_dir(event.path):
+        elif event.kind == UPDATE and now == DIR:
             p.dirs.append(event)
         else:
             p.listed.append(event)
     return p
 
 
-def next_backoff(previous: float) -> float:
-    """1 s doubling to 60 s, with jitter so that lanes do not retry in step."""
-    base = BACKOFF_FIRST if previous <= 0 else min(previous * 2, BACKOFF_MAX)
+def next_backoff(previous: float, code: int = 10) -> float:
+    """1 s doubling to 60 s, with jitter so that lanes do not retry in step. A partial
+    transfer (23) is mostly files changing under rsync, and their own events follow: retry
+    soon, from 0.1 s up to 5 s."""
+    first, cap = (0.1, 5.0) if code == 23 else (BACKOFF_FIRST, BACKOFF_MAX)
+    base = first if previous <= 0 else min(previous * 2, cap)
     return base * random.uniform(0.8, 1.2)
 
 
@@ -78,6 +97,7 @@ class LaneStats:
     failures: int = 0  # consecutive failed batches
     last_success: Optional[float] = None
     last_error: str = ""
+    last_code: int = 0
 
 
 class Lane(threading.Thread):
@@ -147,7 +167,7 @@ class Lane(threading.Thread):
                         self.target.label, len(self._queue), self.stats.last_error,
                     )
                     return
-                backoff = next_backoff(backoff)
+                backoff = next_backoff(backoff, self.stats.last_code)
                 wait = backoff
                 if self._stopping:
                     wait = min(wait, max(0.0, self._deadline - time.monotonic()))
@@ -157,7 +177,9 @@ class Lane(threading.Thread):
 
     def _push(self, batch: list[Event]) -> list[Event]:
         """Push one batch; return the events that did not reach the remote."""
-        p = plan(batch, lambda rel: is_dir_on_disk(self.root, rel))
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s: batch: %s", self.target.label, ", ".join(map(str, batch)))
+        p = plan(batch, lambda rel: disk_state(self.root, rel))
         failed: list[Event] = []
         for event in p.renames:
             argv = rsync.rename_argv(self.target, event.src, event.path)
@@ -192,9 +214,12 @@ class Lane(threading.Thread):
             logger.info("%s: %s of %d paths, exit %d, %.3fs", self.target.label, what,
                         len(events), result.code, result.seconds)
             return True
+        self.stats.last_code = result.code
         self.stats.last_error = f"exit {result.code} ({rsync.describe_exit(result.code)})"
         level = logging.ERROR if rsync.classify(result.code) == "fatal" else logging.WARNING
-        logger.log(level, "%s: %s of %d paths failed: %s: %s", self.target.label, what,
-                   len(events), self.stats.last_error, result.stderr.splitlines()[-1:] or "")
+        lines = result.stderr.splitlines()
+        logger.log(level, "%s: %s of %d paths failed: %s%s", self.target.label, what,
+                   len(events), self.stats.last_error,
+                   "".join(f"\n    {line}" for line in lines[:10]))
         return False
 

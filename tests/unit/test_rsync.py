@@ -4,7 +4,7 @@ import pytest
 
 from sersyncpy import rsync
 from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
-from sersyncpy.pool import next_backoff, plan
+from sersyncpy.pool import DIR, MISSING, OTHER, SHADOWED, disk_state, next_backoff, plan
 
 DAEMON = rsync.Target(ip="127.0.0.1", module="backup", port=8730, user="sersync",
                       password_file="/etc/rsync.pas", timeout=100, common_params=("-artuz",))
@@ -95,17 +95,26 @@ def test_exit_code_classes(code, kind):
 
 
 def test_plan_sorts_a_batch_by_kind_and_by_disk():
-    on_disk_dirs = {"renamed", "meta", "full", "sub"}
+    on_disk = {"renamed": DIR, "meta": DIR, "full": DIR, "sub": DIR, "file": OTHER,
+               "was/below/a/file": SHADOWED}
     batch = [
         Event(RENAME, "renamed", True, "old"), Event(RENAME, "gone", True, "old2"),
         Event(UPDATE, "meta", True), Event(UPDATE, "file"), Event(DELETE, "x"),
         Event(FULL, "full", True), Event(SUBTREE, "sub", True),
+        Event(DELETE, "was/below/a/file"),
     ]
-    p = plan(batch, lambda rel: rel in on_disk_dirs)
+    p = plan(batch, lambda rel: on_disk.get(rel, MISSING))
     assert [e.path for e in p.renames] == ["renamed"]
     assert [e.path for e in p.full] == ["full"]
     assert [e.path for e in p.dirs] == ["meta"]
     assert [e.path for e in p.listed] == ["gone", "file", "x", "sub"]
+
+
+def test_disk_state(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "f").write_text("x")
+    assert [disk_state(str(tmp_path), rel) for rel in ("d", "f", "nope", "f/below", "")] == [
+        DIR, OTHER, MISSING, SHADOWED, DIR]
 
 
 def test_backoff_starts_at_a_second_and_is_capped():
@@ -114,3 +123,11 @@ def test_backoff_starts_at_a_second_and_is_capped():
     for _ in range(20):
         b = next_backoff(b)
     assert b <= 60 * 1.2
+
+
+def test_partial_transfers_retry_soon():
+    assert next_backoff(0, 23) <= 0.12
+    b = 0.0
+    for _ in range(20):
+        b = next_backoff(b, 23)
+    assert b <= 5 * 1.2
