@@ -375,8 +375,9 @@ def _password_file(value: str) -> Optional[str]:
         raise ValueError(f"cannot use password file: {exc.strerror}") from None
     if not stat.S_ISREG(mode):
         raise ValueError("not a regular file")
-    if mode & 0o777 != 0o600:
-        raise ValueError(f"mode {mode & 0o777:04o}, must be 0600")
+    # Owner-only, as 0600 or 0400: rsync itself refuses a file others can read.
+    if mode & 0o077:
+        raise ValueError(f"mode {mode & 0o777:04o}, must be 0600 (readable by its owner only)")
     return path
 
 

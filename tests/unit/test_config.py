@@ -786,7 +786,7 @@ def test_password_file_missing(tmp_path: Path, watch: str) -> None:
     )
 
 
-@pytest.mark.parametrize("mode", [0o644, 0o400, 0o660, 0o700])
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o660, 0o604])
 def test_password_file_mode_must_be_0600(tmp_path: Path, watch: str, mode: int) -> None:
     password = tmp_path / "rsync.pas"
     password.write_text("secret\n")
@@ -795,8 +795,18 @@ def test_password_file_mode_must_be_0600(tmp_path: Path, watch: str, mode: int) 
         tmp_path,
         sample(watch, _auth(str(password))),
         b"<auth",
-        f'<auth passwordfile="{password}">: mode {mode:04o}, must be 0600',
+        f'<auth passwordfile="{password}">: mode {mode:04o}, must be 0600 (readable by its '
+        "owner only)",
     )
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400])
+def test_owner_only_password_files_are_accepted(tmp_path: Path, watch: str, mode: int) -> None:
+    password = tmp_path / "rsync.pas"
+    password.write_text("secret\n")
+    password.chmod(mode)
+    cfg = config.parse(sample(watch, _auth(str(password))), str(tmp_path / "c.xml"))
+    assert cfg.rsync.password_file == str(password)
 
 
 def test_password_file_that_is_a_directory(tmp_path: Path, watch: str) -> None:

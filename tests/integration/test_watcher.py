@@ -1,0 +1,203 @@
+"""The watcher alone, on real inotify: what each kind of change becomes."""
+
+import logging
+import os
+import re
+import threading
+
+import inotify_simple
+import pytest
+from conftest import wait_until
+
+from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
+from sersyncpy.watcher import Rules, Watcher
+
+
+class Recorder:
+    def __init__(self):
+        self.events: list[tuple[int, Event]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, index, events):
+        with self.lock:
+            self.events += [(index, e) for e in events]
+
+    def seen(self):
+        with self.lock:
+            return [e for _, e in self.events]
+
+    def wait_for(self, *expected, timeout=5):
+        wait_until(lambda: all(e in self.seen() for e in expected), timeout=timeout,
+                   message=f"expected {expected}; seen {self.seen()}")
+
+
+@pytest.fixture
+def watch(tmp_path):
+    """watch(rules=None) -> (root, recorder); the watcher runs until the test ends."""
+    started = []
+
+    def start(rules=None, roots=None):
+        root = tmp_path / "root"
+        root.mkdir(exist_ok=True)
+        rec = Recorder()
+        w = Watcher(roots or [str(root)], rules or Rules(attrib=True), rec)
+        w.watch_all()
+        w.start()
+        started.append(w)
+        return root, rec, w
+
+    yield start
+    for w in started:
+        w.stop()
+        w.join(5)
+
+
+def test_a_new_file_is_one_update(watch):
+    root, rec, _ = watch()
+    (root / "f").write_text("x")
+    rec.wait_for(Event(UPDATE, "f"))
+    assert Event(UPDATE, "f") in rec.seen()
+
+
+def test_a_new_directory_is_watched_then_sent_whole(watch):
+    root, rec, w = watch()
+    os.makedirs(root / "a/b/c")
+    (root / "a/b/c/f").write_text("x")
+    rec.wait_for(Event(SUBTREE, "a", True))
+    wait_until(lambda: w.watch_count == 4)
+    (root / "a/b/c/g").write_text("later")
+    rec.wait_for(Event(UPDATE, "a/b/c/g"))
+
+
+def test_a_rename_inside_the_tree_is_one_event_and_keeps_watching(watch):
+    root, rec, _ = watch()
+    os.makedirs(root / "old/sub")
+    (root / "file").write_text("x")
+    rec.wait_for(Event(SUBTREE, "old", True))
+    os.rename(root / "old", root / "new")
+    os.rename(root / "file", root / "file2")
+    rec.wait_for(Event(RENAME, "new", True, "old"), Event(RENAME, "file2", False, "file"))
+    (root / "new/sub/inside").write_text("x")
+    rec.wait_for(Event(UPDATE, "new/sub/inside"))
+
+
+def test_moving_out_is_a_delete_and_stops_watching(watch, tmp_path):
+    root, rec, w = watch()
+    os.makedirs(root / "d/sub")
+    rec.wait_for(Event(SUBTREE, "d", True))
+    wait_until(lambda: w.watch_count == 3)
+    os.rename(root / "d", tmp_path / "outside")
+    rec.wait_for(Event(DELETE, "d", True))
+    wait_until(lambda: w.watch_count == 1)
+    (tmp_path / "outside/sub/late").write_text("x")
+    (root / "marker").write_text("x")
+    rec.wait_for(Event(UPDATE, "marker"))
+    assert not [e for e in rec.seen() if "late" in e.path]
+
+
+def test_moving_in_is_a_subtree_and_is_watched(watch, tmp_path):
+    root, rec, _ = watch()
+    os.makedirs(tmp_path / "incoming/sub")
+    os.rename(tmp_path / "incoming", root / "incoming")
+    rec.wait_for(Event(SUBTREE, "incoming", True))
+    (root / "incoming/sub/new").write_text("x")
+    rec.wait_for(Event(UPDATE, "incoming/sub/new"))
+
+
+def test_attrib_is_a_metadata_update_only_when_asked(watch, tmp_path):
+    root, rec, _ = watch(Rules(attrib=True))
+    os.makedirs(root / "d")
+    rec.wait_for(Event(SUBTREE, "d", True))
+    os.chmod(root / "d", 0o700)
+    rec.wait_for(Event(UPDATE, "d", True))
+    (root / "d/after").write_text("x")  # sersync would have dropped d's watch here
+    rec.wait_for(Event(UPDATE, "d/after"))
+
+
+def test_attrib_off_pushes_no_metadata_change(watch):
+    root, rec, _ = watch(Rules(attrib=False))
+    (root / "f").write_text("x")
+    rec.wait_for(Event(UPDATE, "f"))
+    os.chmod(root / "f", 0o600)
+    (root / "marker").write_text("x")
+    rec.wait_for(Event(UPDATE, "marker"))
+    assert rec.seen().count(Event(UPDATE, "f")) == 1
+
+
+def test_symlinks_and_hard_links_are_pushed_though_they_never_close(watch):
+    root, rec, _ = watch()
+    (root / "t").write_text("x")
+    os.symlink("t", root / "link")
+    os.link(root / "t", root / "hard")
+    rec.wait_for(Event(UPDATE, "link"), Event(UPDATE, "hard"))
+
+
+def test_temp_files_dropped_dotfiles_optional(watch, tmp_path):
+    root, rec, _ = watch(Rules(keep_dotfiles=False))
+    for name in (".hidden", "backup~", "4913", "real"):
+        (root / name).write_text("x")
+    os.makedirs(root / ".dotdir")  # directories are kept, as in sersync
+    rec.wait_for(Event(UPDATE, "real"), Event(SUBTREE, ".dotdir", True))
+    assert {e.path for e in rec.seen()} == {"real", ".dotdir"}
+
+
+def test_keep_dotfiles(watch):
+    root, rec, _ = watch(Rules(keep_dotfiles=True))
+    (root / ".htaccess").write_text("x")
+    rec.wait_for(Event(UPDATE, ".htaccess"))
+
+
+def test_excluded_directories_are_not_watched(watch, tmp_path):
+    root = tmp_path / "root"
+    os.makedirs(root / "cache/deep")
+    os.makedirs(root / "kept")
+    rules = Rules(excludes=(re.compile(r"^cache/*"), re.compile(r"(.*)\.gz")))
+    root, rec, w = watch(rules)
+    assert w.watch_count == 2  # the root and kept/
+    (root / "cache/deep/x").write_text("x")
+    (root / "kept/a.gz").write_text("x")
+    (root / "kept/a.txt").write_text("x")
+    rec.wait_for(Event(UPDATE, "kept/a.txt"))
+    assert [e.path for e in rec.seen()] == ["kept/a.txt"]
+
+
+def test_overflow_resyncs_every_root_and_says_so(watch, tmp_path, caplog):
+    root, rec, w = watch()
+    os.makedirs(root / "made-while-blind")
+    overflow = inotify_simple.Event(wd=-1, mask=inotify_simple.flags.Q_OVERFLOW, cookie=0,
+                                    name="")
+    with caplog.at_level(logging.WARNING, logger="sersyncpy.watcher"):
+        w.process([overflow])
+    assert Event(FULL, "", True) in rec.seen()
+    assert "overflow" in caplog.text
+    assert w.overflows == 1
+
+
+def test_deleting_a_tree_is_a_delete_of_it(watch):
+    root, rec, w = watch()
+    os.makedirs(root / "t/sub")
+    (root / "t/sub/f").write_text("x")
+    rec.wait_for(Event(SUBTREE, "t", True))
+    os.unlink(root / "t/sub/f")
+    os.rmdir(root / "t/sub")
+    os.rmdir(root / "t")
+    rec.wait_for(Event(DELETE, "t", True))
+    wait_until(lambda: w.watch_count == 1)
+
+
+def test_several_roots_report_their_index(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    rec = Recorder()
+    w = Watcher([str(a), str(b)], Rules(), rec)
+    w.watch_all()
+    w.start()
+    try:
+        (b / "in-b").write_text("x")
+        (a / "in-a").write_text("x")
+        wait_until(lambda: len(rec.events) >= 2)
+        assert sorted(rec.events) == [(0, Event(UPDATE, "in-a")), (1, Event(UPDATE, "in-b"))]
+    finally:
+        w.stop()
+        w.join(5)
