@@ -78,6 +78,11 @@ class Replicator:
             lane.start()
         self.watcher.start()
 
+    def dead_threads(self) -> list[str]:
+        """Threads that ended on their own (an unexpected error, already logged)."""
+        threads = [self.watcher, *self.all_lanes()]
+        return [t.name for t in threads if t.ident is not None and not t.is_alive()]
+
     def idle(self) -> bool:
         return all(lane.idle() for lane in self.all_lanes())
 
@@ -105,12 +110,18 @@ def run(cfg: configmod.Config, threads: int = 10, full_first: bool = False,
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     replicator = Replicator(cfg, threads)
+    code = 0
     try:
         replicator.start(full_first=full_first)
         logger.info("replicating to %d remote(s); stop with SIGTERM or Ctrl-C",
                     len(replicator.all_lanes()))
         while not stop.wait(1.0):
-            pass
+            dead = replicator.dead_threads()
+            if dead:
+                # Better to exit and be restarted (systemd) than to run half blind.
+                logger.critical("stopping: %s ended unexpectedly", ", ".join(dead))
+                code = 1
+                break
         if caught:
             logger.info("%s: pushing what is queued, then stopping",
                         signal.Signals(caught[0]).name)
@@ -118,4 +129,4 @@ def run(cfg: configmod.Config, threads: int = 10, full_first: bool = False,
         replicator.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
-    return 0
+    return code

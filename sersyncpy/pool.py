@@ -144,6 +144,13 @@ class Lane(threading.Thread):
     # -- the lane's own thread -----------------------------------------------------------
 
     def run(self) -> None:
+        try:
+            self._loop()
+        except Exception:
+            logger.exception("%s: the lane failed", self.target.label)
+            raise
+
+    def _loop(self) -> None:
         backoff = 0.0
         while True:
             with self._cond:

@@ -95,7 +95,9 @@ class Watcher(threading.Thread):
         self.rules = rules
         self._sink = sink
         self._on_watch_error = on_watch_error
-        self._roots = [_Root(i, os.path.abspath(p).rstrip("/") or "/") for i, p in enumerate(roots)]
+        # The real path: a root that is a symlink (/var/www -> /data/www) must be followed,
+        # while every watch below it uses IN_DONT_FOLLOW.
+        self._roots = [_Root(i, os.path.realpath(p)) for i, p in enumerate(roots)]
         self._inotify = INotify()
         self._mask = BASE_MASK | (F.MODIFY if rules.modify else 0)
         self._by_wd: dict[int, tuple[_Root, str]] = {}
@@ -190,6 +192,9 @@ class Watcher(threading.Thread):
                 raw = self._inotify.read(timeout=200)
                 if raw:
                     self.process(raw)
+        except Exception:
+            logger.exception("the watcher failed; changes are no longer seen")
+            raise
         finally:
             self._inotify.close()
 

@@ -268,3 +268,13 @@ def test_random_changes_converge_with_no_stale_overwrite(daemon, src, sersyncpy,
         _random_operations(src, rng, 200)
         time.sleep(rng.random() * 0.05)  # let some batches go out in between
     same_tree(src, daemon.modules["backup"], timeout=30)
+
+
+def test_a_watch_root_that_is_a_symlink_is_followed(daemon, tmp_path, sersyncpy):
+    real = tmp_path / "data/www"
+    real.mkdir(parents=True)
+    link = tmp_path / "www"
+    os.symlink(real, link)
+    sersyncpy(confxml([(link, [(daemon, "backup")])]))
+    write(real / "sub/page.html", b"<p>")
+    same_tree(real, daemon.modules["backup"])
