@@ -75,19 +75,19 @@ def main(argv: list[str]) -> int:
     logging.getLogger("sersyncpy.pool").setLevel(logging.WARNING)
 
     rsyncd = LocalDaemon(home / "rsyncd", {"demo": module})
-    rsyncd.write_config()
-    conf_path = home / "confxml.xml"
-    conf_path.write_text(CONFIG.format(
-        source=source, source_attr=quoteattr(str(source)), port=rsyncd.port, user=rsyncd.user,
-        password_attr=quoteattr(str(rsyncd.password_file)),
-    ))
-    cfg = config.load(str(conf_path))
     print(version_line())
+    # Started before the confxml is written: a first start may move off a port taken meanwhile.
     rsyncd.start()
-    print(f"rsync daemon: 127.0.0.1:{rsyncd.port}, module 'demo' -> {module}")
-    signal.signal(signal.SIGTERM, _interrupt)  # stop as on Ctrl-C, stopping rsyncd too
-    replicator = daemon.Replicator(cfg)
+    replicator = None
     try:
+        conf_path = home / "confxml.xml"
+        conf_path.write_text(CONFIG.format(
+            source=source, source_attr=quoteattr(str(source)), port=rsyncd.port,
+            user=rsyncd.user, password_attr=quoteattr(str(rsyncd.password_file)),
+        ))
+        replicator = daemon.Replicator(config.load(str(conf_path)))
+        print(f"rsync daemon: 127.0.0.1:{rsyncd.port}, module 'demo' -> {module}")
+        signal.signal(signal.SIGTERM, _interrupt)  # stop as on Ctrl-C, stopping rsyncd too
         replicator.start(full_first=True)  # returns once every directory is watched
         hello = source / "hello.txt"
         started = time.monotonic()
@@ -107,7 +107,8 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        replicator.stop()
+        if replicator is not None:
+            replicator.stop()
         rsyncd.stop()
     same = sorted(os.listdir(source)) == sorted(os.listdir(module))
     print(f"stopped; source and module top-level listings {'match' if same else 'differ'}")

@@ -1,15 +1,14 @@
 """Shared test harness: polling, tree comparison, free ports, a real rsync daemon, a leak guard.
 
-Tests import the helpers with `from conftest import wait_until, tree_diff, ...`.
+Tests import the helpers with `from conftest import wait_until, tree_diff, ...`. The daemon
+itself, with free_port and stop_process, is sersyncpy.localdaemon's; here it gets a layout.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import socket
 import stat
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
@@ -17,6 +16,12 @@ from pathlib import Path
 from typing import Any, NamedTuple, Union
 
 import pytest
+
+from sersyncpy.localdaemon import LocalDaemon
+
+# Re-exported: tests import them from here with the other helpers.
+from sersyncpy.localdaemon import free_port as free_port
+from sersyncpy.localdaemon import stop_process as stop_process
 
 StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
@@ -61,13 +66,6 @@ def wait_until(
     if len(last) > 2000:
         last = last[:2000] + "..."
     raise AssertionError(f"{what} (waited {timeout:g} s; last value: {last})")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (callers must handle races)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- tree comparison
@@ -216,73 +214,11 @@ def assert_trees_equal(
     raise AssertionError("\n".join(lines))
 
 
-# --------------------------------------------------------------------------- processes
-
-
-def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
-    """Stop one child by its PID: SIGTERM, wait, then SIGKILL; always reaps it."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=timeout)
-            return
-        except subprocess.TimeoutExpired:
-            process.kill()
-    process.wait(timeout=timeout)
-
-
-def _listening_inodes(port: int) -> set[str]:
-    """Socket inodes of TCP sockets in LISTEN state on `port` (IPv4 and IPv6)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                rows = f.read().splitlines()[1:]
-        except FileNotFoundError:
-            continue
-        for row in rows:
-            fields = row.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == "0A":  # 0A is TCP_LISTEN
-                inodes.add(fields[9])
-    return inodes
-
-
-def _listens_on(pid: int, port: int) -> bool:
-    """Whether process `pid` owns a listening TCP socket on `port`."""
-    wanted = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
-    if not wanted:
-        return False
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except FileNotFoundError:
-        return False
-    for fd in fds:
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
-                return True
-        except FileNotFoundError:
-            continue
-    return False
-
-
 # --------------------------------------------------------------------------- rsync daemon
 
 
-class DaemonStartError(RuntimeError):
-    """The rsync daemon exited or never listened; the message quotes its log."""
-
-
-class RsyncDaemon:
-    """One `rsync --daemon` on 127.0.0.1 with its own config, modules, secrets and log.
-
-    Everything lives under `root`. `start()` is idempotent; `stop()` too. Only the first
-    start may move to another port (when a parallel test took ours); restarts reuse it.
-    Modules run without chroot, so rsyncd drops a symlink target's leading "/" and escaping
-    ".."; pass options={"use chroot": "yes"} to store such targets verbatim.
-    """
-
-    user = "sersync"
+class RsyncDaemon(LocalDaemon):
+    """LocalDaemon in the tests' layout: module NAME is the directory root/NAME."""
 
     def __init__(
         self,
@@ -293,130 +229,9 @@ class RsyncDaemon:
         port: int | None = None,
         password: str | None = None,
     ) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.auth = auth
-        self.port = port if port is not None else free_port()
-        self.password = password or secrets.token_hex(12)
-        self.modules = {name: self.root / name for name in modules}
-        self.conf = self.root / "rsyncd.conf"
-        self.log_file = self.root / "rsyncd.log"
-        self.secrets_file = self.root / "rsyncd.secrets"
-        self.password_file = self.root / "client.password"
-        self._output_file = self.root / "rsyncd.output"  # stdout/stderr, for start errors
-        self._process: subprocess.Popen | None = None
-        self._started_once = False
-        for path in self.modules.values():
-            path.mkdir(exist_ok=True)
-        self.conf.write_text(self._config_text(options or {}))
-        # rsync refuses secrets and password files that others can read (strict modes).
-        _write_private(self.secrets_file, f"{self.user}:{self.password}\n")
-        _write_private(self.password_file, f"{self.password}\n")
-
-    def _config_text(self, options: Mapping[str, str]) -> str:
-        lines = [
-            "# Written by tests/conftest.py; every path is inside this directory.",
-            "use chroot = no",
-            "uid = root",
-            "gid = root",
-            "reverse lookup = no",  # no DNS wait on each connection
-            "socket options = TCP_NODELAY",
-            "max connections = 0",
-            # In the config, not as --log-file: with rsync 3.5 a command-line --log-file
-            # loses every line after "allowed access", transfer lines included.
-            f"log file = {self.log_file}",
-            f"lock file = {self.root / 'rsyncd.lock'}",  # not the shared /var/run default
-            "transfer logging = yes",
-            "log format = %o %f %l %b",
-        ]
-        for name, path in self.modules.items():
-            lines += ["", f"[{name}]", f"path = {path}", "read only = no", "list = yes"]
-            # Without chroot rsyncd defaults to "munge symlinks = yes" and stores every
-            # target prefixed with /rsyncd-munged/; replication tests need them verbatim.
-            lines.append("munge symlinks = no")
-            if self.auth:
-                lines += [f"auth users = {self.user}", f"secrets file = {self.secrets_file}"]
-            lines += [f"{key} = {value}" for key, value in options.items()]
-        return "\n".join(lines) + "\n"
-
-    @property
-    def pid(self) -> int | None:
-        """PID of the running daemon, None when stopped."""
-        return self._process.pid if self.running else None
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def url(self, module: str) -> str:
-        """rsync daemon address of a module, without port (callers pass --port)."""
-        return f"{self.user}@127.0.0.1::{module}"
-
-    def start(self) -> None:
-        """Start the daemon and return once it listens on self.port."""
-        if self.running:
-            return
-        attempts = 1 if self._started_once else 5
-        for attempt in range(attempts):
-            log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
-            if self._spawn_and_wait():
-                self._started_once = True
-                return
-            new_log = self._log_since(log_offset)
-            if "bind" not in new_log or attempt + 1 == attempts:
-                raise DaemonStartError(
-                    f"rsync daemon on port {self.port} exited with "
-                    f"{self._process.returncode}; log:\n{new_log}"
-                )
-            self.port = free_port()  # another process took the port between pick and bind
-
-    def _spawn_and_wait(self) -> bool:
-        """Run rsync --daemon; True once it listens, False if it exited first."""
-        argv = [
-            "rsync", "--daemon", "--no-detach", f"--config={self.conf}", f"--port={self.port}",
-            "--address=127.0.0.1",
-        ]
-        with open(self._output_file, "ab") as output:
-            self._process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
-            )
-        process = self._process
-        # Readiness is "our PID owns a LISTEN socket on the port", not a test connection:
-        # a connect could reach a parallel test's server on a stolen port, and each connect
-        # to rsyncd adds a "connect from" line to the log that tests read.
-        try:
-            wait_until(
-                lambda: process.poll() is not None or _listens_on(process.pid, self.port),
-                timeout=10.0,
-            )
-        except AssertionError:
-            self.stop()
-            raise DaemonStartError(
-                f"rsync daemon (pid {process.pid}) did not listen on port {self.port} "
-                f"within 10 s; log:\n{self._log_since(0)}"
-            ) from None
-        return process.poll() is None
-
-    def _log_since(self, offset: int) -> str:
-        text = self.log_file.read_bytes()[offset:] if self.log_file.exists() else b""
-        return (text + self._output_file.read_bytes()).decode("utf-8", "replace")
-
-    def stop(self) -> None:
-        """Terminate the daemon by PID and reap it; a no-op when already stopped."""
-        process, self._process = self._process, None
-        if process is not None:
-            stop_process(process)
-
-    def __repr__(self) -> str:
-        return f"RsyncDaemon(port={self.port}, pid={self.pid}, modules={list(self.modules)})"
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a file readable only by its owner, with no moment of wider permissions."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        os.fchmod(f.fileno(), 0o600)  # O_CREAT's mode does not apply to an existing file
-        f.write(text)
+        root = Path(root)
+        super().__init__(root, {name: root / name for name in modules}, auth, options, port,
+                         password)
 
 
 @pytest.fixture

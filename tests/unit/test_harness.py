@@ -1,5 +1,6 @@
 """Tests of the shared harness in tests/conftest.py: polling, tree_diff, the rsync daemon
-fixture and the leak guard. Everything runs for real: files, rsync, threads, processes.
+(sersyncpy.localdaemon, as the fixture lays it out) and the leak guard. Everything runs for
+real: files, rsync, threads, processes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from conftest import (
     trees_equal,
     wait_until,
 )
+
+from sersyncpy.localdaemon import DaemonStartError, LocalDaemon
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 ODD_NAMES = [b"new\nline", b"-leading-dash", b"bad\xff", b"sp ace", "caf\u00e9".encode()]
@@ -343,6 +346,48 @@ def test_daemon_first_start_moves_off_a_taken_port(tmp_path):
             assert _push(daemon, src).returncode == 0
         finally:
             daemon.stop()
+
+
+def test_daemon_restart_does_not_move_off_a_taken_port(daemon):
+    # Clients were configured with this port; a daemon elsewhere would serve none of them.
+    port = daemon.port
+    daemon.stop()
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        with pytest.raises(DaemonStartError, match=rf"(?s)port {port} exited .*bind\(\) failed"):
+            daemon.start()
+        assert daemon.port == port and daemon.pid is None
+    daemon.start()
+    assert daemon.port == port and daemon.pid is not None
+
+
+def test_local_daemon_serves_modules_where_the_caller_puts_them(tmp_path):
+    # The demo's layout: the module directory is not under the daemon's own folder, and the
+    # client password file exists before start, for a confxml.xml that names it.
+    module = tmp_path / "demo" / "module"
+    daemon = LocalDaemon(tmp_path / "demo" / "rsyncd", {"demo": module}, password="s3cret")
+    daemon.write_config()
+    assert daemon.password_file.read_text() == "s3cret\n"
+    assert os.stat(daemon.password_file).st_mode & 0o777 == 0o600
+    assert daemon.pid is None and not daemon.running
+    daemon.secrets_file.write_text("sersync:other\n")  # start keeps what write_config wrote
+    src = tmp_path / "src"
+    src.mkdir()
+    _make_tree(src)
+    try:
+        daemon.start()
+        daemon.start()  # idempotent
+        assert daemon.running
+        assert _push(daemon, src, "demo").returncode == 5  # the edited secrets hold
+        daemon.secrets_file.write_text("sersync:s3cret\n")
+        result = _push(daemon, src, "demo")
+        assert result.returncode == 0, result.stderr
+        assert_trees_equal(src, module)
+        assert f"pid={daemon.pid}" in repr(daemon)
+    finally:
+        daemon.stop()
+    assert not daemon.running
 
 
 # --------------------------------------------------------------------------- leak guard
