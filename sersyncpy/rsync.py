@@ -17,6 +17,11 @@ from typing import Optional
 
 logger = logging.getLogger(__name__)
 
+# A partitioned remote must not hold its lane forever: rsync waits this long for a daemon
+# connection, and, when <timeout> is off, this long without I/O (sersync set neither).
+CONNECT_TIMEOUT = 10
+DEFAULT_IO_TIMEOUT = 60
+
 # Exit codes, from rsync(1). 24 means files vanished on our side between the event and the
 # push: their deletion is another pending change, so the batch itself did reach the remote.
 OK_CODES = frozenset({0, 24})
@@ -104,13 +109,12 @@ def base_argv(t: Target) -> list[str]:
         argv += ["-e", "ssh"]
     else:
         # Nagle against delayed ACKs costs ~85 ms per daemon call (see DESIGN.md).
-        argv.append("--sockopts=TCP_NODELAY")
+        argv += ["--sockopts=TCP_NODELAY", f"--contimeout={CONNECT_TIMEOUT}"]
         if t.port:
             argv.append(f"--port={t.port}")
         if t.password_file:
             argv.append(f"--password-file={t.password_file}")
-    if t.timeout:
-        argv.append(f"--timeout={t.timeout}")
+    argv.append(f"--timeout={t.timeout or DEFAULT_IO_TIMEOUT}")
     return argv
 
 

@@ -12,14 +12,19 @@ DAEMON = rsync.Target(ip="127.0.0.1", module="backup", port=8730, user="sersync"
 
 def test_base_argv_carries_sersyncs_options_in_order():
     assert rsync.base_argv(DAEMON) == [
-        "rsync", "-artuz", "--sockopts=TCP_NODELAY", "--port=8730",
+        "rsync", "-artuz", "--sockopts=TCP_NODELAY", "--contimeout=10", "--port=8730",
         "--password-file=/etc/rsync.pas", "--timeout=100",
     ]
 
 
+def test_a_hung_connection_is_always_cut():
+    argv = rsync.base_argv(rsync.Target(ip="h", module="m"))
+    assert "--contimeout=10" in argv and "--timeout=60" in argv
+
+
 def test_ssh_mode_uses_remote_shell_and_single_colon():
     t = rsync.Target(ip="198.18.0.2", module="/srv/www", ssh=True, user="root")
-    assert rsync.base_argv(t) == ["rsync", "-artuz", "-e", "ssh"]
+    assert rsync.base_argv(t) == ["rsync", "-artuz", "-e", "ssh", "--timeout=60"]
     assert t.destination() == "root@198.18.0.2:/srv/www/"
     assert t.destination("a b") == "root@198.18.0.2:/srv/www/a b/"
 
