@@ -36,6 +36,7 @@ CONFIG = """<?xml version="1.0" encoding="UTF-8"?>
             <auth start="true" users="{user}" passwordfile="{pw}"/>
             <timeout start="true" time="60"/>
         </rsync>
+        <failLog path="{faillog}" timeToExecute="60"/>
     </sersync>
 </head>
 """
@@ -108,7 +109,8 @@ def run_sersyncpy(work: Path, args) -> dict:
                             for d in daemons)
         conf = work / "confxml.xml"
         conf.write_text(CONFIG.format(src=src, remotes=remotes, user=daemons[0].user,
-                                      pw=daemons[0].password_file))
+                                      pw=daemons[0].password_file,
+                                      faillog=work / "fail_log.sh"))
         log = open(work / "sersyncpy.log", "wb")
         proc = subprocess.Popen([sys.executable, "-m", "sersyncpy", "-o", str(conf)],
                                 stdout=log, stderr=log)

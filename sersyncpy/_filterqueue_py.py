@@ -113,23 +113,26 @@ class FilterQueue:
 
     def take(self) -> list[Event]:
         """Return every pending change, collapsed and in order, and empty the queue."""
+        batch = self.peek()
+        self._entries = {}
+        self._covering = set()
+        self._deleted_dirs = set()
+        self._requeued = False
+        return batch
+
+    def peek(self) -> list[Event]:
+        """What take() would return, leaving the queue as it is (for the fail log)."""
         if not self._entries:
             return []
         items = self._entries.items()
         if self._requeued:
             items = sorted(items, key=lambda item: item[1][_SEQ])
         if self._covering or self._deleted_dirs:
-            batch = [
+            return [
                 Event(e[_KIND], p, e[_IS_DIR], e[_SRC]) for p, e in items
                 if not self._is_dropped(p, e[_SEQ])
             ]
-        else:
-            batch = [Event(e[_KIND], p, e[_IS_DIR], e[_SRC]) for p, e in items]
-        self._entries = {}
-        self._covering = set()
-        self._deleted_dirs = set()
-        self._requeued = False
-        return batch
+        return [Event(e[_KIND], p, e[_IS_DIR], e[_SRC]) for p, e in items]
 
     def requeue(self, batch: list[Event]) -> None:
         """Put back a batch that did not reach the remote, as older than anything pending."""

@@ -7,16 +7,18 @@ queued, and returns (sersync had no handler at all and lost its queue).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
 from typing import Optional
 
 from sersyncpy import config as configmod
+from sersyncpy import faillog
 from sersyncpy.events import FULL, Event
 from sersyncpy.pool import Lane
 from sersyncpy.rsync import Target
-from sersyncpy.watcher import Rules, Watcher
+from sersyncpy.watcher import UNWATCHED_RESYNC_SECONDS, Rules, Watcher
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +56,12 @@ class Replicator:
             [Lane(lp.watch, target_for(cfg, remote), slots) for remote in lp.remotes]
             for lp in cfg.localpaths
         ]
-        self.watcher = Watcher([lp.watch for lp in cfg.localpaths], rules_for(cfg), self._sink)
+        resync = float(os.environ.get("SERSYNCPY_UNWATCHED_RESYNC_SECONDS",
+                                      UNWATCHED_RESYNC_SECONDS))
+        self.watcher = Watcher([lp.watch for lp in cfg.localpaths], rules_for(cfg), self._sink,
+                               unwatched_resync=resync)
+        self.fail_log = faillog.FailLogWriter(cfg.fail_log.path, self.all_lanes(),
+                                              retry_minutes=cfg.fail_log.time_to_execute)
 
     def _sink(self, root_index: int, events: list[Event]) -> None:
         for lane in self.lanes[root_index]:
@@ -64,30 +71,45 @@ class Replicator:
         return [lane for lanes in self.lanes for lane in lanes]
 
     def start(self, full_first: bool = False) -> None:
-        """Watch everything first, then (with -r) push every root whole, then go live; so
-        nothing written during the full push is missed (sersync pushed before watching)."""
+        """Watch everything first, then replay the fail log, then (with -r) push every root
+        whole, then go live; so nothing written meanwhile is missed (sersync pushed before
+        watching, and lost its queue on every stop)."""
         started = time.monotonic()
         count = self.watcher.watch_all()
         logger.info("watching %d directories under %s in %.2fs", count,
                     ", ".join(lp.watch for lp in self.config.localpaths),
                     time.monotonic() - started)
+        self._replay_fail_log()
         if full_first:
             for lane in self.all_lanes():
                 lane.offer([Event(FULL, "", True)])
+        self.fail_log.write(faillog.RUNNING)  # a kill from now on is seen at the next start
         for lane in self.all_lanes():
             lane.start()
         self.watcher.start()
+        self.fail_log.start()
+
+    def _replay_fail_log(self) -> None:
+        path = self.config.fail_log.path
+        state, pending = faillog.load(path)
+        if state == faillog.RUNNING:
+            logger.warning("the previous run did not stop cleanly: replaying its fail log "
+                           "and resyncing every root (rsync's quick check)")
+        count = faillog.replay(state, pending, self.all_lanes())
+        if count:
+            logger.info("replaying %d pending changes from %s", count, path)
 
     def dead_threads(self) -> list[str]:
         """Threads that ended on their own (an unexpected error, already logged)."""
-        threads = [self.watcher, *self.all_lanes()]
+        threads = [self.watcher, self.fail_log, *self.all_lanes()]
         return [t.name for t in threads if t.ident is not None and not t.is_alive()]
 
     def idle(self) -> bool:
         return all(lane.idle() for lane in self.all_lanes())
 
     def stop(self, drain_seconds: float = 5.0) -> None:
-        """Stop watching, push what is queued, and wait for the lanes."""
+        """Stop watching, push what is queued, wait for the lanes, and leave in the fail log
+        what could not be pushed, marked as a clean stop."""
         self.watcher.stop()
         if self.watcher.is_alive():
             self.watcher.join()
@@ -96,6 +118,8 @@ class Replicator:
         for lane in self.all_lanes():
             if lane.is_alive():
                 lane.join()
+        self.fail_log.stop()
+        self.fail_log.close()
 
 
 def run(cfg: configmod.Config, threads: int = 10, full_first: bool = False,

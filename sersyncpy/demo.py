@@ -42,6 +42,7 @@ CONFIG = """<?xml version="1.0" encoding="UTF-8"?>
             <auth start="true" users="{user}" passwordfile={password_attr}/>
             <timeout start="true" time="30"/>
         </rsync>
+        <failLog path={fail_log_attr} timeToExecute="60"/>
     </sersync>
 </head>
 """
@@ -84,6 +85,7 @@ def main(argv: list[str]) -> int:
         conf_path.write_text(CONFIG.format(
             source=source, source_attr=quoteattr(str(source)), port=rsyncd.port,
             user=rsyncd.user, password_attr=quoteattr(str(rsyncd.password_file)),
+            fail_log_attr=quoteattr(str(home / "fail_log.sh")),
         ))
         replicator = daemon.Replicator(config.load(str(conf_path)))
         print(f"rsync daemon: 127.0.0.1:{rsyncd.port}, module 'demo' -> {module}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import socket
 import stat
 import threading
 import time
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from sersyncpy import rsync
-from sersyncpy.events import FULL, RENAME, SUBTREE, UPDATE, Event
+from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
 from sersyncpy.filterqueue import FilterQueue
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class Plan:
     full: list[Event] = field(default_factory=list)  # one quick-check recursive call each
     listed: list[Event] = field(default_factory=list)  # one call for all of them
     dirs: list[Event] = field(default_factory=list)  # one non-recursive call for all of them
+    root_gone: bool = False  # the watcher saw the root itself go: push nothing
 
 
 # What a path is on disk when its batch is planned.
@@ -66,6 +68,9 @@ def plan(batch: list[Event], state: Callable[[str], str]) -> Plan:
     """
     p = Plan()
     for event in batch:
+        if event.path == "" and event.kind == DELETE:
+            p.root_gone = True
+            continue
         now = state(event.path)
         if now == SHADOWED:
             continue
@@ -108,10 +113,14 @@ class Lane(threading.Thread):
         self.root = root
         self.target = target
         self.stats = LaneStats()
+        self.version = 0  # changes whenever what is pending changes (for the fail log)
+        self._root_dev = os.stat(root).st_dev
         self._slots = slots  # -n: how many rsync processes may run at once, over all lanes
         self._queue = FilterQueue()
+        self._inflight: list[Event] = []
         self._cond = threading.Condition()
-        self._busy = False
+        self._paused = False  # the root is gone: wait for new events, do not retry
+        self._retry_now = False
         self._stopping = False
         self._deadline = 0.0
 
@@ -122,20 +131,33 @@ class Lane(threading.Thread):
             push = self._queue.push
             for e in events:
                 push(e.kind, e.path, e.is_dir, e.src)
+            self.version += 1
+            self._paused = False
+            self._cond.notify()
+
+    def snapshot(self) -> tuple[int, list[Event]]:
+        """(version, everything not yet on the remote): the batch in flight, then the queue."""
+        with self._cond:
+            return self.version, self._inflight + self._queue.peek()
+
+    def retry_now(self) -> None:
+        """Cut a backoff short (sersync's timeToExecute)."""
+        with self._cond:
+            self._retry_now = True
             self._cond.notify()
 
     def pending(self) -> int:
         with self._cond:
-            return len(self._queue)
+            return len(self._queue) + len(self._inflight)
 
     def idle(self) -> bool:
         """Nothing pending and nothing being pushed."""
         with self._cond:
-            return not self._queue and not self._busy
+            return not self._queue and not self._inflight
 
     def stop(self, drain_seconds: float = 10.0) -> None:
         """Stop once what is queued is pushed; a remote still failing after `drain_seconds`
-        is given up on (its paths are logged as not pushed)."""
+        keeps its paths pending (the fail log takes them to the next start)."""
         with self._cond:
             self._stopping = True
             self._deadline = time.monotonic() + drain_seconds
@@ -154,25 +176,25 @@ class Lane(threading.Thread):
         backoff = 0.0
         while True:
             with self._cond:
-                while not self._queue and not self._stopping:
+                while (not self._queue or self._paused) and not self._stopping:
                     self._cond.wait()
-                if not self._queue:
+                if not self._queue or self._paused:
                     return
-                batch = self._queue.take()
-                self._busy = True
+                batch = self._inflight = self._queue.take()
             failed = self._push(batch)
             with self._cond:
-                self._busy = False
+                self._inflight = []
+                self.version += 1
                 if not failed:
                     backoff = 0.0
                     continue
                 self._queue.requeue(failed)
+                if self._paused:
+                    continue
                 if self._stopping and time.monotonic() >= self._deadline:
-                    # Until the fail log keeps them across restarts, say what is left behind.
-                    logger.error(
-                        "%s: stopping with %d paths not pushed (last error: %s)",
-                        self.target.label, len(self._queue), self.stats.last_error,
-                    )
+                    logger.error("%s: stopping with %d paths not pushed (%s); the fail log "
+                                 "keeps them for the next start", self.target.label,
+                                 len(self._queue), self.stats.last_error)
                     return
                 backoff = next_backoff(backoff, self.stats.last_code)
                 wait = backoff
@@ -180,13 +202,50 @@ class Lane(threading.Thread):
                     wait = min(wait, max(0.0, self._deadline - time.monotonic()))
                 logger.warning("%s: retrying %d paths in %.1fs", self.target.label,
                                len(self._queue), wait)
-                self._cond.wait(wait)
+            self._wait_before_retry(wait)
+
+    def _wait_before_retry(self, seconds: float) -> None:
+        """Back off, but retry at once when a remote that could not be reached answers
+        again: after an outage it converges within a second or two, not at the backoff."""
+        deadline = time.monotonic() + seconds
+        probe = self.stats.last_code in UNREACHABLE_CODES
+        while True:
+            left = deadline - time.monotonic()
+            with self._cond:
+                if left <= 0 or self._stopping or self._retry_now:
+                    self._retry_now = False
+                    return
+                self._cond.wait(min(left, PROBE_SECONDS) if probe else left)
+                if self._stopping or self._retry_now:
+                    self._retry_now = False
+                    return
+            if probe and reachable(self.target):
+                return
+
+    def _root_present(self) -> bool:
+        """The root is where it was: not deleted, moved away, or covered by another mount."""
+        try:
+            st = os.stat(self.root)
+        except OSError:
+            return False
+        return stat.S_ISDIR(st.st_mode) and st.st_dev == self._root_dev
+
+    def _pause(self, why: str) -> None:
+        with self._cond:
+            first = not self._paused
+            self._paused = True
+        if first:
+            logger.error("%s: %s: replication paused, nothing is deleted on the remote "
+                         "until the root is back", self.target.label, why)
 
     def _push(self, batch: list[Event]) -> list[Event]:
         """Push one batch; return the events that did not reach the remote."""
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s: batch: %s", self.target.label, ", ".join(map(str, batch)))
         p = plan(batch, lambda rel: disk_state(self.root, rel))
+        if p.root_gone or not self._root_present():
+            self._pause(f"the watch root {self.root} is gone or was replaced")
+            return batch
         failed: list[Event] = []
         for event in p.renames:
             argv = rsync.rename_argv(self.target, event.src, event.path)
@@ -194,6 +253,12 @@ class Lane(threading.Thread):
                 # Perhaps an rsync older than 3.2.3 (no --mkpath): send the directory whole.
                 p.listed.append(Event(SUBTREE, event.path, True))
         for event in p.full:
+            if self.target.deletes and not os.listdir(os.path.join(self.root, event.path)):
+                # An empty root is more often a failed mount than a wish to delete it all.
+                logger.error("%s: not resyncing %s: it is empty, and a full push would "
+                             "delete everything below it on the remote", self.target.label,
+                             os.path.join(self.root, event.path))
+                continue
             if not self._run(rsync.full_argv(self.target, event.path), [event], "full"):
                 failed.append(event)
         if p.listed:
@@ -230,3 +295,17 @@ class Lane(threading.Thread):
                    "".join(f"\n    {line}" for line in lines[:10]))
         return False
 
+
+# rsync exit codes that mean the remote could not be reached or stopped answering.
+UNREACHABLE_CODES = frozenset({10, 12, 30, 35})
+PROBE_SECONDS = 1.0
+
+
+def reachable(target: rsync.Target) -> bool:
+    """Whether the remote's daemon (or sshd) accepts a TCP connection within a second."""
+    port = 22 if target.ssh else (target.port or 873)
+    try:
+        socket.create_connection((target.ip, port), timeout=PROBE_SECONDS).close()
+    except OSError:
+        return False
+    return True

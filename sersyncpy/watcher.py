@@ -11,7 +11,9 @@ import errno
 import logging
 import os
 import re
+import stat
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -31,6 +33,11 @@ BASE_MASK = (
 
 # How long an unpaired MOVED_FROM waits for its MOVED_TO before it counts as a delete.
 MOVE_PAIR_SECONDS = 0.01
+# How often the roots are checked (deleted, replaced by a mount, back again).
+ROOT_CHECK_SECONDS = 1.0
+# How often directories that could not be watched (the inotify watch limit) are tried again
+# and, while they stay unwatched, resynced whole; SERSYNCPY_UNWATCHED_RESYNC_SECONDS sets it.
+UNWATCHED_RESYNC_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,8 @@ class _Root:
     index: int
     path: str
     wds: dict[str, int] = field(default_factory=dict)  # rel dir -> wd
+    dev: int = 0  # st_dev when first watched: another value means another mount
+    gone: bool = False
 
 
 class Watcher(threading.Thread):
@@ -89,12 +98,13 @@ class Watcher(threading.Thread):
     def __init__(
         self, roots: Sequence[str], rules: Rules,
         sink: Callable[[int, list[Event]], None],
-        on_watch_error: Optional[Callable[[int, str, OSError], None]] = None,
+        unwatched_resync: float = UNWATCHED_RESYNC_SECONDS,
     ):
         super().__init__(name="watcher", daemon=True)
         self.rules = rules
         self._sink = sink
-        self._on_watch_error = on_watch_error
+        self._unwatched: set[tuple[int, str]] = set()  # (root index, rel dir) not watched
+        self._unwatched_resync = unwatched_resync
         # The real path: a root that is a symlink (/var/www -> /data/www) must be followed,
         # while every watch below it uses IN_DONT_FOLLOW.
         self._roots = [_Root(i, os.path.realpath(p)) for i, p in enumerate(roots)]
@@ -109,7 +119,10 @@ class Watcher(threading.Thread):
     def watch_all(self) -> int:
         """Add watches on every directory of every root; returns how many are watched."""
         for root in self._roots:
+            root.dev = os.stat(root.path).st_dev
             self._watch_tree(root, "")
+        if self._unwatched:
+            self._warn_unwatched()
         return len(self._by_wd)
 
     @property
@@ -125,13 +138,10 @@ class Watcher(threading.Thread):
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):
                 return False  # gone already; its deletion is an event of its parent
-            if exc.errno == errno.ENOSPC:
-                logger.error("cannot watch %s: the inotify watch limit is reached; raise the "
-                             "sysctl fs.inotify.max_user_watches", self._abs(root, rel))
-            else:
+            if exc.errno != errno.ENOSPC:
                 logger.error("cannot watch %s: %s", self._abs(root, rel), exc.strerror)
-            if self._on_watch_error:
-                self._on_watch_error(root.index, rel, exc)
+            # Not watched, so not silently missed: resynced whole until it can be watched.
+            self._unwatched.add((root.index, rel))
             return False
         old = self._by_wd.get(wd)
         if old is not None and old[1] != rel:
@@ -187,11 +197,20 @@ class Watcher(threading.Thread):
         self._stopping.set()
 
     def run(self) -> None:
+        next_root_check = time.monotonic() + ROOT_CHECK_SECONDS
+        next_resync = time.monotonic() + self._unwatched_resync
         try:
             while not self._stopping.is_set():
                 raw = self._inotify.read(timeout=200)
                 if raw:
                     self.process(raw)
+                now = time.monotonic()
+                if now >= next_root_check:
+                    next_root_check = now + ROOT_CHECK_SECONDS
+                    self._deliver(self._check_roots())
+                if now >= next_resync:
+                    next_resync = now + self._unwatched_resync
+                    self._deliver(self._resync_unwatched())
         except Exception:
             logger.exception("the watcher failed; changes are no longer seen")
             raise
@@ -207,6 +226,9 @@ class Watcher(threading.Thread):
             more = self._inotify.read(timeout=int(MOVE_PAIR_SECONDS * 1000))
             if more:
                 self._translate(more, out, moves)
+        self._deliver(out)
+
+    def _deliver(self, out: list) -> None:
         by_root: dict[int, list[Event]] = {}
         for root, item in out:
             if isinstance(item, _MoveFrom):
@@ -235,7 +257,7 @@ class Watcher(threading.Thread):
                 continue
             if not ev.name:
                 if mask & (F.DELETE_SELF | F.MOVE_SELF) and d == "":
-                    logger.error("the watched root %s was deleted or moved away", root.path)
+                    self._root_lost(root, out, "was deleted or moved away")
                 continue  # other events about a directory itself come from its parent too
             rel = f"{d}/{ev.name}" if d else ev.name
             is_dir = bool(mask & F.ISDIR)
@@ -307,6 +329,56 @@ class Watcher(threading.Thread):
         if source.is_dir:
             self._forget_tree(root, source.rel, remove=True)
         return Event(DELETE, source.rel, source.is_dir) if self.rules.move_from else None
+
+    def _root_lost(self, root: _Root, out: list, why: str) -> None:
+        """The root itself went: a DELETE of "" covers every pending change below it, and the
+        lanes push nothing (no mass deletion) until the root is back."""
+        if root.gone:
+            return
+        root.gone = True
+        logger.error("the watch root %s %s: replication of it is paused until it is back",
+                     root.path, why)
+        self._forget_tree(root, "", remove=True)
+        out.append((root, Event(DELETE, "", True)))
+
+    def _check_roots(self) -> list:
+        out: list = []
+        for root in self._roots:
+            try:
+                st = os.stat(root.path)
+                present = stat.S_ISDIR(st.st_mode) and st.st_dev == root.dev
+            except OSError:
+                present = False
+            if not present and not root.gone:
+                self._root_lost(root, out, "is gone or was replaced by another mount")
+            elif present and root.gone:
+                root.gone = False
+                logger.warning("the watch root %s is back: watching and resyncing it",
+                               root.path)
+                self._watch_tree(root, "")
+                out.append((root, Event(FULL, "", True)))
+        return out
+
+    def _resync_unwatched(self) -> list:
+        """Try the unwatched directories again; push those still unwatched whole."""
+        out: list = []
+        if not self._unwatched:
+            return out
+        todo, self._unwatched = self._unwatched, set()
+        for index, rel in sorted(todo):
+            root = self._roots[index]
+            if root.gone:
+                continue
+            self._watch_tree(root, rel)
+            out.append((root, Event(FULL, rel, True)))
+        if self._unwatched:
+            self._warn_unwatched()
+        return out
+
+    def _warn_unwatched(self) -> None:
+        logger.error("%d directories cannot be watched (the inotify watch limit is reached: "
+                     "raise the sysctl fs.inotify.max_user_watches); they are resynced whole "
+                     "every %.0f s instead", len(self._unwatched), self._unwatched_resync)
 
     def _overflow(self, out: list) -> None:
         """Events were lost: watch whatever is new and resync every root with the quick check."""

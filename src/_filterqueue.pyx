@@ -126,6 +126,15 @@ cdef class FilterQueue:
 
     def take(self):
         """Return every pending change, collapsed and in order, and empty the queue."""
+        batch = self.peek()
+        self._entries = {}
+        self._covering = set()
+        self._deleted_dirs = set()
+        self._requeued = False
+        return batch
+
+    def peek(self):
+        """What take() would return, leaving the queue as it is (for the fail log)."""
         cdef list batch = []
         cdef list e
         cdef str p
@@ -140,10 +149,6 @@ cdef class FilterQueue:
             if check and self._is_dropped(p, e[_SEQ]):
                 continue
             batch.append(Event(e[_KIND], p, e[_IS_DIR], e[_SRC]))
-        self._entries = {}
-        self._covering = set()
-        self._deleted_dirs = set()
-        self._requeued = False
         return batch
 
     def requeue(self, batch):

@@ -157,6 +157,15 @@ def test_requeued_entry_below_a_newer_directory_delete_is_dropped(q):
     assert paths(q.take()) == [(DELETE, "d")]
 
 
+def test_peek_shows_the_batch_and_keeps_it(q):
+    q.push(UPDATE, "d/a")
+    q.push(DELETE, "d", True)
+    q.push(UPDATE, "f")
+    assert q.peek() == [Event(DELETE, "d", True), Event(UPDATE, "f")]
+    assert q.take() == [Event(DELETE, "d", True), Event(UPDATE, "f")]
+    assert q.peek() == []
+
+
 def test_paths_with_any_characters(q):
     names = ["sp ace", "new\nline", "-e sh", "$(touch x)", "bad\udcff", "Ωμέγα/日本/🙂"]
     for n in names:
@@ -199,6 +208,7 @@ def test_compiled_and_python_queues_give_the_same_batches(ops):
     last_a = last_b = []
     for op in ops:
         if op == "take":
+            assert a.peek() == b.peek()
             last_a, last_b = a.take(), b.take()
             assert last_a == last_b
         elif op == "requeue":

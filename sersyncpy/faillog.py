@@ -1,0 +1,233 @@
+"""The fail log: every remote's pending paths, kept on disk at <failLog path> and replayed at
+start-up, so that a dead remote, a crash or a kill loses nothing.
+
+The file is a /bin/sh script for people, as sersync's was: running it pushes the pending
+paths with rsync, every name single-quoted. sersyncpy never runs it; it reads only the data
+lines (`#P ...`, each path base64-encoded), so no file name is ever interpreted.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Optional
+
+from sersyncpy import rsync
+from sersyncpy.events import DELETE, FULL, RENAME, Event
+
+logger = logging.getLogger(__name__)
+
+MAGIC = b"# sersyncpy fail log v1"
+RUNNING, CLEAN = "running", "clean"
+
+
+@dataclass(frozen=True)
+class LaneState:
+    """What one lane has not yet pushed: its key (root and remote), target and events."""
+
+    root: str
+    target: rsync.Target
+    events: tuple[Event, ...]
+
+    @property
+    def key(self) -> str:
+        return lane_key(self.root, self.target)
+
+
+def lane_key(root: str, target: rsync.Target) -> str:
+    return f"{root}\0{target.label}"
+
+
+def _b64(text: str) -> bytes:
+    return base64.b64encode(os.fsencode(text))
+
+
+def _unb64(data: bytes) -> str:
+    return os.fsdecode(base64.b64decode(data, validate=True))
+
+
+def sh_quote(text: str) -> bytes:
+    """POSIX single quotes around any bytes: inside them the shell interprets nothing."""
+    return b"'" + os.fsencode(text).replace(b"'", b"'\\''") + b"'"
+
+
+def _script(state: LaneState) -> list[bytes]:
+    """The commands that push one lane's paths by hand."""
+    paths: list[str] = []
+    for e in state.events:
+        if e.kind == RENAME and e.src is not None:
+            paths.append(e.src)
+        paths.append(e.path)
+    argv = rsync.listed_argv(state.target)
+    lines = [b"# " + os.fsencode(state.target.label) + b": %d paths" % len(paths),
+             b"cd " + sh_quote(state.root) + b" && {"]
+    for i in range(0, len(paths), 100):
+        chunk = b" ".join(sh_quote(p or ".") for p in paths[i:i + 100])
+        lines.append(b"printf '%s\\0' " + chunk)
+        # printf is a shell builtin, so no exec argument limit applies to long lists.
+    lines.append(b"} | " + b" ".join(sh_quote(a) for a in argv))
+    return lines
+
+
+def render(state: str, lanes: Sequence[LaneState]) -> bytes:
+    """The whole file: header, data lines, then the script. Pure."""
+    out = [b"#!/bin/sh", MAGIC,
+           b"# Paths not yet on their remotes. sersyncpy rewrites this file and replays it",
+           b"# at start-up; running it with /bin/sh pushes them with rsync.",
+           b"#S " + state.encode()]
+    ids = {}
+    for lane in lanes:
+        if not lane.events:
+            continue
+        ids[lane.key] = str(len(ids)).encode()
+        out.append(b"#L " + ids[lane.key] + b" " + _b64(lane.root) + b" "
+                   + _b64(lane.target.label))
+        for e in lane.events:
+            line = b"#P %s %d %d %s" % (ids[lane.key], e.kind, e.is_dir, _b64(e.path))
+            out.append(line + (b" " + _b64(e.src) if e.src is not None else b""))
+    for lane in lanes:
+        if lane.events:
+            out += _script(lane)
+    return b"\n".join(out) + b"\n"
+
+
+def parse(data: bytes) -> tuple[Optional[str], dict[str, list[Event]]]:
+    """(state, {lane key: events}) from a file's bytes; state None if it is not ours."""
+    lines = data.split(b"\n")
+    if len(lines) < 2 or lines[1] != MAGIC:
+        return None, {}
+    state = RUNNING
+    keys: dict[bytes, str] = {}
+    pending: dict[str, list[Event]] = {}
+    for line in lines:
+        fields = line.split(b" ")
+        try:
+            if fields[0] == b"#S":
+                state = fields[1].decode()
+            elif fields[0] == b"#L":
+                keys[fields[1]] = f"{_unb64(fields[2])}\0{_unb64(fields[3])}"
+            elif fields[0] == b"#P":
+                src = _unb64(fields[5]) if len(fields) > 5 else None
+                event = Event(int(fields[2]), _unb64(fields[4]), fields[3] == b"1", src)
+                pending.setdefault(keys[fields[1]], []).append(event)
+        except (IndexError, KeyError, ValueError) as exc:
+            logger.warning("fail log: skipping a damaged line (%s)", exc)
+    return state, pending
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Replace `path` so that a reader, or a crash, sees the old file or the new, whole."""
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".sersyncpy-faillog-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o700)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def load(path: str) -> tuple[Optional[str], dict[str, list[Event]]]:
+    """Read the fail log left by the previous run: (state or None, pending per lane key).
+
+    A sersync 2.5 fail log (shell commands) is moved aside, never run."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None, {}
+    state, pending = parse(data)
+    if state is None and data.strip():
+        aside = path + ".sersync"
+        os.replace(path, aside)
+        logger.warning("fail log %s was not written by sersyncpy (sersync 2.5's?); moved to "
+                       "%s without running it; run sersyncpy -r once to push everything",
+                       path, aside)
+    return state, pending
+
+
+class FailLogWriter(threading.Thread):
+    """Rewrites the fail log whenever a lane's pending set changed, at most every
+    `interval` seconds; the last write on stop marks a clean shutdown."""
+
+    def __init__(self, path: str, lanes: Sequence, interval: float = 0.2,
+                 retry_minutes: float = 60):
+        super().__init__(name="fail log", daemon=True)
+        self.path = path
+        self.lanes = list(lanes)  # objects with .root, .target, .snapshot(), .retry_now()
+        self.interval = interval
+        self.retry_seconds = retry_minutes * 60  # sersync's timeToExecute
+        self.writes = 0
+        self._stopping = threading.Event()
+        self._seen: dict[int, int] = {}
+
+    def write(self, state: str) -> None:
+        snapshots = [(lane, *lane.snapshot()) for lane in self.lanes]
+        self._seen = {id(lane): version for lane, version, _ in snapshots}
+        lanes = [LaneState(lane.root, lane.target, tuple(events))
+                 for lane, _, events in snapshots]
+        started = time.monotonic()
+        write_atomically(self.path, render(state, lanes))
+        self.writes += 1
+        # A large backlog makes each write slow: never spend more than a tenth of the time.
+        self.interval = max(self.interval, 10 * (time.monotonic() - started))
+
+    def changed(self) -> bool:
+        return any(self._seen.get(id(lane)) != lane.version for lane in self.lanes)
+
+    def run(self) -> None:
+        next_retry = time.monotonic() + self.retry_seconds
+        try:
+            while not self._stopping.wait(self.interval):
+                if self.changed():
+                    self.write(RUNNING)
+                if self.retry_seconds > 0 and time.monotonic() >= next_retry:
+                    # sersync ran its fail log every timeToExecute minutes; lanes retry on
+                    # their own much sooner, so this only cuts a long backoff short.
+                    next_retry = time.monotonic() + self.retry_seconds
+                    for lane in self.lanes:
+                        lane.retry_now()
+        except Exception:
+            logger.exception("the fail log writer failed; pending paths are not persisted")
+            raise
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self.is_alive():
+            self.join()
+
+    def close(self) -> None:
+        """After the lanes stopped: what is still pending, and the mark of a clean stop."""
+        self.write(CLEAN)
+
+
+def replay(state: Optional[str], pending: dict[str, list[Event]], lanes: Sequence) -> int:
+    """Give each lane what the previous run left for it; after an unclean stop, also a full
+    resync of its root (the last moments before a kill may not have reached the file).
+    Returns the number of paths replayed."""
+    count = 0
+    for lane in lanes:
+        events = pending.get(lane_key(lane.root, lane.target), [])
+        if any(e.kind == DELETE and e.path == "" for e in events):
+            # The root had gone when the last run stopped; it exists again now (the config
+            # check made sure), so resync it rather than pause.
+            events = [e for e in events if e.path != ""] + [Event(FULL, "", True)]
+        if state == RUNNING:
+            events = [*events, Event(FULL, "", True)]
+        if events:
+            lane.offer(events)
+            count += len(events)
+    return count
