@@ -1,0 +1,204 @@
+"""Nothing lost: a remote down, a kill, an inotify overflow, the root gone, the watch limit,
+SIGTERM. Each scenario ends with the tree comparison, and prints how long convergence took
+after the fault ended (recorded as a test property too)."""
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import trees_equal, wait_until
+
+from integration.conftest import confxml, same_tree, write
+
+
+def converge_seconds(src, dst, since, record_property, name, timeout=60):
+    same_tree(src, dst, timeout=timeout, settle=0)
+    seconds = time.monotonic() - since
+    record_property(name, round(seconds, 2))
+    print(f"{name}: {seconds:.2f} s")
+    return seconds
+
+
+class Writer(threading.Thread):
+    """Changes the source continuously: a new file every `every` seconds."""
+
+    def __init__(self, root: Path, every: float = 0.05):
+        super().__init__(daemon=True)
+        self.root, self.every = root, every
+        self.stop_event = threading.Event()
+        self.count = 0
+
+    def run(self):
+        previous = None
+        while not self.stop_event.wait(self.every):
+            path = write(self.root / f"w{self.count // 50}" / f"f{self.count}", b"%d" % self.count)
+            if self.count % 7 == 3 and previous is not None:
+                previous.unlink()  # deletes too, now and then
+            previous = path
+            self.count += 1
+
+    def stop(self):
+        self.stop_event.set()
+        self.join()
+
+
+def test_remote_daemon_stopped_for_30s_during_changes(rsync_daemon, src, sersyncpy,
+                                                      record_property):
+    down, up = rsync_daemon(), rsync_daemon()
+    sersyncpy(confxml([(src, [(down, "backup"), (up, "backup")])]))
+    writer = Writer(src)
+    writer.start()
+    try:
+        same_tree(src, up.modules["backup"])
+        down.stop()
+        outage_end = time.monotonic() + 30
+        while time.monotonic() < outage_end:
+            # The live remote keeps up while the other is down: each new file arrives fast.
+            probe = write(src / "probe" / f"p{int(time.monotonic() * 1000)}", b"p")
+            target = up.modules["backup"] / "probe" / probe.name
+            wait_until(target.exists, timeout=3, message="the live remote fell behind")
+            time.sleep(1)
+        down.start()
+        restarted = time.monotonic()
+    finally:
+        writer.stop()
+    converge_seconds(src, down.modules["backup"], restarted, record_property,
+                     "seconds_after_daemon_restart")
+    same_tree(src, up.modules["backup"])
+
+
+def test_sigkill_mid_burst_then_restart_without_r_loses_nothing(daemon, src, sersyncpy,
+                                                                record_property):
+    proc = sersyncpy(confxml([(src, [(daemon, "backup")])]))
+    data = os.urandom(4096)
+    for d in range(100):
+        os.mkdir(src / f"d{d}")
+        for f in range(100):
+            (src / f"d{d}/f{f}").write_bytes(data[f:] + data[:f])
+        if d == 30:
+            proc.proc.send_signal(signal.SIGKILL)  # in the middle of the burst
+            proc.proc.wait()
+    assert not trees_equal(src, daemon.modules["backup"])
+    proc.start()  # same config, same fail log, no -r
+    restarted = time.monotonic()
+    converge_seconds(src, daemon.modules["backup"], restarted, record_property,
+                     "seconds_after_restart_from_sigkill")
+    assert "did not stop cleanly" in proc.log()
+
+
+@pytest.fixture
+def sysctl():
+    """sysctl(name, value): set a kernel setting for the test and restore it afterwards."""
+    saved = {}
+
+    def set_value(name, value):
+        path = Path("/proc/sys") / name.replace(".", "/")
+        if os.geteuid() != 0:
+            pytest.skip("needs root to change sysctls")
+        saved.setdefault(path, path.read_text())
+        path.write_text(f"{value}\n")
+
+    yield set_value
+    for path, value in saved.items():
+        path.write_text(value)
+
+
+def test_inotify_overflow_resyncs_the_root(daemon, src, sersyncpy, sysctl, record_property):
+    # The limit applies to inotify instances created while it is in force.
+    sysctl("fs.inotify.max_queued_events", 64)
+    proc = sersyncpy(confxml([(src, [(daemon, "backup")])], attrib=True))
+    sysctl("fs.inotify.max_queued_events", 16384)
+    for d in range(20):
+        for f in range(100):
+            write(src / f"d{d}/f{f}", b"x" * f)
+    burst_end = time.monotonic()
+    converge_seconds(src, daemon.modules["backup"], burst_end, record_property,
+                     "seconds_after_overflow_burst")
+    assert "overflow" in proc.log()
+
+
+def test_root_deleted_no_mass_deletion_then_resumes(daemon, src, sersyncpy, tmp_path):
+    proc = sersyncpy(confxml([(src, [(daemon, "backup")])]))
+    for i in range(200):
+        write(src / f"d{i % 10}/f{i}", b"%d" % i)
+    same_tree(src, daemon.modules["backup"])
+    backup_copy = tmp_path / "copy"
+    shutil.copytree(src, backup_copy, symlinks=True)
+    shutil.rmtree(src)
+    wait_until(lambda: "is gone" in proc.log() or "was deleted" in proc.log(), timeout=10)
+    time.sleep(2)  # would a mass deletion happen, it would have by now
+    remaining = sum(len(files) for _, _, files in os.walk(daemon.modules["backup"]))
+    assert remaining >= 190, f"only {remaining} of 200 files left on the remote"
+    assert proc.proc.poll() is None
+    shutil.copytree(backup_copy, src, symlinks=True)  # the root is back
+    write(src / "after/new", b"n")
+    same_tree(src, daemon.modules["backup"], timeout=30)
+
+
+def test_root_covered_by_an_empty_mount_deletes_nothing(daemon, src, sersyncpy):
+    proc = sersyncpy(confxml([(src, [(daemon, "backup")])]))
+    for i in range(50):
+        write(src / f"f{i}", b"%d" % i)
+    same_tree(src, daemon.modules["backup"])
+    before = sorted(os.listdir(daemon.modules["backup"]))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(src)], check=True)
+    try:
+        wait_until(lambda: "replaced by another mount" in proc.log(), timeout=10)
+        (src / "on-the-mount").write_bytes(b"m")
+        time.sleep(2)
+        assert sorted(os.listdir(daemon.modules["backup"])) == before
+    finally:
+        subprocess.run(["umount", str(src)], check=True)
+    wait_until(lambda: "is back" in proc.log(), timeout=10)
+    write(src / "after-umount", b"a")
+    same_tree(src, daemon.modules["backup"], timeout=30)
+
+
+def inotify_watches_in_use() -> int:
+    """Watches held by every inotify instance on the machine (they count per user)."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+                with open(f"/proc/{pid}/fdinfo/{fd}", "rb") as f:
+                    total += f.read().count(b"inotify wd:")
+        except OSError:
+            continue
+    return total
+
+
+def test_watch_limit_names_the_sysctl_and_resyncs_unwatched_dirs(
+        daemon, src, sersyncpy, sysctl, monkeypatch, record_property):
+    for d in range(12):
+        os.makedirs(src / f"dir{d}/sub")
+    monkeypatch.setenv("SERSYNCPY_UNWATCHED_RESYNC_SECONDS", "2")
+    sysctl("fs.inotify.max_user_watches", inotify_watches_in_use() + 6)
+    proc = sersyncpy(confxml([(src, [(daemon, "backup")])]))
+    sysctl("fs.inotify.max_user_watches", 1 << 20)
+    assert "fs.inotify.max_user_watches" in proc.log()
+    for d in range(12):
+        write(src / f"dir{d}/sub/late", b"%d" % d)
+    written = time.monotonic()
+    converge_seconds(src, daemon.modules["backup"], written, record_property,
+                     "seconds_until_unwatched_dirs_synced", timeout=30)
+
+
+def test_sigterm_mid_burst_pushes_or_persists_everything(rsync_daemon, src, sersyncpy):
+    good, down = rsync_daemon(), rsync_daemon()
+    down.stop()
+    proc = sersyncpy(confxml([(src, [(good, "backup"), (down, "backup")])]))
+    for i in range(2000):
+        write(src / f"b{i % 20}/f{i}", b"%d" % i)
+    assert proc.terminate() == 0
+    same_tree(src, good.modules["backup"], timeout=5)  # pushed before exiting
+    assert proc.fail_log.exists() and b"#P " in proc.fail_log.read_bytes()  # persisted
+    down.start()
+    proc.start()
+    same_tree(src, down.modules["backup"], timeout=30)
