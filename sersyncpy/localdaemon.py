@@ -2,6 +2,7 @@
 
 Writes its rsyncd.conf, secrets and client password file into a folder of its own, starts
 `rsync --daemon --no-detach` as a child, waits until that PID listens, and stops it by PID.
+Tests may bind it to another address inside a network namespace (`ip netns exec`).
 """
 
 from __future__ import annotations
@@ -53,14 +54,16 @@ def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
     process.wait(timeout=timeout)
 
 
-def _listening_inodes(port: int) -> set[str]:
-    """Socket inodes of TCP sockets in LISTEN state on `port` (IPv4 and IPv6)."""
+def _listening_inodes(pid: int, port: int) -> set[str]:
+    """Socket inodes of TCP sockets in LISTEN state on `port` (IPv4 and IPv6), as seen
+    from the network namespace of process `pid`."""
     inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    # /proc/PID/net is the tables of PID's own namespace; /proc/net would be ours.
+    for table in (f"/proc/{pid}/net/tcp", f"/proc/{pid}/net/tcp6"):
         try:
             with open(table) as f:
                 rows = f.read().splitlines()[1:]
-        except FileNotFoundError:
+        except OSError:  # no IPv6, or the process has exited
             continue
         for row in rows:
             fields = row.split()
@@ -72,7 +75,7 @@ def _listening_inodes(port: int) -> set[str]:
 
 def _listens_on(pid: int, port: int) -> bool:
     """Whether process `pid` owns a listening TCP socket on `port`."""
-    wanted = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    wanted = {f"socket:[{inode}]" for inode in _listening_inodes(pid, port)}
     if not wanted:
         return False
     try:
@@ -89,12 +92,13 @@ def _listens_on(pid: int, port: int) -> bool:
 
 
 class LocalDaemon:
-    """One `rsync --daemon` on 127.0.0.1 serving `modules` (name -> directory) from `root`.
+    """One `rsync --daemon` on `address` serving `modules` (name -> directory) from `root`.
 
     Config, secrets, client password file and log live in `root`. `start()` is idempotent;
     `stop()` too. Only the first start may move to another port (when another process took
     ours); restarts reuse it. Modules run without chroot, so rsyncd drops a symlink target's
     leading "/" and escaping ".."; pass options={"use chroot": "yes"} to store them verbatim.
+    With `netns` (a name from `ip netns`) the daemon runs inside that network namespace.
     """
 
     def __init__(
@@ -105,6 +109,8 @@ class LocalDaemon:
         options: Optional[Mapping[str, str]] = None,
         port: Optional[int] = None,
         password: Optional[str] = None,
+        address: str = "127.0.0.1",
+        netns: Optional[str] = None,
     ) -> None:
         self.root = Path(root)
         self.modules = {name: Path(path) for name, path in modules.items()}
@@ -112,6 +118,8 @@ class LocalDaemon:
         self.options = dict(options or {})  # extra settings for every module
         self.port = port if port is not None else free_port()
         self.user = USER
+        self.address = address  # what --address binds, and what url() names
+        self.netns = netns
         self.password = password or secrets.token_hex(12)
         self.conf = self.root / "rsyncd.conf"
         self.log_file = self.root / "rsyncd.log"
@@ -174,7 +182,7 @@ class LocalDaemon:
 
     def url(self, module: str) -> str:
         """rsync daemon address of a module, without port (callers pass --port)."""
-        return f"{self.user}@127.0.0.1::{module}"
+        return f"{self.user}@{self.address}::{module}"
 
     def start(self, timeout: float = 10.0) -> None:
         """Start the daemon and return once it listens on self.port."""
@@ -200,15 +208,18 @@ class LocalDaemon:
         """Run rsync --daemon; True once it listens, False if it exited first."""
         argv = [
             "rsync", "--daemon", "--no-detach", f"--config={self.conf}", f"--port={self.port}",
-            "--address=127.0.0.1",
+            f"--address={self.address}",
         ]
+        if self.netns is not None:
+            # `ip netns exec` execs rsync, so the PID we wait on and stop is rsync's.
+            argv = ["ip", "netns", "exec", self.netns, *argv]
         with open(self._output_file, "wb") as output:
             try:
                 self._process = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
                 )
             except FileNotFoundError:
-                raise DaemonStartError("rsync is not installed (not found on PATH)") from None
+                raise DaemonStartError(f"{argv[0]} is not installed (not found on PATH)") from None
         process = self._process
         # Readiness is "our PID owns a LISTEN socket on the port", not a test connection:
         # a connect could reach another server on a stolen port, and each connect to rsyncd

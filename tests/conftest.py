@@ -228,15 +228,18 @@ class RsyncDaemon(LocalDaemon):
         options: Mapping[str, str] | None = None,
         port: int | None = None,
         password: str | None = None,
+        address: str = "127.0.0.1",
+        netns: str | None = None,
     ) -> None:
         root = Path(root)
         super().__init__(root, {name: root / name for name in modules}, auth, options, port,
-                         password)
+                         password, address, netns)
 
 
 @pytest.fixture
 def rsync_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RsyncDaemon]]:
-    """Factory: rsync_daemon(modules=("backup",), auth=True, options=None) -> RsyncDaemon.
+    """Factory: rsync_daemon(modules=("backup",), auth=True, options=None,
+    address="127.0.0.1", netns=None) -> RsyncDaemon.
 
     The daemons of one test share their password, as the remotes of one config do.
     Each daemon gets its own directory from tmp_path_factory, outside the test's tmp_path,
@@ -251,9 +254,11 @@ def rsync_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
         modules: Iterable[str] = ("backup",),
         auth: bool = True,
         options: Mapping[str, str] | None = None,
+        address: str = "127.0.0.1",
+        netns: str | None = None,
     ) -> RsyncDaemon:
         daemon = RsyncDaemon(tmp_path_factory.mktemp("rsyncd"), modules, auth, options,
-                             password=password)
+                             password=password, address=address, netns=netns)
         started.append(daemon)
         daemon.start()
         return daemon

@@ -39,7 +39,8 @@ def confxml(
     for watch, remotes in roots:
         lines = [f"        <localpath watch={quoteattr(str(watch))}>"]
         for daemon, module in remotes:
-            lines.append(f"            <remote ip=\"127.0.0.1\" name={quoteattr(module)} "
+            address = getattr(daemon, "address", "127.0.0.1")  # a daemon in a namespace
+            lines.append(f"            <remote ip={quoteattr(address)} name={quoteattr(module)} "
                          f"port=\"{daemon.port}\"/>")
             user = daemon.user
             pw = pw or daemon.password_file
@@ -85,7 +86,8 @@ class Sersyncpy:
     def __init__(self, home: Path, config_text: str, flags: tuple[str, ...] = ()):
         self.home = home
         self.config = home / "confxml.xml"
-        self.config.write_text(config_text)
+        self.fail_log = home / "fail_log.sh"  # each process its own, so tests run side by side
+        self.config.write_text(config_text.replace("/tmp/rsync_fail_log.sh", str(self.fail_log)))
         self.log_path = home / "sersyncpy.log"
         self.flags = flags
         self.proc: Optional[subprocess.Popen] = None
@@ -168,3 +170,27 @@ def same_tree(src: Path, dst: Path, timeout: float = 20.0, ignore=(), settle: fl
     except AssertionError:
         pass
     assert_trees_equal(src, dst, ignore=ignore)
+
+
+@pytest.fixture
+def netns_host():
+    """Factory: netns_host() -> a new integration.netns.Host (a namespace joined by a veth
+    pair, with .name, .ip, .host_ip, link_down(), link_up()). Every one is destroyed at
+    teardown, also when the test failed. Skips when namespaces are not permitted (not root).
+    Request it before rsync_daemon, so daemons inside are stopped before their namespace goes.
+    """
+    from integration.netns import Host, NetnsUnavailable
+
+    made: list[Host] = []
+
+    def factory() -> Host:
+        try:
+            host = Host.create()
+        except NetnsUnavailable as error:
+            pytest.skip(f"network namespaces not permitted here: {error}")
+        made.append(host)
+        return host
+
+    yield factory
+    for host in made:
+        host.destroy()
