@@ -22,6 +22,7 @@ DEFAULT_FAIL_LOG = "/tmp/rsync_fail_log.sh"
 DEFAULT_TIME_TO_EXECUTE = 60  # minutes, when <failLog> is absent
 EMPTY_TIME_TO_EXECUTE = 120  # minutes, when timeToExecute is empty (as sersync)
 DEFAULT_SCHEDULE = 600  # minutes
+RSYNC_INT_MAX = 2**31 - 1  # rsync refuses a larger --timeout, and every call would fail
 
 # (element under <inotify>, field of Inotify, sersync sample value used when it is absent)
 _INOTIFY = (
@@ -295,6 +296,13 @@ def _non_negative(value: str) -> int:
     return number
 
 
+def _seconds_for_rsync(value: str) -> int:
+    number = _non_negative(value)
+    if number > RSYNC_INT_MAX:
+        raise ValueError(f"too large (rsync takes at most {RSYNC_INT_MAX})")
+    return number
+
+
 def _minutes(value: str) -> int:
     # sersync's atoi turns garbage and <= 0 into 600 silently; we refuse them.
     try:
@@ -504,7 +512,7 @@ def _rsync(sersync) -> Rsync:
         users=_value(auth, "users", _nonempty) if started else "",
         password_file=_value(auth, "passwordfile", _password_file, None) if started else None,
         port=_when_started(_child(element, "userDefinedPort"), "port", _port),
-        timeout=_when_started(_child(element, "timeout"), "time", _non_negative),
+        timeout=_when_started(_child(element, "timeout"), "time", _seconds_for_rsync),
         ssh=_start(_child(element, "ssh")),
     )
 

@@ -68,7 +68,8 @@ def _script(state: LaneState) -> list[bytes]:
     lines = [b"# " + os.fsencode(state.target.label) + b": %d paths" % len(paths),
              b"cd " + sh_quote(state.root) + b" && {"]
     for i in range(0, len(paths), 100):
-        chunk = b" ".join(sh_quote(p or ".") for p in paths[i:i + 100])
+        # ./ as in rsync.encode_list: a listed name starting with # would be a comment.
+        chunk = b" ".join(sh_quote(f"./{p}" if p else ".") for p in paths[i:i + 100])
         lines.append(b"printf '%s\\0' " + chunk)
         # printf is a shell builtin, so no exec argument limit applies to long lists.
     lines.append(b"} | " + b" ".join(sh_quote(a) for a in argv))

@@ -74,7 +74,7 @@ def plan(batch: list[Event], state: Callable[[str], str]) -> Plan:
         now = state(event.path)
         if now == SHADOWED:
             continue
-        if event.kind == RENAME and now == DIR:
+        if event.kind == RENAME and now == DIR and rsync.safe_in_destination(event.path):
             p.renames.append(event)
         elif event.kind == FULL and now == DIR:
             p.full.append(event)
@@ -249,9 +249,10 @@ class Lane(threading.Thread):
         failed: list[Event] = []
         for event in p.renames:
             argv = rsync.rename_argv(self.target, event.src, event.path)
-            if not self._run(argv, [event], "rename"):
+            if not self._run(argv, [event], "rename").ok:
                 # Perhaps an rsync older than 3.2.3 (no --mkpath): send the directory whole.
                 p.listed.append(Event(SUBTREE, event.path, True))
+        full = []
         for event in p.full:
             if self.target.deletes and not os.listdir(os.path.join(self.root, event.path)):
                 # An empty root is more often a failed mount than a wish to delete it all.
@@ -259,15 +260,19 @@ class Lane(threading.Thread):
                              "delete everything below it on the remote", self.target.label,
                              os.path.join(self.root, event.path))
                 continue
-            if not self._run(rsync.full_argv(self.target, event.path), [event], "full"):
-                failed.append(event)
+            full.append(event)
+        if full:
+            stdin = rsync.encode_list(e.path for e in full)
+            if not self._run(rsync.full_argv(self.target), full, "full", stdin).ok:
+                failed += full
         if p.listed:
             stdin = rsync.encode_list(e.path for e in p.listed)
-            if not self._run(rsync.listed_argv(self.target), p.listed, "batch", stdin):
-                failed += p.listed
+            result = self._run(rsync.listed_argv(self.target), p.listed, "batch", stdin)
+            if not result.ok:
+                failed += self._which_failed(result, p.listed)
         if p.dirs:
             stdin = rsync.encode_list(e.path for e in p.dirs)
-            if not self._run(rsync.dirs_argv(self.target), p.dirs, "dirs", stdin):
+            if not self._run(rsync.dirs_argv(self.target), p.dirs, "dirs", stdin).ok:
                 failed += p.dirs
         if failed:
             self.stats.failures += 1
@@ -277,7 +282,24 @@ class Lane(threading.Thread):
         self.stats.batches += 1
         return failed
 
-    def _run(self, argv: list[str], events: list[Event], what: str, stdin: bytes = b"") -> bool:
+    def _which_failed(self, result: rsync.Result, events: list[Event]) -> list[Event]:
+        """After a partial transfer (23), only the paths rsync names failed; otherwise, or
+        when it cannot be told, the whole call."""
+        if result.code != 23:
+            return events
+        directories = ([e.path for e in events if disk_state(self.root, e.path) == DIR]
+                       if self.target.deletes else ())
+        names = rsync.failed_paths(result.stderr, [e.path for e in events], self.root,
+                                   directories=directories)
+        if names is None:
+            return events
+        failed = [e for e in events if e.path in names]
+        logger.info("%s: %d of %d paths to retry after the partial transfer",
+                    self.target.label, len(failed), len(events))
+        return failed
+
+    def _run(self, argv: list[str], events: list[Event], what: str,
+             stdin: bytes = b"") -> rsync.Result:
         with self._slots:
             result = rsync.run(argv, self.root, stdin)
         self.stats.rsync_runs += 1
@@ -285,7 +307,7 @@ class Lane(threading.Thread):
             self.stats.paths += len(events)
             logger.info("%s: %s of %d paths, exit %d, %.3fs", self.target.label, what,
                         len(events), result.code, result.seconds)
-            return True
+            return result
         self.stats.last_code = result.code
         self.stats.last_error = f"exit {result.code} ({rsync.describe_exit(result.code)})"
         level = logging.ERROR if rsync.classify(result.code) == "fatal" else logging.WARNING
@@ -293,7 +315,7 @@ class Lane(threading.Thread):
         logger.log(level, "%s: %s of %d paths failed: %s%s", self.target.label, what,
                    len(events), self.stats.last_error,
                    "".join(f"\n    {line}" for line in lines[:10]))
-        return False
+        return result
 
 
 # rsync exit codes that mean the remote could not be reached or stopped answering.

@@ -202,3 +202,27 @@ def test_sigterm_mid_burst_pushes_or_persists_everything(rsync_daemon, src, sers
     down.start()
     proc.start()
     same_tree(src, down.modules["backup"], timeout=30)
+
+
+def test_partial_transfer_retries_only_the_failed_paths(daemon, src, sersyncpy,
+                                                        record_property):
+    module = daemon.modules["backup"]
+    proc = sersyncpy(confxml([(src, [(daemon, "backup")])]), "--debug")
+    write(src / "blocked/first", b"1")
+    write(src / "free/first", b"1")
+    same_tree(src, module)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs",
+                    str(module / "blocked")], check=True)
+    try:
+        write(src / "blocked/second", b"2")
+        write(src / "free/second", b"2")
+        wait_until(lambda: (module / "free/second").exists(), timeout=10)
+        wait_until(lambda: "paths to retry after the partial transfer" in proc.log(), timeout=10)
+        assert not (module / "blocked/second").exists()
+    finally:
+        for _ in range(50):  # the daemon's child may hold the mount for a moment
+            if subprocess.run(["umount", str(module / "blocked")]).returncode == 0:
+                break
+            time.sleep(0.1)
+    unmounted = time.monotonic()
+    converge_seconds(src, module, unmounted, record_property, "seconds_after_unmount")

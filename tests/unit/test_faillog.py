@@ -12,7 +12,7 @@ from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
 HOSTILE = [
     "plain", "sp ace", "quo'te", 'dou"ble', "back`touch MARKER`quote", "$(touch MARKER)",
     "new\nline", "tab\there", "-e sh", "--delete", "*", "?", "[", "]", "back\\slash",
-    "a;touch MARKER;b", "bad\udcff\udcfe", "Кириллица", "漢字", "🙂",
+    "a;touch MARKER;b", "bad\udcff\udcfe", "Кириллица", "漢字", "🙂", "#hash", ";semi",
 ]
 
 

@@ -73,10 +73,19 @@ def test_rename_call_links_against_the_old_name():
     assert argv[-3:] == ["--", "./-q/new/", "sersync@127.0.0.1::backup/-q/new/"]
 
 
-def test_full_call_of_the_root_and_of_a_directory():
+def test_full_call_lists_directories_on_stdin_with_the_crontab_excludes():
     t = rsync.Target(ip="h", module="m", full_excludes=("*.php", "info/*"))
-    assert rsync.full_argv(t)[-5:] == ["--exclude=*.php", "--exclude=info/*", "--", "./", "h::m/"]
-    assert rsync.full_argv(t, "a/b")[-2:] == ["./a/b/", "h::m/a/b/"]
+    argv = rsync.full_argv(t)
+    assert argv[-5:] == ["--exclude=*.php", "--exclude=info/*", "--", ".", "h::m/"]
+    assert "--files-from=-" in argv and "-I" not in argv and "--delete" in argv
+
+
+@pytest.mark.parametrize("rel, safe", [
+    ("plain/dir", True), ("sp ace", True), ("back\\slash", True), ("wild-*", False),
+    ("one?", False), ("[x]", False),
+])
+def test_names_with_wildcards_never_go_into_a_destination_argument(rel, safe):
+    assert rsync.safe_in_destination(rel) is safe
 
 
 def test_live_excludes_only_when_set():
@@ -85,9 +94,10 @@ def test_live_excludes_only_when_set():
     assert "--exclude=*.gz" not in rsync.listed_argv(DAEMON)
 
 
-def test_encode_list_is_nul_separated_bytes_with_root_as_dot():
-    assert rsync.encode_list(["a b", "new\nline", "", "bad\udcff"]) == (
-        b"a b\0new\nline\0.\0bad\xff\0")
+def test_encode_list_is_nul_separated_dot_slash_paths_with_root_as_dot():
+    # ./ so that a name starting with # or ; is not taken for a comment by rsync
+    assert rsync.encode_list(["a b", "new\nline", "", "bad\udcff", "#x"]) == (
+        b"./a b\0./new\nline\0.\0./bad\xff\0./#x\0")
 
 
 @pytest.mark.parametrize("code, kind", [
@@ -101,9 +111,10 @@ def test_exit_code_classes(code, kind):
 
 def test_plan_sorts_a_batch_by_kind_and_by_disk():
     on_disk = {"renamed": DIR, "meta": DIR, "full": DIR, "sub": DIR, "file": OTHER,
-               "was/below/a/file": SHADOWED}
+               "was/below/a/file": SHADOWED, "wild*": DIR}
     batch = [
         Event(RENAME, "renamed", True, "old"), Event(RENAME, "gone", True, "old2"),
+        Event(RENAME, "wild*", True, "old3"),
         Event(UPDATE, "meta", True), Event(UPDATE, "file"), Event(DELETE, "x"),
         Event(FULL, "full", True), Event(SUBTREE, "sub", True),
         Event(DELETE, "was/below/a/file"),
@@ -112,7 +123,7 @@ def test_plan_sorts_a_batch_by_kind_and_by_disk():
     assert [e.path for e in p.renames] == ["renamed"]
     assert [e.path for e in p.full] == ["full"]
     assert [e.path for e in p.dirs] == ["meta"]
-    assert [e.path for e in p.listed] == ["gone", "file", "x", "sub"]
+    assert [e.path for e in p.listed] == ["gone", "wild*", "file", "x", "sub"]
 
 
 def test_disk_state(tmp_path):

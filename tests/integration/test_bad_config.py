@@ -1,0 +1,175 @@
+"""Bad configs, as users meet them: the real command stops at once with exit code 2 and one
+line, FILE:LINE: <element attribute="value">: problem, and no traceback. A remote that turns
+out bad only at run time (no such module) is logged and retried while the others replicate.
+"""
+
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+from conftest import wait_until
+
+from integration.conftest import confxml, same_tree, write
+
+SERSYNCPY = [sys.executable, "-m", "sersyncpy"]
+
+
+@pytest.fixture
+def good(tmp_path):
+    """A valid config's text: a watch dir, an owner-only password file, a remote that is
+    never contacted (the config check comes first)."""
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    password = tmp_path / "rsync.pas"
+    password.write_text("secret\n")
+    password.chmod(0o600)
+    remote = SimpleNamespace(port=8730, user="sersync", password_file=password)
+    text = confxml([(watch, [(remote, "backup")])])
+    return text.replace('path="/tmp/rsync_fail_log.sh"', f'path="{tmp_path}/fail_log.sh"')
+
+
+def line_of(text: str, needle: str) -> int:
+    """1-based number of the only line of `text` that holds `needle`."""
+    found = [i for i, line in enumerate(text.splitlines(), 1) if needle in line]
+    assert len(found) == 1, (needle, found)
+    return found[0]
+
+
+def run_config(tmp_path, text: str, seconds: float):
+    conf = tmp_path / "bad.xml"
+    conf.write_text(text)
+    try:
+        result = subprocess.run([*SERSYNCPY, "-o", str(conf)], capture_output=True, text=True,
+                                cwd=tmp_path, timeout=seconds)
+    except subprocess.TimeoutExpired as exc:  # subprocess.run has killed and reaped it
+        pytest.fail(f"sersyncpy accepted the config and was still running after {seconds:g} "
+                    f"s; its log:\n{exc.stderr.decode(errors='replace') if exc.stderr else ''}")
+    return conf, result
+
+
+def assert_config_error(tmp_path, text: str, line: int, *needles: str,
+                        seconds: float = 60) -> str:
+    """Run the CLI on `text`: exit 2, one stderr line naming FILE:LINE: and every needle."""
+    conf, result = run_config(tmp_path, text, seconds)
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"{conf}:{line}:" in lines[0], lines[0]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert result.stdout == "", result.stdout
+    return lines[0]
+
+
+def replace_once(text: str, old: str, new: str) -> str:
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
+
+
+def test_malformed_xml(tmp_path, good):
+    text = replace_once(good, '<debug start="false"/>', "<debug start=false/>")
+    error = assert_config_error(tmp_path, text, line_of(text, "<debug"), "malformed")
+    assert "debug" in error or "AttValue" in error, error
+
+
+def test_missing_localpath(tmp_path, good):
+    start, end = good.index("        <localpath"), good.index("</localpath>\n")
+    text = good[:start] + good[end + len("</localpath>\n"):]
+    assert_config_error(tmp_path, text, line_of(text, "<sersync>"), "<sersync>", "missing",
+                        "<localpath>")
+
+
+def test_missing_remote(tmp_path, good):
+    start = good.index("            <remote")
+    text = good[:start] + good[good.index("\n", start) + 1:]
+    assert_config_error(tmp_path, text, line_of(text, "<localpath"), "<localpath", "missing",
+                        "<remote>")
+
+
+def test_missing_sersync(tmp_path, good):
+    start, end = good.index("    <sersync>"), good.index("</sersync>\n")
+    text = good[:start] + good[end + len("</sersync>\n"):]
+    assert_config_error(tmp_path, text, line_of(text, "<head"), "<head", "missing", "<sersync>")
+
+
+def test_timeout_that_is_not_a_number(tmp_path, good):
+    text = replace_once(good, '<timeout start="true" time="20"/>',
+                        '<timeout start="true" time="abc"/>')
+    assert_config_error(tmp_path, text, line_of(text, "<timeout"), '<timeout time="abc">')
+
+
+def test_timeout_too_large_for_rsync(tmp_path, good):
+    text = replace_once(good, '<timeout start="true" time="20"/>',
+                        '<timeout start="true" time="2147483648"/>')
+    assert_config_error(tmp_path, text, line_of(text, "<timeout"),
+                        '<timeout time="2147483648">', seconds=3)
+
+
+def test_negative_fail_log_time_to_execute(tmp_path, good):
+    text = replace_once(good, 'timeToExecute="60"', 'timeToExecute="-1"')
+    assert_config_error(tmp_path, text, line_of(text, "<failLog"),
+                        '<failLog timeToExecute="-1">')
+
+
+def test_user_defined_port_out_of_range(tmp_path, good):
+    text = replace_once(good, '<userDefinedPort start="false" port="874"/>',
+                        '<userDefinedPort start="true" port="70000"/>')
+    assert_config_error(tmp_path, text, line_of(text, "<userDefinedPort"),
+                        '<userDefinedPort port="70000">')
+
+
+def test_remote_port_that_is_not_a_number(tmp_path, good):
+    text = replace_once(good, 'port="8730"', 'port="abc"')
+    assert_config_error(tmp_path, text, line_of(text, "<remote"), '<remote port="abc">')
+
+
+def test_unknown_plugin(tmp_path, good):
+    text = replace_once(good, '<plugin start="false" name="command"/>',
+                        '<plugin start="true" name="bogus"/>')
+    assert_config_error(tmp_path, text, line_of(text, "<plugin"), '<plugin name="bogus">')
+
+
+def test_missing_watch_directory(tmp_path, good):
+    missing = tmp_path / "no-such-dir"
+    text = replace_once(good, f'watch="{tmp_path / "watch"}"', f'watch="{missing}"')
+    assert_config_error(tmp_path, text, line_of(text, "<localpath"),
+                        f'<localpath watch="{missing}">', "does not exist")
+
+
+def test_missing_password_file(tmp_path, good):
+    missing = tmp_path / "no-such.pas"
+    text = replace_once(good, f'passwordfile="{tmp_path / "rsync.pas"}"',
+                        f'passwordfile="{missing}"')
+    assert_config_error(tmp_path, text, line_of(text, "<auth"),
+                        f'<auth passwordfile="{missing}">')
+
+
+def test_password_file_readable_by_others(tmp_path, good):
+    password = tmp_path / "rsync.pas"
+    password.chmod(0o644)
+    assert_config_error(tmp_path, good, line_of(good, "<auth"),
+                        f'<auth passwordfile="{password}">', "0644")
+
+
+def test_a_remote_with_an_unknown_module_is_logged_while_the_others_replicate(
+    daemon, src, sersyncpy, tmp_path
+):
+    proc = sersyncpy(confxml([(src, [(daemon, "nosuchmodule"), (daemon, "backup")])]))
+    bad_label = f"127.0.0.1:{daemon.port}::nosuchmodule"
+
+    def bad_remote_failed() -> bool:
+        return any(bad_label in line and "failed" in line for line in proc.log().splitlines())
+
+    for i in range(5):
+        write(src / f"d{i % 2}/f{i}", b"%d" % i)
+    same_tree(src, daemon.modules["backup"])
+    wait_until(bad_remote_failed, timeout=10, message=proc.log())
+    # Still running, still replicating to the good remote after the failures.
+    write(src / "after", b"after the failure")
+    same_tree(src, daemon.modules["backup"])
+    assert proc.proc.poll() is None, proc.log()
+    assert not os.path.exists(daemon.root / "nosuchmodule")
+    assert proc.terminate() == 0, proc.log()
