@@ -38,6 +38,9 @@ ROOT_CHECK_SECONDS = 1.0
 # How often directories that could not be watched (the inotify watch limit) are tried again
 # and, while they stay unwatched, resynced whole; SERSYNCPY_UNWATCHED_RESYNC_SECONDS sets it.
 UNWATCHED_RESYNC_SECONDS = 60.0
+# How long a directory that vanished before it could be watched is remembered, in case the
+# rename that moved it is still to be read.
+MISSED_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,9 @@ class Watcher(threading.Thread):
         self.rules = rules
         self._sink = sink
         self._unwatched: set[tuple[int, str]] = set()  # (root index, rel dir) not watched
+        # (root index, rel dir) -> when: gone (ENOENT) as we tried to watch it; perhaps
+        # renamed by an event not read yet (mkdir -p a/b && mv a c).
+        self._missed: dict[tuple[int, str], float] = {}
         self._unwatched_resync = unwatched_resync
         # The real path: a root that is a symlink (/var/www -> /data/www) must be followed,
         # while every watch below it uses IN_DONT_FOLLOW.
@@ -137,7 +143,9 @@ class Watcher(threading.Thread):
             wd = self._inotify.add_watch(self._abs(root, rel), self._mask)
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                return False  # gone already; its deletion is an event of its parent
+                # Deleted (its parent reports it) or renamed: _move_tree retries it there.
+                self._missed[(root.index, rel)] = time.monotonic()
+                return False
             if exc.errno != errno.ENOSPC:
                 logger.error("cannot watch %s: %s", self._abs(root, rel), exc.strerror)
             # Not watched, so not silently missed: resynced whole until it can be watched.
@@ -183,13 +191,23 @@ class Watcher(threading.Thread):
                     pass
 
     def _move_tree(self, root: _Root, src: str, dst: str) -> None:
-        """A directory moved inside the root keeps its watches; only their paths change."""
+        """A directory moved inside the root keeps its watches; only their paths change.
+        What could not be watched below it because it had moved already is watched now."""
         prefix = src + "/"
         for d in [d for d in root.wds if d == src or d.startswith(prefix)]:
             wd = root.wds.pop(d)
             new = dst + d[len(src):]
             root.wds[new] = wd
             self._by_wd[wd] = (root, new)
+        if self._missed:
+            now = time.monotonic()
+            for key, when in list(self._missed.items()):
+                index, rel = key
+                if now - when > MISSED_SECONDS:
+                    del self._missed[key]
+                elif index == root.index and (rel == src or rel.startswith(prefix)):
+                    del self._missed[key]
+                    self._watch_tree(root, dst + rel[len(src):])
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -343,6 +361,8 @@ class Watcher(threading.Thread):
 
     def _check_roots(self) -> list:
         out: list = []
+        now = time.monotonic()
+        self._missed = {k: t for k, t in self._missed.items() if now - t <= MISSED_SECONDS}
         for root in self._roots:
             try:
                 st = os.stat(root.path)

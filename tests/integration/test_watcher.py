@@ -201,3 +201,24 @@ def test_several_roots_report_their_index(tmp_path):
     finally:
         w.stop()
         w.join(5)
+
+
+def test_a_directory_created_then_renamed_before_its_event_is_read_is_still_watched(tmp_path):
+    # mkdir -p old/sub && mv old new: the CREATE of sub is read after the rename happened,
+    # so its path "old/sub" no longer exists when the watcher tries to watch it.
+    root = tmp_path / "root"
+    root.mkdir()
+    rec = Recorder()
+    w = Watcher([str(root)], Rules(), rec)
+    w.watch_all()
+    try:
+        os.mkdir(root / "old")
+        w.process(list(w._inotify.read(timeout=1000)))  # watches old
+        os.mkdir(root / "old/sub")
+        os.rename(root / "old", root / "new")
+        w.process(list(w._inotify.read(timeout=1000)))  # CREATE old/sub, then the rename
+        (root / "new/sub/inside").write_text("x")
+        w.process(list(w._inotify.read(timeout=1000)))
+        assert Event(UPDATE, "new/sub/inside") in rec.seen()
+    finally:
+        w._inotify.close()
