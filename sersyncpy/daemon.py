@@ -16,7 +16,7 @@ from typing import Optional
 from sersyncpy import config as configmod
 from sersyncpy import faillog
 from sersyncpy.events import FULL, Event
-from sersyncpy.pool import Lane
+from sersyncpy.pool import DELETE_HOLD_SECONDS, Lane
 from sersyncpy.rsync import Target
 from sersyncpy.watcher import UNWATCHED_RESYNC_SECONDS, Rules, Watcher
 
@@ -52,8 +52,9 @@ class Replicator:
     def __init__(self, cfg: configmod.Config, threads: int = 10):
         self.config = cfg
         slots = threading.Semaphore(max(1, threads))
+        hold = float(os.environ.get("SERSYNCPY_DELETE_HOLD_SECONDS", DELETE_HOLD_SECONDS))
         self.lanes: list[list[Lane]] = [
-            [Lane(lp.watch, target_for(cfg, remote), slots) for remote in lp.remotes]
+            [Lane(lp.watch, target_for(cfg, remote), slots, hold) for remote in lp.remotes]
             for lp in cfg.localpaths
         ]
         resync = float(os.environ.get("SERSYNCPY_UNWATCHED_RESYNC_SECONDS",

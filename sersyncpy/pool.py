@@ -26,6 +26,10 @@ logger = logging.getLogger(__name__)
 
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0
+# Deletions wait this long before they are pushed, so that a watch root being deleted
+# (rm -rf /var/www: its content goes first, the root last) never reaches the remotes as a
+# mass deletion. Nothing else waits. SERSYNCPY_DELETE_HOLD_SECONDS sets it.
+DELETE_HOLD_SECONDS = 0.5
 
 
 @dataclass
@@ -37,6 +41,7 @@ class Plan:
     listed: list[Event] = field(default_factory=list)  # one call for all of them
     dirs: list[Event] = field(default_factory=list)  # one non-recursive call for all of them
     root_gone: bool = False  # the watcher saw the root itself go: push nothing
+    missing: list[Event] = field(default_factory=list)  # in `listed`: deletions on the remote
 
 
 # What a path is on disk when its batch is planned.
@@ -72,7 +77,9 @@ def plan(batch: list[Event], state: Callable[[str], str]) -> Plan:
             p.root_gone = True
             continue
         now = state(event.path)
-        if now == SHADOWED:
+        if now == SHADOWED or (now == MISSING and "/" in event.path
+                               and state(event.path.rsplit("/", 1)[0]) == MISSING):
+            # Its parent went too: the parent's own event deletes (or renames) it whole.
             continue
         if event.kind == RENAME and now == DIR and rsync.safe_in_destination(event.path):
             p.renames.append(event)
@@ -82,6 +89,8 @@ def plan(batch: list[Event], state: Callable[[str], str]) -> Plan:
             p.dirs.append(event)
         else:
             p.listed.append(event)
+            if now == MISSING:
+                p.missing.append(event)
     return p
 
 
@@ -108,7 +117,8 @@ class LaneStats:
 class Lane(threading.Thread):
     """Pushes the changes of one watch root to one remote, one batch at a time, in order."""
 
-    def __init__(self, root: str, target: rsync.Target, slots: threading.Semaphore):
+    def __init__(self, root: str, target: rsync.Target, slots: threading.Semaphore,
+                 delete_hold: float = DELETE_HOLD_SECONDS):
         super().__init__(name=f"lane {target.label}", daemon=True)
         self.root = root
         self.target = target
@@ -121,6 +131,8 @@ class Lane(threading.Thread):
         self._cond = threading.Condition()
         self._paused = False  # the root is gone: wait for new events, do not retry
         self._retry_now = False
+        self.delete_hold = delete_hold
+        self._hold_until: Optional[float] = None  # deletions wait until then
         self._stopping = False
         self._deadline = 0.0
 
@@ -181,12 +193,17 @@ class Lane(threading.Thread):
                 if not self._queue or self._paused:
                     return
                 batch = self._inflight = self._queue.take()
-            failed = self._push(batch)
+            failed, held = self._push(batch)
             with self._cond:
                 self._inflight = []
                 self.version += 1
+                if held:
+                    self._queue.requeue(held)
                 if not failed:
                     backoff = 0.0
+                    if held and not self._stopping:
+                        # New changes still go at once: an offer ends this wait.
+                        self._cond.wait(max(0.0, self._hold_until - time.monotonic()))
                     continue
                 self._queue.requeue(failed)
                 if self._paused:
@@ -238,14 +255,30 @@ class Lane(threading.Thread):
             logger.error("%s: %s: replication paused, nothing is deleted on the remote "
                          "until the root is back", self.target.label, why)
 
-    def _push(self, batch: list[Event]) -> list[Event]:
-        """Push one batch; return the events that did not reach the remote."""
+    def _hold_deletions(self, p: Plan) -> list[Event]:
+        """Take the deletions out of `p` until they have waited `delete_hold` seconds."""
+        if not p.missing or self.delete_hold <= 0 or self._stopping:
+            return []
+        now = time.monotonic()
+        if self._hold_until is None:
+            self._hold_until = now + self.delete_hold
+        if now >= self._hold_until:
+            self._hold_until = None
+            return []
+        held = {id(e) for e in p.missing}
+        p.listed = [e for e in p.listed if id(e) not in held]
+        return p.missing
+
+    def _push(self, batch: list[Event]) -> tuple[list[Event], list[Event]]:
+        """Push one batch; return the events that did not reach the remote, and the
+        deletions held back for now."""
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s: batch: %s", self.target.label, ", ".join(map(str, batch)))
         p = plan(batch, lambda rel: disk_state(self.root, rel))
         if p.root_gone or not self._root_present():
             self._pause(f"the watch root {self.root} is gone or was replaced")
-            return batch
+            return batch, []
+        held = self._hold_deletions(p)
         failed: list[Event] = []
         for event in p.renames:
             argv = rsync.rename_argv(self.target, event.src, event.path)
@@ -280,7 +313,7 @@ class Lane(threading.Thread):
             self.stats.failures = 0
             self.stats.last_success = time.time()
         self.stats.batches += 1
-        return failed
+        return failed, held
 
     def _which_failed(self, result: rsync.Result, events: list[Event]) -> list[Event]:
         """After a partial transfer (23), only the paths rsync names failed; otherwise, or

@@ -147,3 +147,18 @@ def test_partial_transfers_retry_soon():
     for _ in range(20):
         b = next_backoff(b, 23)
     assert b <= 5 * 1.2
+
+
+def test_plan_skips_a_missing_path_whose_parent_went_too():
+    # rm -rf d: the children's deletions are carried by d's own
+    on_disk = {"kept": DIR}
+    batch = [Event(DELETE, "d/sub/f"), Event(DELETE, "d/sub", True), Event(DELETE, "d", True),
+             Event(UPDATE, "kept/gone-file"), Event(DELETE, "top-file")]
+    p = plan(batch, lambda rel: on_disk.get(rel, MISSING))
+    assert [e.path for e in p.listed] == ["d", "kept/gone-file", "top-file"]
+    assert p.missing == p.listed
+
+
+def test_plan_marks_the_root_gone():
+    p = plan([Event(DELETE, "", True), Event(UPDATE, "x")], lambda rel: OTHER)
+    assert p.root_gone and [e.path for e in p.listed] == ["x"]
