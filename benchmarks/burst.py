@@ -1,7 +1,8 @@
-"""B2 burst: 10,000 files of 4 KiB written into 100 new directories, pushed to 3 local rsync
-daemons; time until all replicas match, rsync processes, CPU seconds of sersyncpy and its
-children. Reference in the same run: one `rsync -a --delete` per replica, started in
-parallel when the writer ends (the physical limit).
+"""B2 burst: 10,000 files of 4 KiB written into 100 new directories as fast as possible, to 3
+local rsync daemons. Time until all replicas match, lag after the last write, rsync processes,
+CPU seconds of sersyncpy and its children. References in the same run: one `rsync -a --delete`
+per replica started when the writer ends (the physical limit), and lsyncd (default.rsync,
+delay 1 and 0) when installed.
 
     .venv/bin/python benchmarks/burst.py [--files 10000] [--dirs 100] [--remotes 3]
 """
@@ -10,181 +11,88 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
-import signal
-import subprocess
-import sys
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from sersyncpy.localdaemon import LocalDaemon
-
-CONFIG = """<?xml version="1.0" encoding="UTF-8"?>
-<head version="2.5">
-    <inotify>
-        <delete start="true"/><createFolder start="true"/><createFile start="false"/>
-        <closeWrite start="true"/><moveFrom start="true"/><moveTo start="true"/>
-        <attrib start="false"/><modify start="false"/>
-    </inotify>
-    <sersync>
-        <localpath watch="{src}">
-{remotes}
-        </localpath>
-        <rsync>
-            <commonParams params="-a"/>
-            <auth start="true" users="{user}" passwordfile="{pw}"/>
-            <timeout start="true" time="60"/>
-        </rsync>
-        <failLog path="{faillog}" timeToExecute="60"/>
-    </sersync>
-</head>
-"""
-
-
-def replica_complete(root: Path, files: int, size: int) -> bool:
-    """Cheap check while polling: the right number of files of the right size."""
-    count = 0
-    try:
-        for d in os.scandir(root):
-            if d.is_dir(follow_symlinks=False):
-                for f in os.scandir(d.path):
-                    if f.name.startswith("."):
-                        return False  # an rsync temp file: still receiving
-                    if f.stat(follow_symlinks=False).st_size != size:
-                        return False
-                    count += 1
-    except FileNotFoundError:
-        return False
-    return count == files
-
-
-def identical(src: Path, dst: Path) -> bool:
-    for dirpath, _dirs, names in os.walk(src):
-        rel = os.path.relpath(dirpath, src)
-        for n in names:
-            if (Path(dirpath) / n).read_bytes() != (dst / rel / n).read_bytes():
-                return False
-    return True
-
-
-def wait_all(replicas: list[Path], files: int, size: int, timeout: float) -> float:
-    deadline = time.monotonic() + timeout
-    pending = list(replicas)
-    while pending:
-        pending = [r for r in pending if not replica_complete(r, files, size)]
-        if pending and time.monotonic() > deadline:
-            raise SystemExit(f"replicas not complete after {timeout}s: {pending}")
-        if pending:
-            time.sleep(0.01)
-    return time.monotonic()
+from harness import (
+    Lsyncd,
+    Row,
+    Sersyncpy,
+    daemons,
+    identical,
+    reference_rsync,
+    replicas,
+    wait_matching,
+)
 
 
 def write_burst(src: Path, files: int, dirs: int, size: int) -> float:
-    data = os.urandom(size)
-    per_dir = files // dirs
+    data = os.urandom(size + 64)
     for d in range(dirs):
         os.mkdir(src / f"d{d:03}")
-        for f in range(per_dir):
+        for f in range(files // dirs):
             with open(src / f"d{d:03}" / f"f{f:04}", "wb") as fh:
-                fh.write(data[f % 64:] + data[:f % 64])
+                fh.write(data[f % 64:f % 64 + size])
     return time.monotonic()
 
 
-def cpu_of_waited(pid: int) -> float:
-    """CPU seconds of a child and its reaped descendants (wait4's rusage on Linux)."""
-    _, _, ru = os.wait4(pid, 0)
-    return ru.ru_utime + ru.ru_stime
-
-
-def run_sersyncpy(work: Path, args) -> dict:
+def measure(work: Path, tool: str, args, delay: int = 0) -> dict:
     src = work / "src"
-    src.mkdir()
-    daemons = [LocalDaemon(work / f"rsyncd{i}", {"backup": work / f"replica{i}"},
-                           password="bench") for i in range(args.remotes)]
-    for d in daemons:
-        d.start()
-    try:
-        remotes = "\n".join(f'            <remote ip="127.0.0.1" name="backup" port="{d.port}"/>'
-                            for d in daemons)
-        conf = work / "confxml.xml"
-        conf.write_text(CONFIG.format(src=src, remotes=remotes, user=daemons[0].user,
-                                      pw=daemons[0].password_file,
-                                      faillog=work / "fail_log.sh"))
-        log = open(work / "sersyncpy.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "sersyncpy", "-o", str(conf)],
-                                stdout=log, stderr=log)
-        while b"replicating to" not in (work / "sersyncpy.log").read_bytes():
-            if proc.poll() is not None:
-                raise SystemExit((work / "sersyncpy.log").read_text())
-            time.sleep(0.01)
-        start = time.monotonic()
-        writer_end = write_burst(src, args.files, args.dirs, args.size)
-        done = wait_all([d.modules["backup"] for d in daemons], args.files, args.size, 300)
-        proc.send_signal(signal.SIGTERM)
-        cpu = cpu_of_waited(proc.pid)
-        log.close()
-        text = (work / "sersyncpy.log").read_text()
-        rsyncs = sum(1 for line in text.splitlines() if " paths, exit " in line
-                     or " paths failed: " in line)
-        assert all(identical(src, d.modules["backup"]) for d in daemons), "replica differs"
-        return {"total": done - start, "writer": writer_end - start, "lag": done - writer_end,
-                "rsyncs": rsyncs, "cpu": cpu}
-    finally:
-        for d in daemons:
-            d.stop()
+    src.mkdir(parents=True)
+    with daemons(work, args.remotes) as ds:
+        if tool == "rsync":
+            writer_end = write_burst(src, args.files, args.dirs, args.size)
+            seconds, cpu = reference_rsync(src, ds)
+            result = {"lag": seconds, "cpu": cpu, "rsyncs": args.remotes}
+        else:
+            proc = (Sersyncpy(work, src, ds) if tool == "sersyncpy"
+                    else Lsyncd(work, src, ds, delay)).start()
+            writer_end = write_burst(src, args.files, args.dirs, args.size)
+            done = wait_matching(src, replicas(ds))
+            cpu = proc.stop()
+            result = {"lag": done - writer_end, "cpu": cpu, "rsyncs": proc.rsync_runs()}
+        assert all(identical(src, r) for r in replicas(ds)), f"{tool}: a replica differs"
+    return result
 
 
-def run_reference(work: Path, args) -> dict:
-    """Plain rsync -a --delete per replica, all started when the writer ends."""
-    src = work / "src"
-    src.mkdir()
-    daemons = [LocalDaemon(work / f"rsyncd{i}", {"backup": work / f"replica{i}"},
-                           password="bench") for i in range(args.remotes)]
-    for d in daemons:
-        d.start()
-    try:
-        writer_end = write_burst(src, args.files, args.dirs, args.size)
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        procs = [subprocess.Popen(
-            ["rsync", "-a", "--delete", "--sockopts=TCP_NODELAY", f"--port={d.port}",
-             f"--password-file={d.password_file}", "./", f"{d.user}@127.0.0.1::backup/"],
-            cwd=src) for d in daemons]
-        for p in procs:
-            p.wait()
-        done = time.monotonic()
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        assert all(identical(src, d.modules["backup"]) for d in daemons), "replica differs"
-        return {"lag": done - writer_end, "rsyncs": len(procs), "cpu": cpu}
-    finally:
-        for d in daemons:
-            d.stop()
+def run(args) -> list[Row]:
+    tools = [("sersyncpy", 0), ("rsync", 0)]
+    if shutil.which("lsyncd"):
+        tools += [("lsyncd", 1), ("lsyncd", 0)]
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="sersyncpy-b2-") as tmp:
+        for i, (tool, delay) in enumerate(tools):
+            results[(tool, delay)] = measure(Path(tmp) / str(i), tool, args, delay)
+    ref = results[("rsync", 0)]
+    rows = []
+    for (tool, delay), r in results.items():
+        if tool == "rsync":
+            continue
+        name = tool if tool == "sersyncpy" else f"lsyncd delay {delay}"
+        lag_ratio, cpu_ratio = r["lag"] / ref["lag"], r["cpu"] / ref["cpu"]
+        per_remote = r["rsyncs"] / args.remotes
+        met = (lag_ratio <= 1.3 and cpu_ratio <= 2 and per_remote <= 10
+               if tool == "sersyncpy" else None)
+        rows.append(Row(
+            "B2", f"burst {args.files} files, {args.remotes} remotes: {name}",
+            f"lag {r['lag']:.2f} s, CPU {r['cpu']:.2f} s, {per_remote:.1f} rsync/remote",
+            f"rsync -a --delete: lag {ref['lag']:.2f} s, CPU {ref['cpu']:.2f} s",
+            f"lag {lag_ratio:.2f}x, CPU {cpu_ratio:.2f}x",
+            "lag ≤ 1.3x, CPU ≤ 2x, ≤ 10 rsync/remote", met))
+    return rows
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--files", type=int, default=10000)
     p.add_argument("--dirs", type=int, default=100)
     p.add_argument("--size", type=int, default=4096)
     p.add_argument("--remotes", type=int, default=3)
-    args = p.parse_args()
-    with tempfile.TemporaryDirectory(prefix="sersyncpy-bench-") as tmp:
-        (Path(tmp) / "a").mkdir()
-        (Path(tmp) / "b").mkdir()
-        s = run_sersyncpy(Path(tmp) / "a", args)
-        r = run_reference(Path(tmp) / "b", args)
-    print(f"burst: {args.files} files of {args.size} B in {args.dirs} new dirs, "
-          f"{args.remotes} remotes")
-    print(f"  sersyncpy: writer {s['writer']:.2f}s, all replicas match {s['total']:.2f}s after "
-          f"the first write, lag after the last write {s['lag']:.2f}s, "
-          f"{s['rsyncs']} rsync processes ({s['rsyncs'] / args.remotes:.1f} per remote), "
-          f"CPU {s['cpu']:.2f}s (with children)")
-    print(f"  reference rsync -a --delete after the writer: lag {r['lag']:.2f}s, "
-          f"CPU {r['cpu']:.2f}s")
-    print(f"  ratios: lag {s['lag'] / r['lag']:.2f}x, CPU {s['cpu'] / r['cpu']:.2f}x")
-    return 0
+    return p
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    for row in run(parser().parse_args()):
+        print(row.markdown())

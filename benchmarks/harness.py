@@ -1,0 +1,267 @@
+"""What every benchmark needs: local rsync daemons, a sersyncpy process with its CPU seconds,
+the plain-rsync reference, and replica checks. Benchmarks measure; they assert nothing."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+from sersyncpy.localdaemon import LocalDaemon
+
+CONFIG = """<?xml version="1.0" encoding="UTF-8"?>
+<head version="2.5">
+    <inotify>
+        <delete start="true"/><createFolder start="true"/><createFile start="false"/>
+        <closeWrite start="true"/><moveFrom start="true"/><moveTo start="true"/>
+        <attrib start="false"/><modify start="false"/>
+    </inotify>
+    <sersync>
+        <localpath watch="{src}">
+{remotes}
+        </localpath>
+        <rsync>
+            <commonParams params="-a"/>
+            <auth start="true" users="{user}" passwordfile="{pw}"/>
+            <timeout start="true" time="60"/>
+        </rsync>
+        <failLog path="{faillog}" timeToExecute="60"/>
+    </sersync>
+</head>
+"""
+
+
+@contextmanager
+def daemons(work: Path, count: int):
+    """`count` local rsync daemons, each serving module "backup" from work/replicaN."""
+    started = [LocalDaemon(work / f"rsyncd{i}", {"backup": work / f"replica{i}"},
+                           password="bench") for i in range(count)]
+    try:
+        for d in started:
+            d.start()
+        yield started
+    finally:
+        for d in started:
+            d.stop()
+
+
+def replicas(ds: list[LocalDaemon]) -> list[Path]:
+    return [d.modules["backup"] for d in ds]
+
+
+class Sersyncpy:
+    """sersyncpy replicating `src` to `ds`, as a child process whose CPU we can read."""
+
+    def __init__(self, work: Path, src: Path, ds: list[LocalDaemon], env: Optional[dict] = None):
+        remotes = "\n".join(f'            <remote ip="127.0.0.1" name="backup" port="{d.port}"/>'
+                            for d in ds)
+        self.conf = work / "confxml.xml"
+        self.conf.write_text(CONFIG.format(src=src, remotes=remotes, user=ds[0].user,
+                                           pw=ds[0].password_file,
+                                           faillog=work / "fail_log.sh"))
+        self.log_path = work / "sersyncpy.log"
+        self.env = {**os.environ, **(env or {})}
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> Sersyncpy:
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sersyncpy", "-o", str(self.conf)],
+                stdout=log, stderr=log, env=self.env)
+        while b"replicating to" not in self.log_path.read_bytes():
+            if self.proc.poll() is not None:
+                raise SystemExit(self.log_path.read_text())
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> float:
+        """SIGTERM; returns the CPU seconds of sersyncpy and every rsync it ran."""
+        self.proc.send_signal(signal.SIGTERM)
+        _, _, usage = os.wait4(self.proc.pid, 0)  # Linux: includes reaped descendants
+        self.proc.returncode = 0
+        return usage.ru_utime + usage.ru_stime
+
+    def rsync_runs(self) -> int:
+        return sum(1 for line in self.log_path.read_text().splitlines()
+                   if " paths, exit " in line or " paths failed: " in line)
+
+
+def file_sizes(root: Path) -> Optional[dict[str, int]]:
+    """{relative path: size} of regular files, or None while rsync temp files are present."""
+    sizes = {}
+    for dirpath, _dirs, names in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        for name in names:
+            if name.startswith(".") and "." in name[1:]:
+                return None  # an rsync temp file (.name.XXXXXX): still receiving
+            try:
+                sizes[os.path.normpath(os.path.join(rel, name))] = os.lstat(
+                    os.path.join(dirpath, name)).st_size
+            except FileNotFoundError:
+                return None
+    return sizes
+
+
+def wait_matching(src: Path, targets: list[Path], timeout: float = 300,
+                  poll: float = 0.01) -> float:
+    """Poll until every target has the source's files with their sizes; returns the time.
+    A cheap check while polling; `identical` verifies the bytes afterwards."""
+    want = file_sizes(src)
+    deadline = time.monotonic() + timeout
+    pending = list(targets)
+    while pending:
+        pending = [t for t in pending if file_sizes(t) != want]
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"replicas do not match after {timeout}s: {pending}")
+        time.sleep(poll)
+    return time.monotonic()
+
+
+def identical(src: Path, dst: Path) -> bool:
+    for dirpath, _dirs, names in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        for name in names:
+            if (Path(dirpath) / name).read_bytes() != (dst / rel / name).read_bytes():
+                return False
+    return file_sizes(src) == file_sizes(dst)
+
+
+def reference_rsync(src: Path, ds: list[LocalDaemon]) -> tuple[float, float]:
+    """One `rsync -a --delete` per replica, in parallel, now: (seconds, CPU seconds)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    procs = [subprocess.Popen(
+        ["rsync", "-a", "--delete", "--sockopts=TCP_NODELAY", f"--port={d.port}",
+         f"--password-file={d.password_file}", "./", f"{d.user}@127.0.0.1::backup/"],
+        cwd=src) for d in ds]
+    for p in procs:
+        p.wait()
+    seconds = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu
+
+
+def machine() -> str:
+    """One line naming the machine, for RESULTS.md."""
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    rsync_version = subprocess.run(["rsync", "--version"], capture_output=True,
+                                   text=True).stdout.split("\n")[0]
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {rsync_version}"
+
+
+class Row:
+    """One line of RESULTS.md: what was measured, against what, and whether the target held."""
+
+    def __init__(self, bench: str, what: str, measured: str, reference: str, ratio: str,
+                 target: str, met: Optional[bool]):
+        self.bench, self.what, self.measured, self.reference = bench, what, measured, reference
+        self.ratio, self.target, self.met = ratio, target, met
+
+    def markdown(self) -> str:
+        verdict = {True: "met", False: "**not met**", None: "(reference only)"}[self.met]
+        return (f"| {self.bench} | {self.what} | {self.measured} | {self.reference} | "
+                f"{self.ratio} | {self.target} | {verdict} |")
+
+
+def lsyncd_config(work: Path, src: Path, ds: list[LocalDaemon], delay: int) -> Path:
+    """lsyncd's default.rsync to every daemon (Debian's lsyncd 2.2)."""
+    syncs = "\n".join(
+        f'sync {{ default.rsync, source = "{src}", target = "{d.user}@127.0.0.1::backup", '
+        f'delay = {delay}, rsync = {{ archive = true, password_file = "{d.password_file}", '
+        f'_extra = {{ "--port={d.port}", "--sockopts=TCP_NODELAY" }} }} }}'
+        for d in ds)
+    conf = work / "lsyncd.lua"
+    conf.write_text(f'settings {{ nodaemon = true, logfile = "{work}/lsyncd.log", '
+                    f'insist = true, statusFile = "{work}/lsyncd.status" }}\n{syncs}\n')
+    return conf
+
+
+class Lsyncd:
+    """lsyncd as a child process, started once its startup sync is done."""
+
+    def __init__(self, work: Path, src: Path, ds: list[LocalDaemon], delay: int):
+        self.work, self.conf = work, lsyncd_config(work, src, ds, delay)
+        self.count = len(ds)
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> Lsyncd:
+        self.proc = subprocess.Popen(["lsyncd", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        log = self.work / "lsyncd.log"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            text = log.read_text() if log.exists() else ""
+            if text.count("Startup of") >= self.count and text.count("finished") >= self.count:
+                return self
+            time.sleep(0.05)
+        raise SystemExit("lsyncd did not finish its startup sync")
+
+    def stop(self) -> float:
+        self.proc.send_signal(signal.SIGTERM)
+        _, _, usage = os.wait4(self.proc.pid, 0)
+        self.proc.returncode = 0
+        return usage.ru_utime + usage.ru_stime
+
+    def rsync_runs(self) -> int:
+        return (self.work / "lsyncd.log").read_text().count("Calling rsync")
+
+
+def vm_hwm_mib(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a running process, in MiB; read it before stopping."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise SystemExit(f"no VmHWM for PID {pid}")
+
+
+def inotify_watches_in_use() -> int:
+    """inotify watches held now by every process we can see (the limit is per user)."""
+    count = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fdinfo")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                with open(f"/proc/{pid}/fdinfo/{fd}", "rb") as f:
+                    count += f.read().count(b"inotify wd:")
+            except OSError:
+                continue
+    return count
+
+
+@contextmanager
+def inotify_watch_room(needed: int, margin: int = 20000):
+    """Make room for `needed` more inotify watches, raising fs.inotify.max_user_watches only
+    if the watches in use leave too little, and restoring it on the way out."""
+    path = Path("/proc/sys/fs/inotify/max_user_watches")
+    before = int(path.read_text())
+    want = inotify_watches_in_use() + needed + margin
+    if want > before:
+        path.write_text(str(want))
+    try:
+        yield
+    finally:
+        if want > before:
+            path.write_text(str(before))
