@@ -37,7 +37,7 @@ class Plan:
     """What one batch becomes: the rsync calls to make, in this order."""
 
     renames: list[Event] = field(default_factory=list)  # one --link-dest call each
-    full: list[Event] = field(default_factory=list)  # one quick-check recursive call each
+    full: list[Event] = field(default_factory=list)  # one quick-check recursive call
     listed: list[Event] = field(default_factory=list)  # one call for all of them
     dirs: list[Event] = field(default_factory=list)  # one non-recursive call for all of them
     root_gone: bool = False  # the watcher saw the root itself go: push nothing
@@ -257,7 +257,10 @@ class Lane(threading.Thread):
 
     def _hold_deletions(self, p: Plan) -> list[Event]:
         """Take the deletions out of `p` until they have waited `delete_hold` seconds."""
-        if not p.missing or self.delete_hold <= 0 or self._stopping:
+        if not p.missing:
+            self._hold_until = None  # none pending: the next deletion waits in full
+            return []
+        if self.delete_hold <= 0 or self._stopping:
             return []
         now = time.monotonic()
         if self._hold_until is None:
