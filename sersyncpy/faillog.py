@@ -24,6 +24,9 @@ from sersyncpy.events import DELETE, FULL, RENAME, Event
 logger = logging.getLogger(__name__)
 
 MAGIC = b"# sersyncpy fail log v1"
+# How often at most the file is rewritten while lanes change. After a kill, what the last
+# second added is recovered by the resync of every root at the next start.
+WRITE_SECONDS = 1.0
 RUNNING, CLEAN = "running", "clean"
 
 
@@ -164,7 +167,7 @@ class FailLogWriter(threading.Thread):
     """Rewrites the fail log whenever a lane's pending set changed, at most every
     `interval` seconds; the last write on stop marks a clean shutdown."""
 
-    def __init__(self, path: str, lanes: Sequence, interval: float = 0.2,
+    def __init__(self, path: str, lanes: Sequence, interval: float = WRITE_SECONDS,
                  retry_minutes: float = 60):
         super().__init__(name="fail log", daemon=True)
         self.path = path

@@ -86,6 +86,17 @@ class _MoveFrom:
         self.event: Optional[Event] = None  # what it became once paired (None: nothing)
 
 
+class _Created:
+    """A new file, not a directory: pushed at the end of the read unless its CLOSE_WRITE came
+    in the same read (then that pushes it), sparing an lstat per file in a burst."""
+
+    __slots__ = ("rel", "closed")
+
+    def __init__(self, rel: str):
+        self.rel = rel
+        self.closed = False
+
+
 @dataclass
 class _Root:
     index: int
@@ -239,11 +250,12 @@ class Watcher(threading.Thread):
         """Turn one read of kernel events into Events and hand them to the sink, per root."""
         out: list[tuple[_Root, object]] = []
         moves: dict[int, _MoveFrom] = {}  # cookie -> a MOVED_FROM still waiting in `out`
-        self._translate(raw, out, moves)
+        creates: dict[tuple[int, str], _Created] = {}  # new files waiting in `out`
+        self._translate(raw, out, moves, creates)
         if moves:
             more = self._inotify.read(timeout=int(MOVE_PAIR_SECONDS * 1000))
             if more:
-                self._translate(more, out, moves)
+                self._translate(more, out, moves, creates)
         self._deliver(out)
 
     def _deliver(self, out: list) -> None:
@@ -253,11 +265,15 @@ class Watcher(threading.Thread):
                 item = item.event if item.paired else self._moved_out(root, item)
                 if item is None:
                     continue
+            elif isinstance(item, _Created):
+                if item.closed or self._closes_later(root, item.rel):
+                    continue
+                item = Event(UPDATE, item.rel, False)
             by_root.setdefault(root.index, []).append(item)
         for index, events in by_root.items():
             self._sink(index, events)
 
-    def _translate(self, raw: list, out: list, moves: dict) -> None:
+    def _translate(self, raw: list, out: list, moves: dict, creates: dict) -> None:
         rules = self.rules
         for ev in raw:
             mask = ev.mask
@@ -289,7 +305,11 @@ class Watcher(threading.Thread):
             elif mask & F.MOVED_TO:
                 self._moved_to(root, rel, is_dir, moves.pop(ev.cookie, None), out)
             elif mask & F.CREATE:
-                self._created(root, rel, is_dir, out)
+                if is_dir or rules.create_file:
+                    self._created(root, rel, is_dir, out)
+                else:
+                    creates[(root.index, rel)] = created = _Created(rel)
+                    out.append((root, created))
             elif mask & F.DELETE:
                 if is_dir:
                     self._forget_tree(root, rel, remove=False)
@@ -297,6 +317,9 @@ class Watcher(threading.Thread):
                     out.append((root, Event(DELETE, rel, is_dir)))
             elif mask & F.CLOSE_WRITE:
                 if rules.close_write:
+                    created = creates.pop((root.index, rel), None)
+                    if created is not None:
+                        created.closed = True
                     out.append((root, Event(UPDATE, rel, False)))
             elif mask & F.MODIFY:
                 if rules.modify:
@@ -311,7 +334,7 @@ class Watcher(threading.Thread):
             # the watch existed is on disk when the push reads it.
             self._watch_tree(root, rel)
             out.append((root, Event(SUBTREE, rel, True)))
-        elif self.rules.create_file or not self._closes_later(root, rel):
+        else:
             out.append((root, Event(UPDATE, rel, False)))
 
     def _closes_later(self, root: _Root, rel: str) -> bool:
