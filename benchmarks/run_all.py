@@ -17,7 +17,7 @@ from harness import machine
 
 # (id, module): each module has run(args) -> list[Row] and parser().
 BENCHMARKS = [
-    ("B1", "queue"), ("B2", "burst"), ("B3", "trickle"), ("B4", "rename"),
+    ("B1", "filterqueue"), ("B2", "burst"), ("B3", "trickle"), ("B4", "rename"),
     ("B5", "delete"), ("B6", "watch_setup"), ("B7", "fanout"),
 ]
 HEADER = ("| | what | measured | reference (same run) | ratio | target | |\n"

@@ -18,12 +18,13 @@ queue is never scanned per event.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Optional
 
 from sersyncpy.events import COVERING, DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
 
-# An entry is a list [kind, is_dir, src, seq]; lists, not objects, to keep this twin close
-# to the compiled one and cheap.
+# An entry is a list [kind, is_dir, src, seq]: cheap, and the fields of the compiled queue's
+# _Entry.
 _KIND, _IS_DIR, _SRC, _SEQ = range(4)
 
 IMPLEMENTATION = "python"
@@ -63,6 +64,11 @@ class FilterQueue:
             self._apply(DELETE, src, True)
             self._seq += 1
             self._set(path, RENAME, True, origin, self._seq)
+
+    def push_many(self, events: Iterable[Event]) -> None:
+        """push() each (kind, path, is_dir, src) of `events`, in order: one watcher read."""
+        for kind, path, is_dir, src in events:
+            self.push(kind, path, is_dir, src)
 
     def _apply(self, kind: int, path: str, is_dir: bool) -> None:
         self._seq += 1

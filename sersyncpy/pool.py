@@ -140,9 +140,7 @@ class Lane(threading.Thread):
 
     def offer(self, events: list[Event]) -> None:
         with self._cond:
-            push = self._queue.push
-            for e in events:
-                push(e.kind, e.path, e.is_dir, e.src)
+            self._queue.push_many(events)
             self.version += 1
             self._paused = False
             self._cond.notify()

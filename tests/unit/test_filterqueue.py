@@ -178,6 +178,31 @@ def test_rename_without_source_is_refused(q):
         q.push(RENAME, "b", True, None)
 
 
+def test_push_many_is_push_of_each_in_order(q):
+    reads = [Event(UPDATE, "d/a"), Event(SUBTREE, "n", True), Event(UPDATE, "n/x"),
+             Event(RENAME, "m", True, "d"), Event(DELETE, "f"), Event(UPDATE, "d/a")]
+    one = type(q)()
+    for e in reads:
+        one.push(e.kind, e.path, e.is_dir, e.src)
+    q.push_many(reads)
+    assert q.pushed == one.pushed == len(reads)
+    assert q.take() == one.take()
+
+
+def test_push_many_takes_plain_tuples_and_iterators(q):
+    q.push_many([(UPDATE, "a", False, None)])
+    q.push_many(iter([Event(UPDATE, "b"), (DELETE, "d", True, None)]))
+    q.push_many([])
+    assert q.take() == [Event(UPDATE, "a"), Event(UPDATE, "b"), Event(DELETE, "d", True)]
+
+
+def test_push_many_keeps_what_came_before_a_rename_without_source(q):
+    with pytest.raises(ValueError):
+        q.push_many([Event(UPDATE, "a"), Event(RENAME, "b", True, None), Event(UPDATE, "c")])
+    assert q.pushed == 2
+    assert q.take() == [Event(UPDATE, "a")]
+
+
 def test_kind_numbers_agree_with_the_compiled_queue():
     # The .pyx hard-codes the kinds; a change in events.py must be made there too.
     q = compiled.FilterQueue()
@@ -191,7 +216,8 @@ def test_kind_numbers_agree_with_the_compiled_queue():
 
 # -- both implementations, same generated sequences -------------------------------------------
 
-_names = st.sampled_from(["a", "b", "c", "a/x", "a/y", "b/x", "a/x/z", "c/d/e", "ab"])
+_names = st.sampled_from(["a", "b", "c", "a/x", "a/y", "b/x", "a/x/z", "c/d/e", "ab", "",
+                         "Ω", "Ω/日本", "Ω/日本/🙂"])
 _ops = st.one_of(
     st.tuples(st.sampled_from([UPDATE, DELETE, SUBTREE, FULL]), _names, st.booleans(),
               st.none()),
@@ -204,25 +230,43 @@ _ops = st.one_of(
 @settings(max_examples=400, deadline=None)
 @given(st.lists(_ops, max_size=60))
 def test_compiled_and_python_queues_give_the_same_batches(ops):
-    a, b = compiled.FilterQueue(), _filterqueue_py.FilterQueue()
-    last_a = last_b = []
+    # Each implementation twice: fed by push() one event at a time, and by push_many() with
+    # the events between two takes as one read.
+    queues = [compiled.FilterQueue(), _filterqueue_py.FilterQueue(),
+              compiled.FilterQueue(), _filterqueue_py.FilterQueue()]
+    one_by_one, many = queues[:2], queues[2:]
+    last = [[] for _ in queues]
+    read = []
+
+    def flush():
+        for q in many:
+            q.push_many(read)
+        read.clear()
+
     for op in ops:
         if op == "take":
-            assert a.peek() == b.peek()
-            last_a, last_b = a.take(), b.take()
-            assert last_a == last_b
+            flush()
+            assert all(q.peek() == queues[0].peek() for q in queues)
+            last = [q.take() for q in queues]
+            assert all(batch == last[0] for batch in last)
         elif op == "requeue":
-            a.requeue(last_a)
-            b.requeue(last_b)
-            last_a = last_b = []
+            flush()
+            for q, batch in zip(queues, last):
+                q.requeue(batch)
+            last = [[] for _ in queues]
         else:
             kind, path, is_dir, src = op
             if kind == RENAME and src == path:
                 continue
-            a.push(kind, path, is_dir, src)
-            b.push(kind, path, is_dir, src)
-        assert len(a) == len(b)
-    assert a.take() == b.take()
+            for q in one_by_one:
+                q.push(kind, path, is_dir, src)
+            read.append(Event(kind, path, is_dir, src))
+        assert len(one_by_one[0]) == len(one_by_one[1])
+    flush()
+    assert len({len(q) for q in queues}) == 1
+    assert len({q.pushed for q in queues}) == 1
+    batches = [q.take() for q in queues]
+    assert all(batch == batches[0] for batch in batches)
 
 
 def test_selector_honours_the_environment_override():
