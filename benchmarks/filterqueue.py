@@ -2,7 +2,7 @@
 in the same run, in lists of 100 to 1,000 events per push_many() (one watcher read each) with a
 take() every ~5,000 events, as a lane under load. Events per second of each, and their ratio.
 
-    .venv/bin/python benchmarks/queue.py [--events 1000000] [--paths 50000] [--repeat 3]
+    .venv/bin/python benchmarks/filterqueue.py [--events 1000000] [--paths 50000] [--repeat 3]
 """
 
 from __future__ import annotations
