@@ -15,6 +15,7 @@ from typing import Optional
 
 from sersyncpy import config as configmod
 from sersyncpy import faillog
+from sersyncpy.errors import UsageError
 from sersyncpy.events import FULL, Event
 from sersyncpy.pool import DELETE_HOLD_SECONDS, Lane
 from sersyncpy.rsync import Target
@@ -46,19 +47,32 @@ def target_for(cfg: configmod.Config, remote: configmod.Remote) -> Target:
     )
 
 
+def env_seconds(name: str, default: float) -> float:
+    """A tuning value from the environment, in seconds; a bad one is a one-line error."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{name}={text!r}: not a number of seconds") from None
+    if not value >= 0:
+        raise UsageError(f"{name}={text!r}: must be zero or more")
+    return value
+
+
 class Replicator:
     """The running pipeline: one watcher over every root, one lane per root and remote."""
 
     def __init__(self, cfg: configmod.Config, threads: int = 10):
         self.config = cfg
         slots = threading.Semaphore(max(1, threads))
-        hold = float(os.environ.get("SERSYNCPY_DELETE_HOLD_SECONDS", DELETE_HOLD_SECONDS))
+        hold = env_seconds("SERSYNCPY_DELETE_HOLD_SECONDS", DELETE_HOLD_SECONDS)
         self.lanes: list[list[Lane]] = [
             [Lane(lp.watch, target_for(cfg, remote), slots, hold) for remote in lp.remotes]
             for lp in cfg.localpaths
         ]
-        resync = float(os.environ.get("SERSYNCPY_UNWATCHED_RESYNC_SECONDS",
-                                      UNWATCHED_RESYNC_SECONDS))
+        resync = env_seconds("SERSYNCPY_UNWATCHED_RESYNC_SECONDS", UNWATCHED_RESYNC_SECONDS)
         self.watcher = Watcher([lp.watch for lp in cfg.localpaths], rules_for(cfg), self._sink,
                                unwatched_resync=resync)
         self.fail_log = faillog.FailLogWriter(cfg.fail_log.path, self.all_lanes(),

@@ -26,10 +26,12 @@ logger = logging.getLogger(__name__)
 
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0
-# Deletions wait this long before they are pushed, so that a watch root being deleted
-# (rm -rf /var/www: its content goes first, the root last) never reaches the remotes as a
-# mass deletion. Nothing else waits. SERSYNCPY_DELETE_HOLD_SECONDS sets it.
+# Deletions wait until none new has come for this long, so that a watch root being deleted
+# (rm -rf /var/www: its content goes first, the root last, however long that takes) never
+# reaches the remotes as a mass deletion. Nothing else waits. SERSYNCPY_DELETE_HOLD_SECONDS
+# sets it; a stream of deletions that never pauses waits at most DELETE_HOLD_MAX_SECONDS.
 DELETE_HOLD_SECONDS = 0.5
+DELETE_HOLD_MAX_SECONDS = 30.0
 
 
 @dataclass
@@ -132,7 +134,9 @@ class Lane(threading.Thread):
         self._paused = False  # the root is gone: wait for new events, do not retry
         self._retry_now = False
         self.delete_hold = delete_hold
-        self._hold_until: Optional[float] = None  # deletions wait until then
+        self._held: set[str] = set()  # deletions held back, to notice new ones
+        self._hold_since = 0.0  # when the first of them was held
+        self._hold_until = 0.0  # when they go, unless another deletion comes first
         self._stopping = False
         self._deadline = 0.0
 
@@ -254,18 +258,22 @@ class Lane(threading.Thread):
                          "until the root is back", self.target.label, why)
 
     def _hold_deletions(self, p: Plan) -> list[Event]:
-        """Take the deletions out of `p` until they have waited `delete_hold` seconds."""
-        if not p.missing:
-            self._hold_until = None  # none pending: the next deletion waits in full
-            return []
-        if self.delete_hold <= 0 or self._stopping:
+        """Take the deletions out of `p` until none new has come for `delete_hold` seconds
+        (at most DELETE_HOLD_MAX_SECONDS after the first)."""
+        paths = {e.path for e in p.missing}
+        if not paths or self.delete_hold <= 0 or self._stopping:
+            self._held = set()
             return []
         now = time.monotonic()
-        if self._hold_until is None:
-            self._hold_until = now + self.delete_hold
+        if not self._held:
+            self._hold_since = now
+        if not paths <= self._held:
+            self._hold_until = min(now + self.delete_hold,
+                                   self._hold_since + DELETE_HOLD_MAX_SECONDS)
         if now >= self._hold_until:
-            self._hold_until = None
+            self._held = set()
             return []
+        self._held = paths
         held = {id(e) for e in p.missing}
         p.listed = [e for e in p.listed if id(e) not in held]
         return p.missing

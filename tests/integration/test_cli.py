@@ -77,3 +77,15 @@ def test_demo_shows_a_file_arriving_in_the_module(tmp_path):
     assert "ARRIVED:" in out.stdout
     module = tmp_path / "demo" / "module" / "hello.txt"
     assert module.read_bytes() == (tmp_path / "demo" / "source" / "hello.txt").read_bytes()
+
+
+def test_a_bad_tuning_variable_is_a_one_line_error(tmp_path, daemon):
+    src = tmp_path / "src"
+    src.mkdir()
+    conf = tmp_path / "c.xml"
+    conf.write_text(confxml([(src, [(daemon, "backup")])]).replace(
+        "/tmp/rsync_fail_log.sh", str(tmp_path / "fail.sh")))
+    env = dict(os.environ, SERSYNCPY_DELETE_HOLD_SECONDS="soon")
+    out = subprocess.run([*SERSYNCPY, "-o", str(conf)], capture_output=True, text=True,
+                         env=env, timeout=60)
+    assert_one_line_error(out, "SERSYNCPY_DELETE_HOLD_SECONDS", "soon")

@@ -130,7 +130,14 @@ def test_root_deleted_no_mass_deletion_then_resumes(daemon, src, sersyncpy, tmp_
     same_tree(src, daemon.modules["backup"])
     backup_copy = tmp_path / "copy"
     shutil.copytree(src, backup_copy, symlinks=True)
-    shutil.rmtree(src)
+    # rm -rf as a slow disk does it: longer than the deletion hold, root last
+    for dirpath, dirnames, filenames in os.walk(src, topdown=False):
+        for name in filenames:
+            os.unlink(os.path.join(dirpath, name))
+        for name in dirnames:
+            os.rmdir(os.path.join(dirpath, name))
+            time.sleep(0.15)
+    os.rmdir(src)
     wait_until(lambda: "is gone" in proc.log() or "was deleted" in proc.log(), timeout=10)
     time.sleep(2)  # would a mass deletion happen, it would have by now
     remaining = sum(len(files) for _, _, files in os.walk(daemon.modules["backup"]))
