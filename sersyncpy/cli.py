@@ -84,9 +84,10 @@ def _main(argv: list[str]) -> int:
     from sersyncpy import config, daemon
 
     cfg = config.load(args.config)
+    tuning = daemon.Tuning.from_environment()
     setup_logging(args.debug or cfg.debug)
     logger.info("%s, config %s", version_line(), args.config)
-    return daemon.run(cfg, threads=threads, full_first=args.full_first)
+    return daemon.run(cfg, threads=threads, full_first=args.full_first, tuning=tuning)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from typing import Optional
 
 from sersyncpy import config as configmod
@@ -47,6 +48,22 @@ def target_for(cfg: configmod.Config, remote: configmod.Remote) -> Target:
     )
 
 
+@dataclass(frozen=True)
+class Tuning:
+    """Settings beyond confxml.xml, from the environment (SERSYNCPY_*), read at start-up."""
+
+    delete_hold: float = DELETE_HOLD_SECONDS
+    unwatched_resync: float = UNWATCHED_RESYNC_SECONDS
+
+    @classmethod
+    def from_environment(cls) -> Tuning:
+        return cls(
+            delete_hold=env_seconds("SERSYNCPY_DELETE_HOLD_SECONDS", DELETE_HOLD_SECONDS),
+            unwatched_resync=env_seconds("SERSYNCPY_UNWATCHED_RESYNC_SECONDS",
+                                         UNWATCHED_RESYNC_SECONDS),
+        )
+
+
 def env_seconds(name: str, default: float) -> float:
     """A tuning value from the environment, in seconds; a bad one is a one-line error."""
     text = os.environ.get(name, "").strip()
@@ -64,17 +81,18 @@ def env_seconds(name: str, default: float) -> float:
 class Replicator:
     """The running pipeline: one watcher over every root, one lane per root and remote."""
 
-    def __init__(self, cfg: configmod.Config, threads: int = 10):
+    def __init__(self, cfg: configmod.Config, threads: int = 10,
+                 tuning: Optional[Tuning] = None):
+        tuning = tuning or Tuning()
         self.config = cfg
         slots = threading.Semaphore(max(1, threads))
-        hold = env_seconds("SERSYNCPY_DELETE_HOLD_SECONDS", DELETE_HOLD_SECONDS)
         self.lanes: list[list[Lane]] = [
-            [Lane(lp.watch, target_for(cfg, remote), slots, hold) for remote in lp.remotes]
+            [Lane(lp.watch, target_for(cfg, remote), slots, tuning.delete_hold)
+             for remote in lp.remotes]
             for lp in cfg.localpaths
         ]
-        resync = env_seconds("SERSYNCPY_UNWATCHED_RESYNC_SECONDS", UNWATCHED_RESYNC_SECONDS)
         self.watcher = Watcher([lp.watch for lp in cfg.localpaths], rules_for(cfg), self._sink,
-                               unwatched_resync=resync)
+                               unwatched_resync=tuning.unwatched_resync)
         self.fail_log = faillog.FailLogWriter(cfg.fail_log.path, self.all_lanes(),
                                               retry_minutes=cfg.fail_log.time_to_execute)
 
@@ -138,6 +156,7 @@ class Replicator:
 
 
 def run(cfg: configmod.Config, threads: int = 10, full_first: bool = False,
+        tuning: Optional[Tuning] = None,
         stop_event: Optional[threading.Event] = None) -> int:
     """Replicate in the foreground until SIGTERM or SIGINT; returns the exit code."""
     stop = stop_event or threading.Event()
@@ -148,7 +167,7 @@ def run(cfg: configmod.Config, threads: int = 10, full_first: bool = False,
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    replicator = Replicator(cfg, threads)
+    replicator = Replicator(cfg, threads, tuning)
     code = 0
     try:
         replicator.start(full_first=full_first)
