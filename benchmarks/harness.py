@@ -265,3 +265,36 @@ def inotify_watch_room(needed: int, margin: int = 20000):
     finally:
         if want > before:
             path.write_text(str(before))
+
+
+class Traffic:
+    """What one daemon logged since an offset: connections, the bytes it received from
+    clients ("received Y bytes" of each summary line), and the file bytes it transferred
+    (%b of its "recv" lines)."""
+
+    def __init__(self, text: str):
+        self.connections = text.count("] connect from ")
+        self.finished = self.received = self.transferred = 0
+        for line in text.splitlines():
+            words = line.split()
+            if len(words) >= 7 and words[3] == "sent" and words[6] == "received":
+                self.finished += 1
+                self.received += int(words[7])
+            elif len(words) >= 7 and words[3] == "recv":
+                self.transferred += int(words[-1])
+
+
+def log_offsets(ds: list[LocalDaemon]) -> list[int]:
+    """Where each daemon's log ends now, for `traffic` to read what comes after."""
+    return [d.log_file.stat().st_size if d.log_file.exists() else 0 for d in ds]
+
+
+def traffic(ds: list[LocalDaemon], offsets: list[int], timeout: float = 30) -> list[Traffic]:
+    """Each daemon's Traffic since `offsets`, once every connection has logged its summary."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [Traffic(d.log_file.read_bytes()[off:].decode("utf-8", "replace"))
+                 for d, off in zip(ds, offsets)]
+        if all(t.finished >= t.connections for t in found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
