@@ -18,7 +18,7 @@ from sersyncpy import config as configmod
 from sersyncpy import faillog
 from sersyncpy.errors import UsageError
 from sersyncpy.events import FULL, Event
-from sersyncpy.pool import DELETE_HOLD_SECONDS, Lane
+from sersyncpy.pool import DELETE_HOLD_SECONDS, Lane, Slots
 from sersyncpy.rsync import Target
 from sersyncpy.watcher import UNWATCHED_RESYNC_SECONDS, Rules, Watcher
 
@@ -85,7 +85,7 @@ class Replicator:
                  tuning: Optional[Tuning] = None):
         tuning = tuning or Tuning()
         self.config = cfg
-        slots = threading.Semaphore(max(1, threads))
+        slots = Slots(threads)
         self.lanes: list[list[Lane]] = [
             [Lane(lp.watch, target_for(cfg, remote), slots, tuning.delete_hold)
              for remote in lp.remotes]

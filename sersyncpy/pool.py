@@ -15,6 +15,7 @@ import socket
 import stat
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -105,6 +106,34 @@ def next_backoff(previous: float, code: int = 10) -> float:
     return base * random.uniform(0.8, 1.2)
 
 
+class Slots:
+    """At most `n` rsync processes at once over all lanes (-n), granted first come, first
+    served: with threading.Semaphore a lane that just released a slot takes it straight back,
+    and with 16 remotes on 10 slots some waited seconds for their first push."""
+
+    def __init__(self, n: int):
+        self._free = max(1, n)
+        self._lock = threading.Lock()
+        self._waiting: deque[threading.Event] = deque()
+
+    def __enter__(self) -> Slots:
+        with self._lock:
+            if self._free and not self._waiting:
+                self._free -= 1
+                return self
+            turn = threading.Event()
+            self._waiting.append(turn)
+        turn.wait()  # the releasing lane hands its slot over
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        with self._lock:
+            if self._waiting:
+                self._waiting.popleft().set()
+            else:
+                self._free += 1
+
+
 @dataclass
 class LaneStats:
     batches: int = 0
@@ -119,7 +148,7 @@ class LaneStats:
 class Lane(threading.Thread):
     """Pushes the changes of one watch root to one remote, one batch at a time, in order."""
 
-    def __init__(self, root: str, target: rsync.Target, slots: threading.Semaphore,
+    def __init__(self, root: str, target: rsync.Target, slots: Slots,
                  delete_hold: float = DELETE_HOLD_SECONDS):
         super().__init__(name=f"lane {target.label}", daemon=True)
         self.root = root
@@ -194,8 +223,12 @@ class Lane(threading.Thread):
                     self._cond.wait()
                 if not self._queue or self._paused:
                     return
-                batch = self._inflight = self._queue.take()
-            failed, held = self._push(batch)
+            # The batch is taken once the slot is ours, so it carries all that came while
+            # this lane waited for one: fewer, larger rsync calls when slots are short.
+            with self._slots:
+                with self._cond:
+                    batch = self._inflight = self._queue.take()
+                failed, held = self._push(batch)
             with self._cond:
                 self._inflight = []
                 self.version += 1
@@ -342,8 +375,7 @@ class Lane(threading.Thread):
 
     def _run(self, argv: list[str], events: list[Event], what: str,
              stdin: bytes = b"") -> rsync.Result:
-        with self._slots:
-            result = rsync.run(argv, self.root, stdin)
+        result = rsync.run(argv, self.root, stdin)
         self.stats.rsync_runs += 1
         if result.ok:
             self.stats.paths += len(events)

@@ -162,3 +162,29 @@ def test_plan_skips_a_missing_path_whose_parent_went_too():
 def test_plan_marks_the_root_gone():
     p = plan([Event(DELETE, "", True), Event(UPDATE, "x")], lambda rel: OTHER)
     assert p.root_gone and [e.path for e in p.listed] == ["x"]
+
+
+def test_slots_are_granted_first_come_first_served():
+    import threading
+
+    from conftest import wait_until
+
+    from sersyncpy.pool import Slots
+
+    slots = Slots(1)
+    order = []
+    slots.__enter__()  # the slot is taken
+
+    def lane(name):
+        with slots:
+            order.append(name)
+
+    threads = []
+    for name in ("a", "b", "c"):
+        threads.append(threading.Thread(target=lane, args=(name,)))
+        threads[-1].start()
+        wait_until(lambda: len(slots._waiting) == len(threads))  # queued in this order
+    slots.__exit__(None, None, None)
+    for t in threads:
+        t.join(5)
+    assert order == ["a", "b", "c"]
