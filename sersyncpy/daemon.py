@@ -95,6 +95,7 @@ class Replicator:
                                unwatched_resync=tuning.unwatched_resync)
         self.fail_log = faillog.FailLogWriter(cfg.fail_log.path, self.all_lanes(),
                                               retry_minutes=cfg.fail_log.time_to_execute)
+        self._replayed = False  # until then the fail log on disk is the last run's: keep it
 
     def _sink(self, root_index: int, events: list[Event]) -> None:
         for lane in self.lanes[root_index]:
@@ -129,6 +130,7 @@ class Replicator:
             logger.warning("the previous run did not stop cleanly: replaying its fail log "
                            "and resyncing every root (rsync's quick check)")
         count = faillog.replay(state, pending, self.all_lanes())
+        self._replayed = True
         if count:
             logger.info("replaying %d pending changes from %s", count, path)
 
@@ -136,9 +138,6 @@ class Replicator:
         """Threads that ended on their own (an unexpected error, already logged)."""
         threads = [self.watcher, self.fail_log, *self.all_lanes()]
         return [t.name for t in threads if t.ident is not None and not t.is_alive()]
-
-    def idle(self) -> bool:
-        return all(lane.idle() for lane in self.all_lanes())
 
     def stop(self, drain_seconds: float = 5.0) -> None:
         """Stop watching, push what is queued, wait for the lanes, and leave in the fail log
@@ -152,7 +151,8 @@ class Replicator:
             if lane.is_alive():
                 lane.join()
         self.fail_log.stop()
-        self.fail_log.close()
+        if self._replayed:
+            self.fail_log.close()
 
 
 def run(cfg: configmod.Config, threads: int = 10, full_first: bool = False,

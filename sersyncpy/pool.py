@@ -189,15 +189,6 @@ class Lane(threading.Thread):
             self._retry_now = True
             self._cond.notify()
 
-    def pending(self) -> int:
-        with self._cond:
-            return len(self._queue) + len(self._inflight)
-
-    def idle(self) -> bool:
-        """Nothing pending and nothing being pushed."""
-        with self._cond:
-            return not self._queue and not self._inflight
-
     def stop(self, drain_seconds: float = 10.0) -> None:
         """Stop once what is queued is pushed; a remote still failing after `drain_seconds`
         keeps its paths pending (the fail log takes them to the next start)."""
