@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from harness import (
     identical,
     reference_rsync,
     replicas,
+    scratch,
     wait_matching,
 )
 
@@ -62,7 +62,7 @@ def run(args) -> list[Row]:
     if shutil.which("lsyncd"):
         tools += [("lsyncd", 1), ("lsyncd", 0)]
     results = {}
-    with tempfile.TemporaryDirectory(prefix="sersyncpy-b2-") as tmp:
+    with scratch("sersyncpy-b2-") as tmp:
         for i, (tool, delay) in enumerate(tools):
             results[(tool, delay)] = measure(Path(tmp) / str(i), tool, args, delay)
     ref = results[("rsync", 0)]

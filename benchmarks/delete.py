@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -27,6 +26,7 @@ from harness import (
     log_offsets,
     reference_rsync,
     replicas,
+    scratch,
     traffic,
     wait_matching,
 )
@@ -93,7 +93,7 @@ def measure(work: Path, args, hold: Optional[str]) -> dict:
 
 def run(args) -> list[Row]:
     setups = {"default hold": None, "hold 0": "0", "rsync": "rsync"}
-    with tempfile.TemporaryDirectory(prefix="sersyncpy-b5-") as tmp:
+    with scratch("sersyncpy-b5-") as tmp:
         results = {name: measure(Path(tmp) / str(i), args, hold)
                    for i, (name, hold) in enumerate(setups.items())}
     ref = results.pop("rsync")

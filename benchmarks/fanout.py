@@ -15,7 +15,6 @@ import os
 import re
 import resource
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from harness import (
     log_offsets,
     reference_rsync,
     replicas,
+    scratch,
     traffic,
     wait_matching,
 )
@@ -105,7 +105,7 @@ def run(args) -> list[Row]:
     cores = os.cpu_count() or 1
     tools = ["sersyncpy", "rsync"] if args.reference else ["sersyncpy"]
     results: dict[tuple[str, int], list[dict]] = {}
-    with tempfile.TemporaryDirectory(prefix="sersyncpy-b7-") as tmp:
+    with scratch("sersyncpy-b7-") as tmp:
         for i in range(args.repeat):
             # Rotate the order, so a neighbour's load does not always land on one fan-out.
             shift = i % len(args.remotes)

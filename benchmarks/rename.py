@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from harness import (
     log_offsets,
     reference_rsync,
     replicas,
+    scratch,
     traffic,
     wait_matching,
 )
@@ -65,7 +65,7 @@ def measure(work: Path, tool: str, data: bytes, args) -> dict:
 
 def run(args) -> list[Row]:
     data = os.urandom(args.files * args.size)
-    with tempfile.TemporaryDirectory(prefix="sersyncpy-b4-") as tmp:
+    with scratch("sersyncpy-b4-") as tmp:
         ours = measure(Path(tmp) / "0", "sersyncpy", data, args)
         ref = measure(Path(tmp) / "1", "rsync", data, args)
     size = args.files * args.size

@@ -14,12 +14,11 @@ import argparse
 import os
 import statistics
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-from harness import Row, Sersyncpy, daemons, identical, replicas, wait_matching
+from harness import Row, Sersyncpy, daemons, identical, replicas, scratch, wait_matching
 from inotify_simple import INotify
 from inotify_simple import flags as F
 
@@ -158,7 +157,7 @@ def run(args) -> list[Row]:
     """The judged run with --remotes, then one remote alone: the second shows sersyncpy's own
     overhead without 3 rsync pairs sharing the CPUs."""
     rows = []
-    with tempfile.TemporaryDirectory(prefix="sersyncpy-b3-") as tmp:
+    with scratch("sersyncpy-b3-") as tmp:
         for remotes in dict.fromkeys([args.remotes, 1]):
             setup = argparse.Namespace(**{**vars(args), "remotes": remotes})
             rows.append(row(args, remotes, measure(Path(tmp) / str(remotes), setup)))

@@ -2,7 +2,7 @@
 subdirectories below them, the files spread over the subdirectories). Seconds from process start
 until every directory is watched, and peak RSS (VmHWM), of sersyncpy (one local rsync daemon as
 its remote) and of `inotifywait -r -m` (inotify-tools), run one after the other, alternating
-which goes first, `--repeat` times on the same tree (built once, under /tmp, then deleted).
+which goes first, `--repeat` times on the same tree (built once in a tmpfs, then deleted).
 
     .venv/bin/python benchmarks/watch_setup.py [--dirs 100000] [--files 1000000] [--repeat 3]
 """
@@ -14,11 +14,10 @@ import os
 import re
 import statistics
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
-from harness import Row, Sersyncpy, daemons, inotify_watch_room, vm_hwm_mib
+from harness import Row, Sersyncpy, daemons, inotify_watch_room, scratch, vm_hwm_mib
 
 TOP_DIRS = 100
 WATCHING = re.compile(r"watching (\d+) directories under .* in ([0-9.]+)s")
@@ -94,7 +93,7 @@ def spread(values: list[float], unit: str, digits: int = 2) -> str:
 
 def run(args) -> list[Row]:
     runs: dict[str, list[dict]] = {"sersyncpy": [], "inotifywait": []}
-    with tempfile.TemporaryDirectory(prefix="sersyncpy-b6-", dir="/tmp") as tmp:
+    with scratch("sersyncpy-b6-") as tmp:
         work, tree = Path(tmp), Path(tmp) / "tree"
         tree.mkdir()
         try:
