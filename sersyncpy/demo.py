@@ -90,7 +90,8 @@ def main(argv: list[str]) -> int:
         replicator = daemon.Replicator(config.load(str(conf_path)))
         print(f"rsync daemon: 127.0.0.1:{rsyncd.port}, module 'demo' -> {module}")
         signal.signal(signal.SIGTERM, _interrupt)  # stop as on Ctrl-C, stopping rsyncd too
-        replicator.start(full_first=True)  # returns once every directory is watched
+        # returns once every directory is watched; a full push only if there is something
+        replicator.start(full_first=bool(os.listdir(source)))
         hello = source / "hello.txt"
         started = time.monotonic()
         hello.write_text(f"written by sersyncpy demo at {time.ctime()}\n")

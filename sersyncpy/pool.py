@@ -322,9 +322,10 @@ class Lane(threading.Thread):
         for event in p.full:
             if self.target.deletes and not os.listdir(os.path.join(self.root, event.path)):
                 # An empty root is more often a failed mount than a wish to delete it all.
-                logger.error("%s: not resyncing %s: it is empty, and a full push would "
-                             "delete everything below it on the remote", self.target.label,
-                             os.path.join(self.root, event.path))
+                logger.warning("%s: skipping the full push of %s: it is empty (a failed "
+                               "mount?), and a full push would delete everything below it "
+                               "on the remote", self.target.label,
+                               os.path.join(self.root, event.path))
                 continue
             full.append(event)
         if full:
