@@ -190,8 +190,8 @@ class Watcher(threading.Thread):
                 continue
 
     def _forget_tree(self, root: _Root, rel: str, remove: bool) -> None:
-        """Drop the watches of `rel` and below (moved out or deleted)."""
-        prefix = rel + "/"
+        """Drop the watches of `rel` and below (moved out, or the root lost)."""
+        prefix = rel + "/" if rel else ""  # below the root is everything
         for d in [d for d in root.wds if d == rel or d.startswith(prefix)]:
             wd = root.wds.pop(d)
             self._by_wd.pop(wd, None)
@@ -312,7 +312,11 @@ class Watcher(threading.Thread):
                     out.append((root, created))
             elif mask & F.DELETE:
                 if is_dir:
-                    self._forget_tree(root, rel, remove=False)
+                    # rmdir needs an empty directory: nothing below it is still watched, so
+                    # no scan of every watch per deleted directory (rm -rf of a large tree).
+                    wd = root.wds.pop(rel, None)
+                    if wd is not None:
+                        self._by_wd.pop(wd, None)
                 if rules.delete:
                     out.append((root, Event(DELETE, rel, is_dir)))
             elif mask & F.CLOSE_WRITE:

@@ -222,3 +222,18 @@ def test_a_directory_created_then_renamed_before_its_event_is_read_is_still_watc
         assert Event(UPDATE, "new/sub/inside") in rec.seen()
     finally:
         w._inotify.close()
+
+
+def test_losing_the_root_forgets_every_watch_below_it(tmp_path):
+    root = tmp_path / "root"
+    os.makedirs(root / "a/b")
+    rec = Recorder()
+    w = Watcher([str(root)], Rules(), rec)
+    try:
+        assert w.watch_all() == 3
+        out = []
+        w._root_lost(w._roots[0], out, "was replaced")
+        assert w.watch_count == 0
+        assert [e for _, e in out] == [Event(DELETE, "", True)]
+    finally:
+        w._inotify.close()
