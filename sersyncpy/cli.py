@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-d", dest="daemon", action="store_true",
                    help="run as a daemon (not yet available: run under systemd instead)")
     p.add_argument("-m", dest="plugin", metavar="NAME",
-                   help="run one plugin alone, without rsync (not yet available)")
+                   help="run one plugin alone (command, socket, refreshCDN or http), "
+                   "without rsync, for changes under the plugin's own localpath")
     p.add_argument("--debug", action="store_true", help="log at DEBUG level")
     p.add_argument("--version", action="store_true", help="print the version and exit")
     return p
@@ -79,14 +80,18 @@ def _main(argv: list[str]) -> int:
     if args.daemon:
         raise UsageError("-d (daemon mode) is not available yet; run sersyncpy in the "
                          "foreground under systemd or a supervisor")
-    if args.plugin is not None:
-        raise UsageError(f"-m {args.plugin}: plugin-only mode is not available yet")
     from sersyncpy import config, daemon
+
+    if args.plugin is not None and args.plugin not in config.PLUGIN_NAMES:
+        raise UsageError(f"-m {args.plugin}: unknown plugin, expected one of "
+                         f"{', '.join(config.PLUGIN_NAMES)}")
 
     cfg = config.load(args.config)
     tuning = daemon.Tuning.from_environment()
     setup_logging(args.debug or cfg.debug)
     logger.info("%s, config %s", version_line(), args.config)
+    if args.plugin is not None:
+        return daemon.run_plugin(cfg, args.plugin, tuning=tuning)
     return daemon.run(cfg, threads=threads, full_first=args.full_first, tuning=tuning)
 
 

@@ -10,13 +10,17 @@ import re
 import shlex
 import stat
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
+from urllib.parse import urlsplit, urlunsplit
 
 from lxml import etree
 
 from sersyncpy.errors import ConfigError
 
 PLUGIN_NAMES = ("command", "socket", "refreshCDN", "http")
+DEFAULT_PLUGIN_QUEUE = 10000  # notices waiting for a plugin; more are dropped and counted
+DEFAULT_PLUGIN_RETRY_SECONDS = 300.0  # a notice not delivered by then is dropped
+DEFAULT_COMMAND_TIMEOUT = 600.0  # seconds a command plugin's program may run
 DEFAULT_COMMON_PARAMS = ("-artuz",)
 DEFAULT_FAIL_LOG = "/tmp/rsync_fail_log.sh"
 DEFAULT_TIME_TO_EXECUTE = 60  # minutes, when <failLog> is absent
@@ -107,6 +111,59 @@ class PluginSection:
     name: str
     element: Any = field(compare=False, hash=False)  # the lxml element, for the plugin to read
     line: int
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """sersyncpy's additions on a top-level <plugin>: how much may wait, and for how long."""
+
+    queue: int = DEFAULT_PLUGIN_QUEUE
+    retry_seconds: float = DEFAULT_PLUGIN_RETRY_SECONDS
+
+
+@dataclass(frozen=True)
+class CommandSettings:
+    prefix: tuple[str, ...]  # argv before the path (shlex-split)
+    suffix: tuple[str, ...]  # argv after the path
+    ignore_error: bool
+    includes: tuple[str, ...]  # regexes matched in full on the absolute path; () = every path
+    timeout: float
+    delivery: Delivery = Delivery()
+    watch: Optional[str] = None  # command has no localpath of its own: <sersync>'s are used
+
+
+@dataclass(frozen=True)
+class SocketSettings:
+    watch: str  # for -m socket only; in sync mode the <sersync> localpaths are watched
+    ip: str
+    port: int
+    format: str  # "sersync": one connection per change carrying the path; "json": one line each
+    delivery: Delivery = Delivery()
+
+
+@dataclass(frozen=True)
+class CdnSettings:
+    watch: str  # its path is what the URL replaces (regex="false")
+    domain: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    base: str = ""
+    regex: bool = False
+    match: str = ""
+    method: str = "HEAD"  # sersync's request; method="GET" for APIs that want it
+    delivery: Delivery = Delivery()
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    watch: str
+    url: str  # with <deshost port> applied when the url names none
+    format: str  # "form": one form POST per change, as sersync's code; "json": one per batch
+    delivery: Delivery = Delivery()
+
+
+PluginSettings = Union[CommandSettings, SocketSettings, CdnSettings, HttpSettings]
 
 
 @dataclass(frozen=True)
@@ -331,6 +388,49 @@ def _port_or_zero(value: str) -> int:
         raise ValueError("not a port number (1..65535, or 0 for none)") from None
 
 
+def _positive(value: str) -> int:
+    number = _integer(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ValueError("not a number of seconds") from None
+    if not 0 < number < float("inf"):
+        raise ValueError("must be a positive number of seconds")
+    return number
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def choose(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value
+
+    return choose
+
+
+def _path(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return os.path.abspath(value)
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http:// or https:// URL")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ValueError("the URL's port is not a number (1..65535)") from None
+    return value.strip()
+
+
 def _nonempty(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty")
@@ -342,6 +442,13 @@ def _argv(value: str) -> tuple[str, ...]:
         return tuple(shlex.split(value))
     except ValueError as exc:
         raise ValueError(f"cannot be split into arguments: {exc}") from None
+
+
+def _program(value: str) -> tuple[str, ...]:
+    argv = _argv(value)
+    if not argv:
+        raise ValueError("must name the program to run (the changed path is its argument)")
+    return argv
 
 
 def _regex(value: str) -> str:
@@ -571,3 +678,110 @@ def _sersync_plugin(sersync, plugins: tuple[PluginSection, ...]) -> Optional[str
     if not any(section.name == name for section in plugins):
         raise _Invalid(element, "name", f'no top-level <plugin name="{name}"> section')
     return name
+
+
+# --- plugin settings ----------------------------------------------------------------------
+# Read only for the plugin in use (sync mode's <sersync><plugin start="true"> or -m NAME), so
+# that the sample's sections for plugins nobody runs, naming directories that do not exist
+# here, are no obstacle; as in sersync.
+
+
+def plugin_settings(cfg: Config, name: str, standalone: bool) -> PluginSettings:
+    """The settings of plugin `name`; `standalone` (-m) also needs its watch directory."""
+    section = cfg.plugin(name)
+    if section is None:
+        why = f"needed by -m {name}" if standalone else "named by <sersync><plugin>"
+        raise ConfigError(f'{cfg.source}: no top-level <plugin name="{name}"> element ({why})')
+    try:
+        return _PLUGIN_READERS[name](section.element, standalone)
+    except _Invalid as exc:
+        raise ConfigError(_message(cfg.source, exc)) from exc.__cause__
+
+
+def _delivery(plugin) -> Delivery:
+    return Delivery(
+        queue=_value(plugin, "queue", _positive, DEFAULT_PLUGIN_QUEUE),
+        retry_seconds=_value(plugin, "retrySeconds", _seconds, DEFAULT_PLUGIN_RETRY_SECONDS),
+    )
+
+
+def _plugin_watch(plugin, standalone: bool) -> tuple[Any, str]:
+    """(the plugin's first <localpath>, its watch): sersync reads only the first."""
+    localpath = _required_child(plugin, "localpath")
+    return localpath, _value(localpath, "watch", _directory if standalone else _path)
+
+
+@_guarded
+def _command_settings(plugin, _standalone: bool) -> CommandSettings:
+    param = _required_child(plugin, "param")
+    filter_ = _child(plugin, "filter")
+    includes = ()
+    if _start(filter_):
+        includes = tuple(_value(child, "expression", _regex) for child in _elements(filter_))
+    return CommandSettings(
+        prefix=_value(param, "prefix", _program),
+        suffix=_value(param, "suffix", _argv, ()),
+        ignore_error=_value(param, "ignoreError", _boolean, False),
+        includes=includes,
+        timeout=_value(param, "timeout", _seconds, DEFAULT_COMMAND_TIMEOUT),
+        delivery=_delivery(plugin),
+    )
+
+
+@_guarded
+def _socket_settings(plugin, standalone: bool) -> SocketSettings:
+    localpath, watch = _plugin_watch(plugin, standalone)
+    deshost = _required_child(localpath, "deshost")
+    return SocketSettings(
+        watch=watch,
+        ip=_value(deshost, "ip", _nonempty),
+        port=_value(deshost, "port", _port),
+        format=_value(deshost, "format", _choice("sersync", "json"), "sersync"),
+        delivery=_delivery(plugin),
+    )
+
+
+@_guarded
+def _cdn_settings(plugin, standalone: bool) -> CdnSettings:
+    localpath, watch = _plugin_watch(plugin, standalone)
+    info = _required_child(localpath, "cdninfo")
+    regexurl = _required_child(localpath, "regexurl")
+    regex = _value(regexurl, "regex", _boolean)
+    return CdnSettings(
+        watch=watch,
+        domain=_value(info, "domainname", _nonempty),
+        port=_value(info, "port", _port),
+        username=_value(info, "username", _nonempty),
+        password=_value(info, "passwd", _nonempty),
+        method=_value(info, "method", _choice("HEAD", "GET"), "HEAD"),
+        base=_value(_required_child(localpath, "sendurl"), "base", _nonempty),
+        regex=regex,
+        match=_value(regexurl, "match", _regex if regex else _nonempty),
+        delivery=_delivery(plugin),
+    )
+
+
+@_guarded
+def _http_settings(plugin, standalone: bool) -> HttpSettings:
+    localpath, watch = _plugin_watch(plugin, standalone)
+    deshost = _required_child(localpath, "deshost")
+    url = _value(deshost, "url", _http_url)
+    port = _value(deshost, "port", _port_or_zero, 0)
+    parts = urlsplit(url)
+    if port and parts.port is None:
+        # sersync's code reads port but never uses it; a url without one gets it here.
+        url = urlunsplit(parts._replace(netloc=f"{parts.netloc}:{port}"))
+    return HttpSettings(
+        watch=watch,
+        url=url,
+        format=_value(deshost, "format", _choice("form", "json"), "form"),
+        delivery=_delivery(plugin),
+    )
+
+
+_PLUGIN_READERS = {
+    "command": _command_settings,
+    "socket": _socket_settings,
+    "refreshCDN": _cdn_settings,
+    "http": _http_settings,
+}

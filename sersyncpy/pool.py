@@ -149,7 +149,8 @@ class Lane(threading.Thread):
     """Pushes the changes of one watch root to one remote, one batch at a time, in order."""
 
     def __init__(self, root: str, target: rsync.Target, slots: Slots,
-                 delete_hold: float = DELETE_HOLD_SECONDS):
+                 delete_hold: float = DELETE_HOLD_SECONDS,
+                 on_pushed: Optional[Callable[[Lane, list[Event], int], None]] = None):
         super().__init__(name=f"lane {target.label}", daemon=True)
         self.root = root
         self.target = target
@@ -168,12 +169,17 @@ class Lane(threading.Thread):
         self._hold_until = 0.0  # when they go, unless another deletion comes first
         self._stopping = False
         self._deadline = 0.0
+        # Plugins in sync mode: told what each batch pushed, and the sequence number of the
+        # last offer the batch could include (see plugins/gate.py).
+        self._on_pushed = on_pushed
+        self._seq = 0
 
     # -- called from other threads ------------------------------------------------------
 
-    def offer(self, events: list[Event]) -> None:
+    def offer(self, events: list[Event], seq: int = 0) -> None:
         with self._cond:
             self._queue.push_many(events)
+            self._seq = max(self._seq, seq)
             self.version += 1
             self._paused = False
             self._cond.notify()
@@ -219,7 +225,13 @@ class Lane(threading.Thread):
             with self._slots:
                 with self._cond:
                     batch = self._inflight = self._queue.take()
+                    seq = self._seq
                 failed, held = self._push(batch)
+            if self._on_pushed is not None:
+                unfinished = {id(e) for e in failed} | {id(e) for e in held}
+                pushed = [e for e in batch if id(e) not in unfinished]
+                if pushed:
+                    self._on_pushed(self, pushed, seq)
             with self._cond:
                 self._inflight = []
                 self.version += 1

@@ -1,0 +1,115 @@
+"""Plugins (command, socket, refreshCDN, http): what they are told about a change, and how
+one is built from its settings. Each runs in its own thread (runner.py), off the
+replication path.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import NamedTuple, Optional, Protocol
+
+from sersyncpy import config as configmod
+from sersyncpy.events import DELETE, RENAME, SUBTREE, UPDATE, Event
+
+# inotify mask bits, for the http plugin's `mask` field (sersync posted the raw mask).
+IN_ATTRIB = 0x4
+IN_CLOSE_WRITE = 0x8
+IN_MOVED_FROM = 0x40
+IN_MOVED_TO = 0x80
+IN_CREATE = 0x100
+IN_DELETE = 0x200
+IN_ISDIR = 0x40000000
+
+
+class Notice(NamedTuple):
+    """One change as a plugin sees it."""
+
+    kind: str  # "update" or "delete"
+    path: str  # absolute (any bytes, surrogateescape, like every path here)
+    root: str  # the watch root it is under
+    rel: str  # path relative to root
+    is_dir: bool
+    mask: int  # the inotify mask sersync would have passed on
+    time: float  # when it was seen (seconds since the epoch)
+
+
+def record(notice: Notice) -> dict:
+    """A notice as JSON: kind, path, is_dir, time. A path that is not UTF-8 also comes as
+    "path_b64", its exact bytes ("path" then has U+FFFD where bytes were not UTF-8)."""
+    raw = os.fsencode(notice.path)
+    text = raw.decode("utf-8", "replace")
+    out = {"kind": notice.kind, "path": text, "is_dir": notice.is_dir, "time": notice.time}
+    if text.encode("utf-8") != raw:
+        out["path_b64"] = base64.b64encode(raw).decode("ascii")
+    return out
+
+
+class DeliveryError(Exception):
+    """The first `done` notices of a delivery arrived; the rest are to be tried again."""
+
+    def __init__(self, done: int, reason: str):
+        super().__init__(reason)
+        self.done = done
+        self.reason = reason
+
+
+class Plugin(Protocol):
+    name: str
+
+    def deliver(self, notices: list[Notice]) -> None:
+        """Deliver in order, or raise DeliveryError saying how many arrived."""
+
+    def close(self) -> None: ...
+
+
+def _notice(kind: str, root: str, rel: str, is_dir: bool, mask: int, now: float) -> Notice:
+    path = os.path.join(root, rel) if rel else root
+    return Notice(kind, path, root, rel, is_dir, mask | (IN_ISDIR if is_dir else 0), now)
+
+
+def notices_for(root: str, events: list[Event], now: float) -> list[Notice]:
+    """What the plugins hear of these events. A rename is a delete and an update, as
+    sersync saw it; full resyncs (overflow, -r) name no change, so they give none."""
+    out: list[Notice] = []
+    for e in events:
+        if e.kind == UPDATE:
+            mask = IN_ATTRIB if e.is_dir else IN_CLOSE_WRITE
+            out.append(_notice("update", root, e.path, e.is_dir, mask, now))
+        elif e.kind == SUBTREE:
+            out.append(_notice("update", root, e.path, True, IN_CREATE, now))
+        elif e.kind == DELETE and e.path:
+            out.append(_notice("delete", root, e.path, e.is_dir, IN_DELETE, now))
+        elif e.kind == RENAME:
+            if e.src is not None:
+                out.append(_notice("delete", root, e.src, True, IN_MOVED_FROM, now))
+            out.append(_notice("update", root, e.path, True, IN_MOVED_TO, now))
+    return out
+
+
+def build(name: str, settings: configmod.PluginSettings) -> Plugin:
+    """The plugin called `name` (as in confxml.xml), ready to deliver."""
+    if name == "command":
+        from sersyncpy.plugins.command import CommandPlugin
+
+        return CommandPlugin(settings)
+    if name == "socket":
+        from sersyncpy.plugins.socket import SocketPlugin
+
+        return SocketPlugin(settings)
+    if name == "refreshCDN":
+        from sersyncpy.plugins.refreshcdn import CdnPlugin
+
+        return CdnPlugin(settings)
+    if name == "http":
+        from sersyncpy.plugins.http import HttpPlugin
+
+        return HttpPlugin(settings)
+    raise ValueError(f"unknown plugin {name!r}")
+
+
+def standalone_roots(cfg: configmod.Config, settings: configmod.PluginSettings) -> list[str]:
+    """What -m NAME watches: the plugin's own <localpath>, or for command (which has none)
+    the <sersync> localpaths, as sersync -m did."""
+    watch: Optional[str] = getattr(settings, "watch", None)
+    return [watch] if watch else [lp.watch for lp in cfg.localpaths]

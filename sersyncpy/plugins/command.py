@@ -1,0 +1,70 @@
+"""The command plugin: runs prefix, the changed path, suffix as one argv per change, never
+through a shell (sersync's system() call ran `a;touch X;b.php` as three commands).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+
+from sersyncpy.config import CommandSettings
+from sersyncpy.plugins import Notice
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_KEPT = 4096  # bytes of a failed command's stderr shown in the log
+
+
+def command_argv(settings: CommandSettings, path: str) -> list[bytes]:
+    """prefix (as shlex split it), the absolute path as one argument, then suffix."""
+    return [*map(os.fsencode, settings.prefix), os.fsencode(path),
+            *map(os.fsencode, settings.suffix)]
+
+
+class CommandPlugin:
+    name = "command"
+
+    def __init__(self, settings: CommandSettings):
+        self.settings = settings
+        self._includes = [re.compile(expression) for expression in settings.includes]
+
+    def wanted(self, path: str) -> bool:
+        """<filter start="true">: only paths an include expression matches in full."""
+        return not self._includes or any(rx.fullmatch(path) for rx in self._includes)
+
+    def deliver(self, notices: list[Notice]) -> None:
+        # A failing command is not retried (it already ran): its failure is logged, as an
+        # error unless ignoreError="true".
+        for notice in notices:
+            if self.wanted(notice.path):
+                self._run(notice)
+
+    def _run(self, notice: Notice) -> None:
+        argv = command_argv(self.settings, notice.path)
+        env = dict(os.environ, SERSYNCPY_EVENT=notice.kind,
+                   SERSYNCPY_ISDIR="1" if notice.is_dir else "0")
+        shown = " ".join(map(repr, map(os.fsdecode, argv)))
+        logger.debug("command: %s", shown)
+        try:
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, env=env,
+                                  timeout=self.settings.timeout, check=False)
+        except subprocess.TimeoutExpired:
+            self._failed(shown, f"killed after {self.settings.timeout:g} s", b"")
+            return
+        except OSError as exc:
+            logger.error("command: cannot run %s: %s", shown, exc.strerror or exc)
+            return
+        if done.returncode != 0:
+            self._failed(shown, f"exit {done.returncode}", done.stderr)
+
+    def _failed(self, shown: str, what: str, stderr: bytes) -> None:
+        level = logging.DEBUG if self.settings.ignore_error else logging.ERROR
+        text = stderr[-OUTPUT_KEPT:].decode("utf-8", "replace").strip()
+        logger.log(level, "command: %s: %s%s", shown, what,
+                   "".join(f"\n    {line}" for line in text.splitlines()[-10:]))
+
+    def close(self) -> None:
+        pass
