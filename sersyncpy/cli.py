@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Optional
 
-from sersyncpy import __version__
+from sersyncpy import __version__, background, logs
 from sersyncpy.errors import SersyncpyError, UsageError
 
 logger = logging.getLogger("sersyncpy")
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,7 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", dest="threads", default="10", metavar="N",
                    help="how many rsync processes may run at once (default 10)")
     p.add_argument("-d", dest="daemon", action="store_true",
-                   help="run as a daemon (not yet available: run under systemd instead)")
+                   help="run as a daemon (double fork, pid file, log to --log-file); under "
+                   "systemd prefer the foreground and Type=notify")
+    p.add_argument("--pidfile", metavar="FILE",
+                   help=f"with -d: the pid file (default {background.default_pidfile()})")
+    p.add_argument("--log-file", metavar="FILE",
+                   help="log to this file, reopened on SIGUSR1 (with -d, default "
+                   f"{background.default_log_file()}); otherwise to stderr")
+    p.add_argument("--status-file", metavar="FILE",
+                   help="the JSON status file (default: beside the fail log, *.status.json)")
     p.add_argument("-m", dest="plugin", metavar="NAME",
                    help="run one plugin alone (command, socket, refreshCDN or http), "
                    "without rsync, for changes under the plugin's own localpath")
@@ -62,37 +69,66 @@ def parse_threads(value: str) -> int:
     return n
 
 
-def setup_logging(debug: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format=LOG_FORMAT,
-                        stream=sys.stderr)
-
-
 def _main(argv: list[str]) -> int:
     if argv[:1] == ["demo"]:
         from sersyncpy import demo
 
         return demo.main(argv[1:])
+    if argv[:1] == ["status"]:
+        from sersyncpy import status
+
+        return status.main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.version:
         print(version_line())
         return 0
     threads = parse_threads(args.threads)
-    if args.daemon:
-        raise UsageError("-d (daemon mode) is not available yet; run sersyncpy in the "
-                         "foreground under systemd or a supervisor")
     from sersyncpy import config, daemon
 
     if args.plugin is not None and args.plugin not in config.PLUGIN_NAMES:
         raise UsageError(f"-m {args.plugin}: unknown plugin, expected one of "
                          f"{', '.join(config.PLUGIN_NAMES)}")
-
     cfg = config.load(args.config)
     tuning = daemon.Tuning.from_environment()
-    setup_logging(args.debug or cfg.debug)
-    logger.info("%s, config %s", version_line(), args.config)
-    if args.plugin is not None:
-        return daemon.run_plugin(cfg, args.plugin, tuning=tuning)
-    return daemon.run(cfg, threads=threads, full_first=args.full_first, tuning=tuning)
+    # Absolute before -d changes directory to /: SIGHUP reads the config again.
+    config_path = os.path.abspath(args.config)
+    log_file = args.log_file or (background.default_log_file() if args.daemon else None)
+    log_file = os.path.abspath(log_file) if log_file else None
+    status_file = os.path.abspath(args.status_file) if args.status_file else None
+    pidfile = report_fd = None
+    if args.daemon:
+        pidfile = background.PidFile(args.pidfile or background.default_pidfile())
+        _check_writable(log_file)
+        report_fd = background.detach()
+        pidfile.write()
+    try:
+        logs.setup(args.debug or cfg.debug, log_file, detached=args.daemon)
+        logger.info("%s, config %s", version_line(), args.config)
+
+        def ready() -> None:
+            background.report(report_fd, "ok")
+
+        if args.plugin is not None:
+            return daemon.run_plugin(cfg, args.plugin, tuning=tuning, config_path=config_path,
+                                     on_ready=ready)
+        return daemon.run(cfg, threads=threads, full_first=args.full_first, tuning=tuning,
+                          config_path=config_path, status_path=status_file, on_ready=ready)
+    except SersyncpyError as exc:
+        background.report(report_fd, str(exc))  # -d: the starting process prints it
+        raise
+    finally:
+        if pidfile is not None:
+            pidfile.remove()
+
+
+def _check_writable(path: Optional[str]) -> None:
+    if path is None:
+        return
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise SersyncpyError(f"{path}: cannot write the log file: {exc.strerror}") from None
 
 
 def main(argv: Optional[list[str]] = None) -> int:

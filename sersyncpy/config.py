@@ -770,7 +770,7 @@ def _http_settings(plugin, standalone: bool) -> HttpSettings:
     parts = urlsplit(url)
     if port and parts.port is None:
         # sersync's code reads port but never uses it; a url without one gets it here.
-        url = urlunsplit(parts._replace(netloc=f"{parts.netloc}:{port}"))
+        url = urlunsplit(parts._replace(netloc=f"{parts.netloc.rstrip(':')}:{port}"))
     return HttpSettings(
         watch=watch,
         url=url,

@@ -1,7 +1,6 @@
-"""Wiring and lifecycle: builds the watcher and the lanes from a Config, runs until a signal.
-
-Signal handlers only set a flag; the main loop stops intake, lets the lanes push what is
-queued, and returns (sersync had no handler at all and lost its queue).
+"""Wiring and lifecycle: builds the watcher, the lanes and the plugin from a Config, and runs
+the main loop: signals (stop, reload, reopen the log, full sync), crontab, status file and
+systemd notifications. Signal handlers only set a flag; the loop acts on it.
 """
 
 from __future__ import annotations
@@ -12,12 +11,12 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, replace
+from typing import Callable, Optional
 
 from sersyncpy import config as configmod
-from sersyncpy import faillog, plugins
-from sersyncpy.errors import UsageError
+from sersyncpy import faillog, fullsync, logs, plugins, status, systemd
+from sersyncpy.errors import SersyncpyError, UsageError
 from sersyncpy.events import FULL, Event
 from sersyncpy.plugins.gate import Gate
 from sersyncpy.plugins.runner import Runner
@@ -85,10 +84,10 @@ class Replicator:
     """The running pipeline: one watcher over every root, one lane per root and remote."""
 
     def __init__(self, cfg: configmod.Config, threads: int = 10,
-                 tuning: Optional[Tuning] = None):
-        tuning = tuning or Tuning()
+                 tuning: Optional[Tuning] = None, status_path: Optional[str] = None):
+        self.tuning = tuning or Tuning()
         self.config = cfg
-        slots = Slots(threads)
+        self._slots = Slots(threads)
         roots = [lp.watch for lp in cfg.localpaths]
         # <sersync><plugin start="true">: told of each change once every remote has it.
         self.runner: Optional[Runner] = None
@@ -97,19 +96,27 @@ class Replicator:
             settings = configmod.plugin_settings(cfg, cfg.sersync_plugin, standalone=False)
             self.runner = Runner(plugins.build(cfg.sersync_plugin, settings), settings.delivery)
         self.lanes: list[list[Lane]] = [
-            [Lane(lp.watch, target_for(cfg, remote), slots, tuning.delete_hold,
-                  on_pushed=functools.partial(self._pushed, index) if self.runner else None)
-             for remote in lp.remotes]
+            [self._lane(index, lp.watch, remote) for remote in lp.remotes]
             for index, lp in enumerate(cfg.localpaths)
         ]
+        self._retired: list[Lane] = []  # lanes of remotes a reload removed
         if self.runner is not None:
             self.gate = Gate(roots, self.lanes, self.runner.offer, self.runner.limit,
                              self.runner.drop)
         self.watcher = Watcher(roots, rules_for(cfg), self._sink,
-                               unwatched_resync=tuning.unwatched_resync)
+                               unwatched_resync=self.tuning.unwatched_resync)
         self.fail_log = faillog.FailLogWriter(cfg.fail_log.path, self.all_lanes(),
                                               retry_minutes=cfg.fail_log.time_to_execute)
         self._replayed = False  # until then the fail log on disk is the last run's: keep it
+        self.status_path = status_path or status.default_path(cfg.fail_log.path)
+        self._status_due = 0.0
+        self._started = time.time()
+        self._crontab = fullsync.Schedule(fullsync.crontab_minutes(cfg), time.monotonic())
+
+    def _lane(self, index: int, root: str, remote: configmod.Remote) -> Lane:
+        on_pushed = functools.partial(self._pushed, index) if self.runner else None
+        return Lane(root, target_for(self.config, remote), self._slots,
+                    self.tuning.delete_hold, on_pushed=on_pushed)
 
     def _sink(self, root_index: int, events: list[Event]) -> None:
         seq = self.gate.record(root_index, events) if self.gate else 0
@@ -127,6 +134,9 @@ class Replicator:
     def all_lanes(self) -> list[Lane]:
         return [lane for lanes in self.lanes for lane in lanes]
 
+    def describe(self) -> str:
+        return f"replicating to {len(self.all_lanes())} remote(s)"
+
     def start(self, full_first: bool = False) -> None:
         """Watch everything first, then replay the fail log, then (with -r) push every root
         whole, then go live; so nothing written meanwhile is missed (sersync pushed before
@@ -138,8 +148,7 @@ class Replicator:
                     time.monotonic() - started)
         self._replay_fail_log()
         if full_first:
-            for lane in self.all_lanes():
-                lane.offer([Event(FULL, "", True)])
+            fullsync.request(self.all_lanes(), "-r")
         self.fail_log.write(faillog.RUNNING)  # a kill from now on is seen at the next start
         if self.runner is not None:
             self.runner.start()
@@ -147,6 +156,7 @@ class Replicator:
             lane.start()
         self.watcher.start()
         self.fail_log.start()
+        self.write_status()
 
     def _replay_fail_log(self) -> None:
         path = self.config.fail_log.path
@@ -162,6 +172,111 @@ class Replicator:
     def dead_threads(self) -> list[str]:
         return dead(self.threads())
 
+    # -- from the main loop ---------------------------------------------------------------
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if self._crontab.due(now):
+            fullsync.request(self.all_lanes(),
+                             f"<crontab> every {self.config.crontab.schedule} minutes")
+        if now >= self._status_due:
+            self._status_due = now + status.STATUS_SECONDS
+            self.write_status()
+
+    def full_sync(self, why: str) -> None:
+        fullsync.request(self.all_lanes(), why)
+
+    def status_document(self, running: bool = True) -> dict:
+        remotes = []
+        for lane in self.all_lanes():
+            pending, lag = lane.lag()
+            remotes.append(status.remote_entry(lane.root, lane.target.label, lane.stats,
+                                               pending, lag, lane.paused))
+        roots = [status.root_entry(lp.watch, watched, unwatched, remotes)
+                 for lp, (watched, unwatched) in zip(self.config.localpaths,
+                                                     self.watcher.counts())]
+        plugin = None
+        if self.runner is not None:
+            s = self.runner.stats
+            plugin = {"name": self.runner.plugin.name, "queued": self.runner.pending(),
+                      "waiting_for_remotes": self.gate.waiting(), "delivered": s.delivered,
+                      "dropped": s.dropped, "failures": s.failures}
+        return status.document(self.config.source, self._started, roots, remotes, plugin,
+                               running)
+
+    def write_status(self, running: bool = True) -> None:
+        try:
+            status.write(self.status_path, self.status_document(running))
+        except OSError as exc:
+            logger.warning("cannot write the status file %s: %s", self.status_path,
+                           exc.strerror or exc)
+
+    def reload(self, path: str) -> bool:
+        """SIGHUP: read the config again and apply added or removed remotes, changed rsync
+        options, excludes and <crontab>, without a restart or a full resync of the remotes
+        that stay. A config that cannot be applied is refused; the running one stays."""
+        try:
+            new = configmod.load(path)
+            if new.sersync_plugin:
+                configmod.plugin_settings(new, new.sersync_plugin, standalone=False)
+            old_roots = [lp.watch for lp in self.config.localpaths]
+            new_roots = [lp.watch for lp in new.localpaths]
+            if new_roots != old_roots:
+                raise UsageError(f"{path}: the watched directories changed ("
+                                 f"{', '.join(old_roots)} -> {', '.join(new_roots)}); "
+                                 "restart sersyncpy to apply that")
+        except SersyncpyError as exc:
+            logger.error("reload refused, the running config stays: %s", exc)
+            return False
+        for what, old_value, new_value in (
+                ("<sersync><plugin>", self.config.sersync_plugin, new.sersync_plugin),
+                ("the plugin settings", self.config.plugins, new.plugins),
+                ("<failLog>", self.config.fail_log, new.fail_log)):
+            if old_value != new_value:
+                logger.warning("reload: %s changed; that takes a restart", what)
+        old = self.config
+        self.config = replace(new, sersync_plugin=old.sersync_plugin, plugins=old.plugins,
+                              fail_log=old.fail_log)
+        self.watcher.rules = rules_for(self.config)
+        changed = [f"{len(self.config.filter.excludes)} exclude(s)"]
+        for index, lp in enumerate(self.config.localpaths):
+            changed += self._reload_remotes(index, lp)
+        self.fail_log.lanes = self.all_lanes()
+        if self.config.crontab != old.crontab:
+            self._crontab = fullsync.Schedule(fullsync.crontab_minutes(self.config),
+                                              time.monotonic())
+            changed.append("crontab")
+        logger.info("reloaded %s: %s", path, ", ".join(changed))
+        return True
+
+    def _reload_remotes(self, index: int, lp: configmod.LocalPath) -> list[str]:
+        lanes = {(ln.target.ip, ln.target.module, ln.target.port): ln for ln in self.lanes[index]}
+        kept, changed = [], []
+        for remote in lp.remotes:
+            target = target_for(self.config, remote)
+            lane = lanes.pop((target.ip, target.module, target.port), None)
+            if lane is None:
+                lane = self._lane(index, lp.watch, remote)
+                # A new remote has nothing yet: it alone gets the whole root.
+                lane.offer([Event(FULL, "", True)])
+                lane.start()
+                changed.append(f"added {target.label}")
+            elif lane.target != target:
+                lane.target = target  # read at each rsync call
+                changed.append(f"new options for {target.label}")
+            kept.append(lane)
+        for lane in lanes.values():
+            pending, _lag = lane.lag()
+            logger.warning("reload: %s removed; %d pending changes for it are dropped",
+                           lane.target.label, pending)
+            lane.stop(0.0)
+            self._retired.append(lane)
+            changed.append(f"removed {lane.target.label}")
+        self.lanes[index] = kept
+        if self.gate is not None:
+            self.gate.set_lanes(index, kept)
+        return changed
+
     def stop(self, drain_seconds: float = 5.0) -> None:
         """Stop watching, push what is queued, wait for the lanes, and leave in the fail log
         what could not be pushed, marked as a clean stop."""
@@ -170,7 +285,7 @@ class Replicator:
             self.watcher.join()
         for lane in self.all_lanes():
             lane.stop(drain_seconds)
-        for lane in self.all_lanes():
+        for lane in self.all_lanes() + self._retired:
             if lane.is_alive():
                 lane.join()
         self.fail_log.stop()
@@ -182,6 +297,7 @@ class Replicator:
                                "will not be passed on", self.runner.plugin.name,
                                self.gate.waiting())
             stop_runner(self.runner)
+        self.write_status(running=False)
 
 
 def dead(threads: list[threading.Thread]) -> list[str]:
@@ -210,6 +326,9 @@ class PluginOnly:
     def _sink(self, root_index: int, events: list[Event]) -> None:
         self.runner.offer(plugins.notices_for(self.roots[root_index], events, time.time()))
 
+    def describe(self) -> str:
+        return f"running plugin {self.runner.plugin.name} alone (no rsync)"
+
     def start(self) -> None:
         started = time.monotonic()
         count = self.watcher.watch_all()
@@ -217,11 +336,19 @@ class PluginOnly:
                     ", ".join(self.roots), time.monotonic() - started, self.runner.plugin.name)
         self.runner.start()
         self.watcher.start()
-        logger.info("running plugin %s alone (no rsync); stop with SIGTERM or Ctrl-C",
-                    self.runner.plugin.name)
 
     def dead_threads(self) -> list[str]:
         return dead([self.watcher, self.runner])
+
+    def tick(self) -> None:
+        pass
+
+    def full_sync(self, why: str) -> None:
+        logger.info("%s: no full sync in plugin-only mode", why)
+
+    def reload(self, path: str) -> bool:
+        logger.warning("reload: not available with -m; restart sersyncpy to apply %s", path)
+        return False
 
     def stop(self) -> None:
         self.watcher.stop()
@@ -231,51 +358,87 @@ class PluginOnly:
 
 
 def run(cfg: configmod.Config, threads: int = 10, full_first: bool = False,
-        tuning: Optional[Tuning] = None,
-        stop_event: Optional[threading.Event] = None) -> int:
+        tuning: Optional[Tuning] = None, stop_event: Optional[threading.Event] = None,
+        config_path: Optional[str] = None, status_path: Optional[str] = None,
+        on_ready: Optional[Callable[[], None]] = None) -> int:
     """Replicate in the foreground until SIGTERM or SIGINT; returns the exit code."""
-    replicator = Replicator(cfg, threads, tuning)
-
-    def start() -> None:
-        replicator.start(full_first=full_first)
-        logger.info("replicating to %d remote(s); stop with SIGTERM or Ctrl-C",
-                    len(replicator.all_lanes()))
-
-    return serve(start, replicator.dead_threads, replicator.stop, stop_event)
+    replicator = Replicator(cfg, threads, tuning, status_path)
+    return serve(replicator, lambda: replicator.start(full_first=full_first),
+                 config_path or cfg.source, stop_event, on_ready)
 
 
 def run_plugin(cfg: configmod.Config, name: str, tuning: Optional[Tuning] = None,
-               stop_event: Optional[threading.Event] = None) -> int:
+               stop_event: Optional[threading.Event] = None,
+               config_path: Optional[str] = None,
+               on_ready: Optional[Callable[[], None]] = None) -> int:
     """-m NAME in the foreground until SIGTERM or SIGINT; returns the exit code."""
     pipeline = PluginOnly(cfg, name, tuning)
-    return serve(pipeline.start, pipeline.dead_threads, pipeline.stop, stop_event)
+    return serve(pipeline, pipeline.start, config_path or cfg.source, stop_event, on_ready)
 
 
-def serve(start, dead_threads, stop_all, stop_event: Optional[threading.Event] = None) -> int:
-    """Start, then wait for SIGTERM/SIGINT (or a thread's death, exit 1), then stop."""
+def serve(pipeline, start: Callable[[], None], config_path: str,
+          stop_event: Optional[threading.Event] = None,
+          on_ready: Optional[Callable[[], None]] = None) -> int:
+    """Start, tell systemd (and -d's waiting parent) we are ready, then run the main loop
+    until SIGTERM/SIGINT or a thread's death (exit 1): SIGHUP reloads the config, SIGUSR1
+    reopens the log file, SIGUSR2 asks for a full sync; watchdog pings from this loop."""
     stop = stop_event or threading.Event()
+    wake = threading.Event()
     caught: list[int] = []
 
     def on_signal(signum, _frame):
         caught.append(signum)
-        stop.set()
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            stop.set()
+        wake.set()
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+    previous = {s: signal.signal(s, on_signal) for s in handled}
+    watchdog = systemd.watchdog_seconds()
+    period = min(1.0, watchdog) if watchdog else 1.0
     code = 0
     try:
         start()
-        while not stop.wait(1.0):
-            gone = dead_threads()
+        logger.info("%s; stop with SIGTERM or Ctrl-C", pipeline.describe())
+        systemd.notify("READY=1", systemd.status(pipeline.describe()))
+        if on_ready is not None:
+            on_ready()
+        ping_due = 0.0
+        while not stop.is_set():
+            if watchdog and time.monotonic() >= ping_due:
+                systemd.notify("WATCHDOG=1")
+                ping_due = time.monotonic() + watchdog
+            wake.wait(period)
+            wake.clear()
+            while caught and not stop.is_set():
+                _handle(caught.pop(0), pipeline, config_path)
+            if stop.is_set():
+                break
+            gone = pipeline.dead_threads()
             if gone:
                 # Better to exit and be restarted (systemd) than to run half blind.
                 logger.critical("stopping: %s ended unexpectedly", ", ".join(gone))
                 code = 1
                 break
+            pipeline.tick()
+        systemd.notify("STOPPING=1")
         if caught:
             logger.info("%s: passing on what is queued, then stopping",
-                        signal.Signals(caught[0]).name)
+                        signal.Signals(caught[-1]).name)
     finally:
-        stop_all()
+        pipeline.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
     return code
+
+
+def _handle(signum: int, pipeline, config_path: str) -> None:
+    if signum == signal.SIGHUP:
+        systemd.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        logger.info("SIGHUP: reloading %s", config_path)
+        pipeline.reload(config_path)
+        systemd.notify("READY=1", systemd.status(pipeline.describe()))
+    elif signum == signal.SIGUSR1:
+        logs.reopen()
+    elif signum == signal.SIGUSR2:
+        pipeline.full_sync("SIGUSR2")

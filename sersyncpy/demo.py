@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from sersyncpy import config, daemon
-from sersyncpy.cli import setup_logging, version_line
+from sersyncpy import config, daemon, logs
+from sersyncpy.cli import version_line
 from sersyncpy.localdaemon import LocalDaemon
 
 CONFIG = """<?xml version="1.0" encoding="UTF-8"?>
@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
     if module.exists():
         shutil.rmtree(module)  # a fresh replica, so what arrives is visibly this run's work
     source.mkdir(parents=True, exist_ok=True)
-    setup_logging(False)
+    logs.setup(False)
     logging.getLogger("sersyncpy.pool").setLevel(logging.WARNING)
 
     rsyncd = LocalDaemon(home / "rsyncd", {"demo": module})

@@ -140,7 +140,13 @@ class LaneStats:
     paths: int = 0
     rsync_runs: int = 0
     failures: int = 0  # consecutive failed batches
-    last_success: Optional[float] = None
+    failed_batches: int = 0  # since start
+    files_sent: int = 0
+    bytes_sent: int = 0
+    events_in: int = 0  # offered to the lane, before collapsing
+    events_out: int = 0  # taken in batches, after collapsing
+    last_success: Optional[float] = None  # time.time()
+    last_full_sync: Optional[float] = None  # time.time() of the last full push that worked
     last_error: str = ""
     last_code: int = 0
 
@@ -173,6 +179,9 @@ class Lane(threading.Thread):
         # last offer the batch could include (see plugins/gate.py).
         self._on_pushed = on_pushed
         self._seq = 0
+        # time.monotonic() of the oldest change not yet on the remote (None: caught up), for
+        # the replication lag in the status file.
+        self._oldest: Optional[float] = None
 
     # -- called from other threads ------------------------------------------------------
 
@@ -180,6 +189,9 @@ class Lane(threading.Thread):
         with self._cond:
             self._queue.push_many(events)
             self._seq = max(self._seq, seq)
+            self.stats.events_in += len(events)
+            if self._oldest is None:
+                self._oldest = time.monotonic()
             self.version += 1
             self._paused = False
             self._cond.notify()
@@ -188,6 +200,18 @@ class Lane(threading.Thread):
         """(version, everything not yet on the remote): the batch in flight, then the queue."""
         with self._cond:
             return self.version, self._inflight + self._queue.peek()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def lag(self) -> tuple[int, float]:
+        """(changes pending, seconds the oldest of them has waited; 0 when caught up)."""
+        with self._cond:
+            pending = len(self._inflight) + len(self._queue)
+            if self._oldest is None:
+                return pending, 0.0
+            return pending, time.monotonic() - self._oldest
 
     def retry_now(self) -> None:
         """Cut a backoff short (sersync's timeToExecute)."""
@@ -226,6 +250,9 @@ class Lane(threading.Thread):
                 with self._cond:
                     batch = self._inflight = self._queue.take()
                     seq = self._seq
+                    # What arrives from now on is younger than this batch.
+                    batch_oldest, self._oldest = self._oldest, None
+                    self.stats.events_out += len(batch)
                 failed, held = self._push(batch)
             if self._on_pushed is not None:
                 unfinished = {id(e) for e in failed} | {id(e) for e in held}
@@ -235,6 +262,8 @@ class Lane(threading.Thread):
             with self._cond:
                 self._inflight = []
                 self.version += 1
+                if (failed or held) and batch_oldest is not None:
+                    self._oldest = min(batch_oldest, self._oldest or batch_oldest)
                 if held:
                     self._queue.requeue(held)
                 if not failed:
@@ -344,6 +373,8 @@ class Lane(threading.Thread):
             stdin = rsync.encode_list(e.path for e in full)
             if not self._run(rsync.full_argv(self.target), full, "full", stdin).ok:
                 failed += full
+            elif any(e.path == "" for e in full):
+                self.stats.last_full_sync = time.time()
         if p.listed:
             stdin = rsync.encode_list(e.path for e in p.listed)
             result = self._run(rsync.listed_argv(self.target), p.listed, "batch", stdin)
@@ -355,6 +386,7 @@ class Lane(threading.Thread):
                 failed += p.dirs
         if failed:
             self.stats.failures += 1
+            self.stats.failed_batches += 1
         else:
             self.stats.failures = 0
             self.stats.last_success = time.time()
@@ -383,6 +415,8 @@ class Lane(threading.Thread):
         self.stats.rsync_runs += 1
         if result.ok:
             self.stats.paths += len(events)
+            self.stats.files_sent += result.files
+            self.stats.bytes_sent += result.sent
             logger.info("%s: %s of %d paths, exit %d, %.3fs", self.target.label, what,
                         len(events), result.code, result.seconds)
             return result

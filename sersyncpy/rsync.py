@@ -115,6 +115,7 @@ def base_argv(t: Target) -> list[str]:
         if t.password_file:
             argv.append(f"--password-file={t.password_file}")
     argv.append(f"--timeout={t.timeout or DEFAULT_IO_TIMEOUT}")
+    argv.append("--stats")  # files and bytes sent, for the status file and metrics
     return argv
 
 
@@ -194,10 +195,27 @@ class Result:
     code: int
     seconds: float
     stderr: str
+    files: int = 0  # regular files transferred (from --stats)
+    sent: int = 0  # bytes sent, protocol included (from --stats)
 
     @property
     def ok(self) -> bool:
         return self.code in OK_CODES
+
+
+def parse_stats(stdout: bytes) -> tuple[int, int]:
+    """(files transferred, bytes sent) from rsync's --stats lines; 0 for what is missing."""
+    files = sent = 0
+    for line in stdout.decode("utf-8", "replace").splitlines():
+        name, _, value = line.partition(":")
+        number = value.split(" (")[0].strip().replace(",", "").replace(".", "")
+        if not number.isdigit():
+            continue
+        if name == "Number of regular files transferred":
+            files = int(number)
+        elif name == "Total bytes sent":
+            sent = int(number)
+    return files, sent
 
 
 def run(
@@ -208,7 +226,7 @@ def run(
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
-            list(argv), cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            list(argv), cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
     except FileNotFoundError as exc:
@@ -216,14 +234,15 @@ def run(
     except OSError as exc:  # cwd vanished, too many processes...
         return Result(11, time.monotonic() - start, str(exc))
     try:
-        _, err = proc.communicate(stdin, timeout=timeout)
+        out, err = proc.communicate(stdin, timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
-        _, err = proc.communicate()
+        proc.communicate()
         return Result(30, time.monotonic() - start, f"killed after {timeout}s")
     text = err.decode("utf-8", "replace").strip()
     # Enough to name the failed paths of a large batch (failed_paths); not unbounded.
-    return Result(proc.returncode, time.monotonic() - start, text[-STDERR_KEPT:])
+    return Result(proc.returncode, time.monotonic() - start, text[-STDERR_KEPT:],
+                  *parse_stats(out))
 
 
 # --------------------------------------------------------------------------- exit 23: which paths

@@ -133,6 +133,13 @@ class Watcher(threading.Thread):
 
     # -- set-up and bookkeeping ---------------------------------------------------------
 
+    def counts(self) -> list[tuple[int, int]]:
+        """Per root: (directories watched, directories that could not be watched)."""
+        unwatched = [0] * len(self._roots)
+        for index, _rel in list(self._unwatched):
+            unwatched[index] += 1
+        return [(len(root.wds), unwatched[root.index]) for root in self._roots]
+
     def watch_all(self) -> int:
         """Add watches on every directory of every root; returns how many are watched."""
         for root in self._roots:

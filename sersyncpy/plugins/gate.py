@@ -17,10 +17,11 @@ logger = logging.getLogger(__name__)
 
 
 class _Waiting:
-    __slots__ = ("seq", "notice", "lanes")
+    __slots__ = ("seq", "order", "notice", "lanes")
 
-    def __init__(self, seq: int, notice: Notice, lanes: set):
+    def __init__(self, seq: int, order: int, notice: Notice, lanes: set):
         self.seq = seq
+        self.order = order  # place among all notices recorded: the order of release
         self.notice = notice
         self.lanes = lanes  # those that have not pushed it yet
 
@@ -48,6 +49,7 @@ class Gate:
         self._drop = drop
         self._lock = threading.Lock()
         self._seq = 0
+        self._order = 0
         self._waiting: dict[tuple[int, str], _Waiting] = {}  # (root index, rel) -> notice
 
     def record(self, root_index: int, events: list[Event]) -> int:
@@ -66,7 +68,9 @@ class Gate:
                                   and k[1].startswith(prefix)]:
                         del self._waiting[other]
                 self._waiting.pop(key, None)  # re-inserted last: the dict stays in seq order
-                self._waiting[key] = _Waiting(seq, notice, set(self._lanes[root_index]))
+                self._order += 1
+                self._waiting[key] = _Waiting(seq, self._order, notice,
+                                              set(self._lanes[root_index]))
             over = len(self._waiting) - self._limit
             for key in list(self._waiting)[:max(0, over)]:
                 del self._waiting[key]
@@ -103,7 +107,23 @@ class Gate:
                     del self._waiting[key]
                     released.append(waiting)
         if released:
-            released.sort(key=lambda w: w.seq)
+            released.sort(key=lambda w: w.order)
+            self._release([w.notice for w in released])
+
+    def set_lanes(self, root_index: int, lanes: Sequence[Hashable]) -> None:
+        """A reload changed the remotes of a root: a removed one is waited for no more."""
+        released: list[_Waiting] = []
+        with self._lock:
+            self._lanes[root_index] = frozenset(lanes)
+            for key, waiting in list(self._waiting.items()):
+                if key[0] != root_index:
+                    continue
+                waiting.lanes &= self._lanes[root_index]
+                if not waiting.lanes:
+                    del self._waiting[key]
+                    released.append(waiting)
+        if released:
+            released.sort(key=lambda w: w.order)
             self._release([w.notice for w in released])
 
     def waiting(self) -> int:

@@ -44,7 +44,8 @@ class Runner(threading.Thread):
         self._stopping = False
         self._deadline = 0.0
         self._unlogged_drops = 0
-        self._drops_logged_at = 0.0
+        self._drops_logged_at = float("-inf")
+        self._ended = False
 
     # -- called from other threads ------------------------------------------------------
 
@@ -53,11 +54,12 @@ class Runner(threading.Thread):
             return
         now = time.monotonic()
         with self._cond:
-            room = max(0, self.limit - len(self._queue))
+            room = 0 if self._ended else max(0, self.limit - len(self._queue))
             self._queue.extend((now, n) for n in notices[:room])
             self._cond.notify()
         if len(notices) > room:
-            self.drop(len(notices) - room, f"its queue is full ({self.limit} notices)")
+            self.drop(len(notices) - room, "it has stopped" if self._ended
+                      else f"its queue is full ({self.limit} notices)")
 
     def drop(self, count: int, why: str) -> None:
         """Count `count` notices that will never be delivered, and say so (not too often)."""
@@ -92,8 +94,9 @@ class Runner(threading.Thread):
             self.plugin.close()
             with self._cond:
                 left, self._queue = len(self._queue), deque()
+                self._ended = True
             if left:
-                self._drops_logged_at = 0.0
+                self._drops_logged_at = float("-inf")
                 self.drop(left, "still undelivered at stop")
 
     def _loop(self) -> None:

@@ -113,16 +113,29 @@ class Request:
 
 class HttpRecorder:
     """An http.server in a thread recording method, path, query, headers and body of every
-    request, answering `status` with `reply` (both may be changed while it runs)."""
+    request, answering `status` with `reply` (both may be changed while it runs). stop() also
+    cuts the clients' kept-alive connections, so a stopped server answers nobody."""
 
     def __init__(self, port: int = 0, status: int = 200, reply: bytes = b"whatsup: succeed\r\n"):
         self.requests: list[Request] = []
         self.status = status
         self.reply = reply
+        self._open: set[socket.socket] = set()  # connections being served (keep-alive)
+        self._lock = threading.Lock()
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with recorder._lock:
+                    recorder._open.add(self.connection)
+
+            def finish(self) -> None:
+                with recorder._lock:
+                    recorder._open.discard(self.connection)
+                super().finish()
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -152,3 +165,11 @@ class HttpRecorder:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+        # Without this a client's kept-alive connection would still be served after stop().
+        with self._lock:
+            open_now = list(self._open)
+        for conn in open_now:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass

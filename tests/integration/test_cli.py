@@ -66,9 +66,8 @@ def test_bad_flags_are_usage_errors(flag):
     assert_one_line_error(run(*flag))
 
 
-def test_daemon_and_plugin_modes_say_they_are_not_available_yet(tmp_path):
-    assert_one_line_error(run("-d"), "-d")
-    assert_one_line_error(run("-m", "refreshCDN"), "refreshCDN")
+def test_an_unknown_plugin_mode_is_a_one_line_error(tmp_path):
+    assert_one_line_error(run("-m", "mail", cwd=tmp_path), "-m mail", "unknown plugin")
 
 
 def test_demo_shows_a_file_arriving_in_the_module(tmp_path):

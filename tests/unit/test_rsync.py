@@ -13,7 +13,7 @@ DAEMON = rsync.Target(ip="127.0.0.1", module="backup", port=8730, user="sersync"
 def test_base_argv_carries_sersyncs_options_in_order():
     assert rsync.base_argv(DAEMON) == [
         "rsync", "-artuz", "--sockopts=TCP_NODELAY", "--contimeout=10", "--port=8730",
-        "--password-file=/etc/rsync.pas", "--timeout=100",
+        "--password-file=/etc/rsync.pas", "--timeout=100", "--stats",
     ]
 
 
@@ -24,7 +24,7 @@ def test_a_hung_connection_is_always_cut():
 
 def test_ssh_mode_uses_remote_shell_and_single_colon():
     t = rsync.Target(ip="198.18.0.2", module="/srv/www", ssh=True, user="root")
-    assert rsync.base_argv(t) == ["rsync", "-artuz", "-e", "ssh", "--timeout=60"]
+    assert rsync.base_argv(t) == ["rsync", "-artuz", "-e", "ssh", "--timeout=60", "--stats"]
     assert t.destination() == "root@198.18.0.2:/srv/www/"
     assert t.destination("a b") == "root@198.18.0.2:/srv/www/a b/"
 
@@ -188,3 +188,12 @@ def test_slots_are_granted_first_come_first_served():
     for t in threads:
         t.join(5)
     assert order == ["a", "b", "c"]
+
+
+def test_parse_stats_reads_files_and_bytes_sent():
+    out = (b"\nNumber of files: 7 (reg: 5, dir: 2)\nNumber of created files: 5\n"
+           b"Number of regular files transferred: 5\nTotal file size: 1,234,567 bytes\n"
+           b"Total bytes sent: 12,345\nTotal bytes received: 120\n")
+    assert rsync.parse_stats(out) == (5, 12345)
+    assert rsync.parse_stats(b"") == (0, 0)
+    assert rsync.parse_stats(b"Total bytes sent: 1.23K\n") == (0, 0)  # -h: not a count

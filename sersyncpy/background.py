@@ -1,0 +1,101 @@
+"""-d: running as a classic daemon (double fork, setsid, chdir /, umask 022, streams to the
+log) with a locked pid file; the starting process waits until the daemon is replicating, so
+its exit status says whether the start worked (sersync's parent just slept a second).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import sys
+from typing import Optional
+
+from sersyncpy.errors import SersyncpyError
+
+
+class AlreadyRunning(SersyncpyError):
+    exit_code = 1
+
+
+def default_pidfile() -> str:
+    return "/run/sersyncpy.pid" if os.geteuid() == 0 else f"/tmp/sersyncpy-{os.geteuid()}.pid"
+
+
+def default_log_file() -> str:
+    return ("/var/log/sersyncpy.log" if os.geteuid() == 0
+            else f"/tmp/sersyncpy-{os.geteuid()}.log")
+
+
+class PidFile:
+    """A pid file held under an exclusive lock for the daemon's life: a second instance on
+    the same file is refused, and a stale file left by a crash is no obstacle."""
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise SersyncpyError(f"{self.path}: cannot open the pid file: {exc.strerror}") \
+                from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            other = os.pread(self._fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(self._fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise AlreadyRunning(f"another sersyncpy (pid {other or '?'}) is running with "
+                                     f"the pid file {self.path}") from None
+            raise SersyncpyError(f"{self.path}: cannot lock the pid file: {exc.strerror}") \
+                from None
+
+    def write(self) -> None:
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode("ascii"), 0)
+
+    def remove(self) -> None:
+        """At exit: only the file that still names us (the lock says it is ours)."""
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(self._fd)
+
+
+def detach() -> int:
+    """Double fork. Returns, in the daemon, the fd on which to report: b"ok" once it runs, or
+    an error line. The starting process waits for that and exits 0 or 1 (never returns)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid:  # the starting process
+        os.close(write_end)
+        os.waitpid(pid, 0)
+        report = b""
+        while chunk := os.read(read_end, 4096):
+            report += chunk
+        if report == b"ok":
+            os._exit(0)
+        message = report.decode("utf-8", "replace").strip() or "the daemon exited at start"
+        print(f"sersyncpy: {message}", file=sys.stderr)
+        os._exit(1)
+    os.close(read_end)
+    os.setsid()  # no controlling terminal: a closed ssh session does not stop us
+    if os.fork():
+        os._exit(0)  # the session leader goes, so we can never acquire a terminal again
+    os.chdir("/")  # do not pin a mount point
+    os.umask(0o022)  # sersync set 0: every file it created was world-writable
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.close(null)
+    return write_end
+
+
+def report(fd: Optional[int], message: str) -> None:
+    """Tell the waiting starter how the start went (once)."""
+    if fd is None:
+        return
+    try:
+        os.write(fd, message.encode("utf-8"))
+    except OSError:
+        pass
+    os.close(fd)

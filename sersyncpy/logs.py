@@ -1,0 +1,70 @@
+"""Where the log goes: stderr (without our timestamp when journald, which adds its own, reads
+it), or a file (--log-file, -d) that SIGUSR1 reopens after logrotate moved it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Optional
+
+from sersyncpy import systemd
+
+TIMED = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+UNTIMED = "%(levelname)s %(name)s: %(message)s"
+
+
+class ReopenableFileHandler(logging.FileHandler):
+    """A log file that reopen() closes and opens again by name (logrotate moved it)."""
+
+    def __init__(self, path: str, redirect_std: bool = False):
+        super().__init__(path, mode="a", encoding="utf-8", delay=False)
+        self.redirect_std = redirect_std  # -d: stdout and stderr go to the file too
+        self._redirect()
+
+    def reopen(self) -> None:
+        self.acquire()
+        try:
+            if self.stream is not None:
+                self.stream.close()
+            self.stream = self._open()
+        finally:
+            self.release()
+        self._redirect()
+
+    def _redirect(self) -> None:
+        # So that a stray print or a crash's traceback lands in the file too, not in the void.
+        if self.redirect_std and self.stream is not None:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(self.stream.fileno(), 1)
+            os.dup2(self.stream.fileno(), 2)
+
+
+_file_handler: Optional[ReopenableFileHandler] = None
+
+
+def setup(debug: bool, log_file: Optional[str] = None, detached: bool = False) -> None:
+    """Log at INFO (DEBUG with --debug or <debug start="true">) to `log_file`, or stderr."""
+    global _file_handler
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    if log_file:
+        _file_handler = ReopenableFileHandler(log_file, redirect_std=detached)
+        handler: logging.Handler = _file_handler
+        fmt = TIMED
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        fmt = UNTIMED if systemd.journald_stderr() else TIMED
+    handler.setFormatter(logging.Formatter(fmt))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+def reopen() -> None:
+    """SIGUSR1: reopen the log file, if there is one."""
+    if _file_handler is not None:
+        _file_handler.reopen()
+        logging.getLogger(__name__).info("log file reopened")

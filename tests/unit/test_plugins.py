@@ -1,0 +1,1178 @@
+"""Pure unit tests of the plugins: what they are told (notices_for, record), what each sends
+(command argv, socket payload, refreshCDN URL, http body), the sync-mode Gate and the Runner
+thread. Fakes stand in for the network; the command plugin runs a real tiny Python program.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import json
+import logging
+import os
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+from urllib.parse import unquote_to_bytes
+
+import pytest
+import requests
+from conftest import wait_until
+
+from sersyncpy.config import (
+    CdnSettings,
+    CommandSettings,
+    Delivery,
+    HttpSettings,
+    LocalPath,
+    SocketSettings,
+)
+from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
+from sersyncpy.plugins import (
+    IN_ATTRIB,
+    IN_CLOSE_WRITE,
+    IN_CREATE,
+    IN_DELETE,
+    IN_ISDIR,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+    DeliveryError,
+    Notice,
+    build,
+    notices_for,
+    record,
+    refreshcdn,
+    standalone_roots,
+)
+from sersyncpy.plugins import http as httpmod
+from sersyncpy.plugins.command import CommandPlugin, command_argv
+from sersyncpy.plugins.gate import Gate
+from sersyncpy.plugins.http import HttpPlugin, form_body, json_body
+from sersyncpy.plugins.refreshcdn import CdnPlugin, refresh_target, request_url, whatsup
+from sersyncpy.plugins.runner import Runner
+from sersyncpy.plugins.socket import SocketPlugin, json_line, sersync_payload
+
+NOW = 1700000000.5
+CAFE = os.fsdecode(b"caf\xe9")  # not UTF-8: "caf\udce9"
+
+
+def notice(path: str, kind: str = "update", is_dir: bool = False, root: str = "/w",
+           mask: Optional[int] = None) -> Notice:
+    """A notice for `path` (absolute, under `root`)."""
+    rel = path[len(root):].lstrip("/")
+    if mask is None:
+        mask = (IN_ATTRIB if is_dir else IN_CLOSE_WRITE) if kind == "update" else IN_DELETE
+    return Notice(kind, path, root, rel, is_dir, mask | (IN_ISDIR if is_dir else 0), NOW)
+
+
+# --- notices_for --------------------------------------------------------------------------
+
+
+def test_update_of_a_file_is_an_update_with_close_write() -> None:
+    assert notices_for("/w", [Event(UPDATE, "d/f.txt")], NOW) == [
+        Notice("update", "/w/d/f.txt", "/w", "d/f.txt", False, IN_CLOSE_WRITE, NOW)
+    ]
+
+
+def test_update_of_a_directory_is_attrib_isdir() -> None:
+    assert notices_for("/w", [Event(UPDATE, "d", True)], NOW) == [
+        Notice("update", "/w/d", "/w", "d", True, IN_ATTRIB | IN_ISDIR, NOW)
+    ]
+
+
+def test_subtree_is_an_update_of_the_directory_with_create_isdir() -> None:
+    # A SUBTREE event may not say is_dir; the notice is a directory all the same.
+    for is_dir in (True, False):
+        assert notices_for("/w", [Event(SUBTREE, "new", is_dir)], NOW) == [
+            Notice("update", "/w/new", "/w", "new", True, IN_CREATE | IN_ISDIR, NOW)
+        ]
+
+
+def test_delete_of_a_file_and_of_a_directory() -> None:
+    events = [Event(DELETE, "f"), Event(DELETE, "d", True)]
+    assert notices_for("/w", events, NOW) == [
+        Notice("delete", "/w/f", "/w", "f", False, IN_DELETE, NOW),
+        Notice("delete", "/w/d", "/w", "d", True, IN_DELETE | IN_ISDIR, NOW),
+    ]
+
+
+def test_delete_of_the_root_gives_nothing() -> None:
+    assert notices_for("/w", [Event(DELETE, "", True)], NOW) == []
+
+
+def test_full_sync_gives_nothing() -> None:
+    assert notices_for("/w", [Event(FULL, "", True), Event(FULL, "d", True)], NOW) == []
+
+
+def test_rename_is_a_delete_of_the_source_then_an_update_of_the_destination() -> None:
+    assert notices_for("/w", [Event(RENAME, "b/new", True, "a/old")], NOW) == [
+        Notice("delete", "/w/a/old", "/w", "a/old", True, IN_MOVED_FROM | IN_ISDIR, NOW),
+        Notice("update", "/w/b/new", "/w", "b/new", True, IN_MOVED_TO | IN_ISDIR, NOW),
+    ]
+
+
+def test_rename_without_source_is_only_the_update() -> None:
+    assert notices_for("/w", [Event(RENAME, "new", True, None)], NOW) == [
+        Notice("update", "/w/new", "/w", "new", True, IN_MOVED_TO | IN_ISDIR, NOW)
+    ]
+
+
+def test_notices_keep_the_order_of_the_events() -> None:
+    events = [Event(UPDATE, "b"), Event(DELETE, "a"), Event(FULL, ""), Event(UPDATE, "c")]
+    assert [(n.kind, n.rel) for n in notices_for("/w", events, NOW)] == [
+        ("update", "b"), ("delete", "a"), ("update", "c")
+    ]
+
+
+def test_update_of_the_root_itself_is_the_root_path() -> None:
+    (only,) = notices_for("/w", [Event(UPDATE, "", True)], NOW)
+    assert (only.path, only.rel) == ("/w", "")
+
+
+@pytest.mark.parametrize("rel", ["a b/c d.txt", "new\nline", "x/" + CAFE, "图片/é.jpg", "-rf"])
+def test_absolute_path_is_root_slash_rel_for_any_name(rel: str) -> None:
+    (only,) = notices_for("/srv/w w", [Event(UPDATE, rel)], NOW)
+    assert only.path == "/srv/w w/" + rel
+    assert only.rel == rel and only.root == "/srv/w w"
+    assert os.fsencode(only.path) == b"/srv/w w/" + os.fsencode(rel)
+
+
+def test_non_utf8_name_keeps_its_exact_bytes() -> None:
+    (only,) = notices_for("/w", [Event(DELETE, CAFE)], NOW)
+    assert os.fsencode(only.path) == b"/w/caf\xe9"
+
+
+# --- record and the socket plugin's payloads ---------------------------------------------
+
+
+def test_record_keys_and_values() -> None:
+    got = record(notice("/w/d", kind="delete", is_dir=True))
+    assert got == {"kind": "delete", "path": "/w/d", "is_dir": True, "time": NOW}
+
+
+def test_record_of_a_non_utf8_path_has_its_bytes_in_base64() -> None:
+    got = record(notice("/w/" + CAFE))
+    assert set(got) == {"kind", "path", "is_dir", "time", "path_b64"}
+    assert got["path"] == "/w/caf\ufffd"
+    assert base64.b64decode(got["path_b64"]) == b"/w/caf\xe9"
+
+
+@pytest.mark.parametrize("name", ["é", "图片", "plain", "new\nline"])
+def test_record_of_a_utf8_path_has_no_base64(name: str) -> None:
+    got = record(notice("/w/" + name))
+    assert "path_b64" not in got
+    assert got["path"] == "/w/" + name
+
+
+def test_json_line_is_one_line_of_utf8_json() -> None:
+    for name in ["é", "图片"]:
+        line = json_line(notice("/w/" + name))
+        assert line.endswith(b"\n") and line.count(b"\n") == 1
+        assert ("/w/" + name).encode("utf-8") in line
+        assert b"\\u" not in line
+        assert json.loads(line) == record(notice("/w/" + name))
+
+
+def test_json_line_of_a_name_with_a_newline_stays_one_line() -> None:
+    line = json_line(notice("/w/a\nb"))
+    assert line.count(b"\n") == 1 and line.endswith(b"\n")
+    assert json.loads(line)["path"] == "/w/a\nb"
+
+
+def test_json_line_of_a_non_utf8_path() -> None:
+    line = json_line(notice("/w/" + CAFE))
+    line.decode("utf-8")  # valid UTF-8 whatever the name
+    got = json.loads(line)
+    assert got["path"] == "/w/caf\ufffd"
+    assert base64.b64decode(got["path_b64"]) == b"/w/caf\xe9"
+
+
+def test_sersync_payload_is_the_bare_path_bytes() -> None:
+    assert sersync_payload(notice("/w/" + CAFE)) == b"/w/caf\xe9"
+    assert sersync_payload(notice("/w/a b\nc", kind="delete")) == b"/w/a b\nc"
+
+
+# --- command: argv ------------------------------------------------------------------------
+
+
+def command_settings(prefix: str, suffix: str = "", includes: tuple[str, ...] = (),
+                     ignore_error: bool = False, timeout: float = 10.0) -> CommandSettings:
+    return CommandSettings(tuple(shlex.split(prefix)), tuple(shlex.split(suffix)),
+                           ignore_error, includes, timeout)
+
+
+def test_command_argv_is_prefix_path_suffix() -> None:
+    settings = command_settings("/bin/echo -n", "x y")
+    assert command_argv(settings, "/w/a.txt") == [b"/bin/echo", b"-n", b"/w/a.txt", b"x", b"y"]
+
+
+@pytest.mark.parametrize("name", [
+    "a b.txt", "a;touch X;b.php", "$(touch X)", "`touch X`", "new\nline", "-rf", "--help",
+    "'quoted\"", "*", CAFE,
+])
+def test_command_argv_keeps_the_path_one_argument(name: str) -> None:
+    argv = command_argv(command_settings("/bin/echo -n", "x y"), "/w/" + name)
+    assert argv == [b"/bin/echo", b"-n", b"/w/" + os.fsencode(name), b"x", b"y"]
+
+
+def test_command_argv_of_a_leading_dash_path() -> None:
+    # A relative path is never given, but the path is passed through untouched whatever it is.
+    argv = command_argv(command_settings("/bin/rm"), "-rf")
+    assert argv == [b"/bin/rm", b"-rf"]
+
+
+def test_command_argv_with_a_quoted_prefix() -> None:
+    settings = command_settings('"/opt/my tool" --flag', "'last arg'")
+    assert command_argv(settings, "/w/f") == [b"/opt/my tool", b"--flag", b"/w/f", b"last arg"]
+
+
+def test_command_wanted_matches_includes_in_full_on_the_absolute_path() -> None:
+    plugin = CommandPlugin(command_settings("/bin/true", includes=(r"(.*)\.php", r"(.*)\.sh")))
+    assert plugin.wanted("/w/a.php")
+    assert plugin.wanted("/w/d/run.sh")
+    assert not plugin.wanted("/w/a.php.bak")
+    assert not plugin.wanted("/w/a.txt")
+
+
+def test_command_wanted_is_anchored_at_the_start_too() -> None:
+    plugin = CommandPlugin(command_settings("/bin/true", includes=(r"a\.php",)))
+    assert not plugin.wanted("/w/a.php")  # the whole absolute path must match
+    assert CommandPlugin(command_settings("/bin/true", includes=(r"/w/a\.php",))).wanted(
+        "/w/a.php")
+
+
+def test_command_without_includes_wants_everything() -> None:
+    plugin = CommandPlugin(command_settings("/bin/true"))
+    for path in ["/w/a.php", "/w/a.php.bak", "/w/" + CAFE, "/w/a\nb", "/w"]:
+        assert plugin.wanted(path)
+
+
+# --- command: running a real program -------------------------------------------------------
+
+# Appends the repr of its argv (as bytes, after the output file) and its environment's event
+# variables to the file named by its first argument: one line per run.
+RECORDER = (
+    "import os, sys\n"
+    "args = [os.fsencode(a) for a in sys.argv[2:]]\n"
+    "env = (os.environ.get('SERSYNCPY_EVENT'), os.environ.get('SERSYNCPY_ISDIR'))\n"
+    "with open(sys.argv[1], 'a') as out:\n"
+    "    out.write(repr((args, env)) + '\\n')\n"
+)
+
+
+def recorder(out: Path, suffix: tuple[str, ...] = (), includes: tuple[str, ...] = (),
+             ignore_error: bool = False) -> CommandSettings:
+    return CommandSettings((sys.executable, "-c", RECORDER, str(out)), suffix, ignore_error,
+                           includes, 10.0)
+
+
+def runs(out: Path) -> list:
+    if not out.exists():
+        return []
+    return [ast.literal_eval(line) for line in out.read_text().splitlines()]
+
+
+def test_command_runs_the_program_with_the_path_as_one_argument(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "argv.txt"
+    plugin = CommandPlugin(recorder(out, suffix=("x y", "z")))
+    name = "a;touch X;b.php"
+    plugin.deliver([notice(f"{tmp_path}/{name}"), notice(f"{tmp_path}/$(touch Y)`touch Z`")])
+    assert runs(out) == [
+        ([os.fsencode(f"{tmp_path}/{name}"), b"x y", b"z"], ("update", "0")),
+        ([os.fsencode(f"{tmp_path}/$(touch Y)`touch Z`"), b"x y", b"z"], ("update", "0")),
+    ]
+    assert sorted(os.listdir(tmp_path)) == ["argv.txt"]  # no X, Y or Z anywhere
+
+
+def test_command_passes_hostile_bytes_and_the_event(tmp_path: Path) -> None:
+    out = tmp_path / "argv.txt"
+    plugin = CommandPlugin(recorder(out))
+    plugin.deliver([
+        notice("/w/" + CAFE + " new\nline", kind="delete"),
+        notice("/w/-rf", kind="update", is_dir=True),
+    ])
+    assert runs(out) == [
+        ([b"/w/caf\xe9 new\nline"], ("delete", "0")),
+        ([b"/w/-rf"], ("update", "1")),
+    ]
+
+
+def test_command_runs_only_for_included_paths(tmp_path: Path) -> None:
+    out = tmp_path / "argv.txt"
+    plugin = CommandPlugin(recorder(out, includes=(r"(.*)\.php",)))
+    plugin.deliver([notice("/w/a.php"), notice("/w/a.php.bak"), notice("/w/b.txt"),
+                    notice("/w/d/c.php", kind="delete")])
+    assert [args for args, _ in runs(out)] == [[b"/w/a.php"], [b"/w/d/c.php"]]
+
+
+FAILING = "import sys; sys.stderr.write('first\\nboom here\\n'); sys.exit(3)"
+
+
+def test_command_failure_is_logged_as_error(caplog: pytest.LogCaptureFixture) -> None:
+    plugin = CommandPlugin(CommandSettings((sys.executable, "-c", FAILING), (), False, (), 10.0))
+    with caplog.at_level(logging.DEBUG, logger="sersyncpy.plugins.command"):
+        plugin.deliver([notice("/w/a"), notice("/w/b")])  # does not raise: it already ran
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2
+    message = errors[0].getMessage()
+    assert "exit 3" in message and "boom here" in message and "'/w/a'" in message
+    assert "'/w/b'" in errors[1].getMessage()
+
+
+def test_command_failure_with_ignore_error_is_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    plugin = CommandPlugin(CommandSettings((sys.executable, "-c", FAILING), (), True, (), 10.0))
+    with caplog.at_level(logging.DEBUG, logger="sersyncpy.plugins.command"):
+        plugin.deliver([notice("/w/a")])
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any("exit 3" in r.getMessage() for r in caplog.records)  # still there, at DEBUG
+
+
+def test_command_missing_program_is_logged_and_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = str(tmp_path / "no such program")
+    plugin = CommandPlugin(CommandSettings((missing,), (), True, (), 10.0))
+    with caplog.at_level(logging.DEBUG, logger="sersyncpy.plugins.command"):
+        plugin.deliver([notice("/w/a"), notice("/w/b")])
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2
+    assert "cannot run" in errors[0] and "No such file or directory" in errors[0]
+    assert "no such program" in errors[0]
+
+
+def test_command_timeout_kills_the_program(caplog: pytest.LogCaptureFixture) -> None:
+    sleeper = (sys.executable, "-c", "import time; time.sleep(60)")
+    plugin = CommandPlugin(CommandSettings(sleeper, (), False, (), 0.5))
+    started = time.monotonic()
+    with caplog.at_level(logging.DEBUG, logger="sersyncpy.plugins.command"):
+        plugin.deliver([notice("/w/a")])
+    assert time.monotonic() - started < 10
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "killed after 0.5 s" in errors[0]
+    # The leak guard checks that the killed child was also waited for.
+
+
+# --- refreshCDN ---------------------------------------------------------------------------
+
+WATCH = "/data0/htdocs/cms.xoyo.com/site"
+MATCH = "cms.xoyo.com/site([/a-zA-Z0-9]*).xoyo.com/images"
+API = "http://ccms.chinacache.com:80/index.jsp?user=u&pswd=p&ok=ok"
+API2 = API.replace("pswd=p", "pswd=hunter2")
+
+
+def cdn(regex: bool = False, match: str = MATCH, username: str = "u", password: str = "p",
+        watch: str = WATCH, method: str = "HEAD") -> CdnSettings:
+    return CdnSettings(watch=watch, domain="ccms.chinacache.com", port=80, username=username,
+                       password=password, base="http://pic.xoyo.com/cms", regex=regex,
+                       match=match, method=method)
+
+
+def test_cdn_regex_target_is_base_group_and_rest() -> None:
+    found = notice(WATCH + "/jx3.xoyo.com/images/a.jpg", root=WATCH)
+    assert refresh_target(cdn(regex=True), found) == "http://pic.xoyo.com/cms/jx3/a.jpg"
+    assert request_url(cdn(regex=True), found) == API + "&urls=http://pic.xoyo.com/cms/jx3/a.jpg"
+
+
+def test_cdn_regex_without_a_match_gives_nothing() -> None:
+    other = notice(WATCH + "/other/a.jpg", root=WATCH)
+    assert refresh_target(cdn(regex=True), other) is None
+    assert request_url(cdn(regex=True), other) is None
+
+
+def test_cdn_regex_without_a_group_is_base_and_what_follows_the_match() -> None:
+    found = notice(WATCH + "/sub/a.jpg", root=WATCH)
+    settings = cdn(regex=True, match=r"cms\.xoyo\.com/site")
+    assert refresh_target(settings, found) == "http://pic.xoyo.com/cms/sub/a.jpg"
+
+
+def test_cdn_regex_group_that_did_not_take_part_is_empty() -> None:
+    found = notice(WATCH + "/a.jpg", root=WATCH)
+    settings = cdn(regex=True, match=r"site(/x)?")
+    assert refresh_target(settings, found) == "http://pic.xoyo.com/cms/a.jpg"
+
+
+def test_cdn_regex_uses_the_first_match() -> None:
+    found = notice("/data0/htdocs/cms.xoyo.com/site/a.xoyo.com/images/b.xoyo.com/images/c.jpg")
+    assert refresh_target(cdn(regex=True), found) == (
+        "http://pic.xoyo.com/cms/a/b.xoyo.com/images/c.jpg"
+    )
+
+
+def test_cdn_plain_target_is_base_and_path_below_watch() -> None:
+    assert refresh_target(cdn(), notice(WATCH + "/sub/a.jpg", root=WATCH)) == (
+        "http://pic.xoyo.com/cms/sub/a.jpg"
+    )
+    assert refresh_target(cdn(watch=WATCH + "/"), notice(WATCH + "/sub/a.jpg", root=WATCH)) == (
+        "http://pic.xoyo.com/cms/sub/a.jpg"
+    )
+    assert refresh_target(cdn(), notice(WATCH, root=WATCH, is_dir=True)) == (
+        "http://pic.xoyo.com/cms"
+    )
+
+
+def test_cdn_plain_target_outside_the_watch_is_below_the_root() -> None:
+    # Sync mode: the notice comes from a <sersync> localpath, not the plugin's own.
+    outside = notice("/srv/www/sub/a.jpg", root="/srv/www")
+    assert refresh_target(cdn(), outside) == "http://pic.xoyo.com/cms/sub/a.jpg"
+    # A sibling whose name starts like the watch is outside it too.
+    sibling = notice(WATCH + "2/x.jpg", root=WATCH + "2")
+    assert refresh_target(cdn(), sibling) == "http://pic.xoyo.com/cms/x.jpg"
+    root = notice("/srv/www", root="/srv/www", is_dir=True)
+    assert refresh_target(cdn(), root) == "http://pic.xoyo.com/cms"
+
+
+def test_cdn_request_url_for_a_file_and_a_directory() -> None:
+    file_ = notice(WATCH + "/sub/a.jpg", root=WATCH)
+    directory = notice(WATCH + "/sub", root=WATCH, is_dir=True)
+    assert request_url(cdn(), file_) == API + "&urls=http://pic.xoyo.com/cms/sub/a.jpg"
+    assert request_url(cdn(), directory) == API + "&dirs=http://pic.xoyo.com/cms/sub/"
+    deleted = notice(WATCH + "/sub/a.jpg", root=WATCH, kind="delete")
+    assert request_url(cdn(), deleted) == API + "&urls=http://pic.xoyo.com/cms/sub/a.jpg"
+
+
+@pytest.mark.parametrize(("name", "encoded"), [
+    ("a b.jpg", "a%20b.jpg"),
+    ("a&urls=x.jpg", "a%26urls%3Dx.jpg"),
+    ("a#b?c+d.jpg", "a%23b%3Fc%2Bd.jpg"),
+    ("100%.jpg", "100%25.jpg"),
+    ("é.jpg", "%C3%A9.jpg"),
+    ("图片.jpg", "%E5%9B%BE%E7%89%87.jpg"),
+    (CAFE + ".jpg", "caf%E9.jpg"),
+    ("a:b~c_d-e.jpg", "a:b~c_d-e.jpg"),
+])
+def test_cdn_request_url_percent_encodes_all_but_colon_and_slash(name: str,
+                                                                 encoded: str) -> None:
+    found = notice(WATCH + "/sub/" + name, root=WATCH)
+    assert request_url(cdn(), found) == API + "&urls=http://pic.xoyo.com/cms/sub/" + encoded
+
+
+def test_cdn_request_url_encodes_user_and_password_fully() -> None:
+    settings = cdn(username="a b/c:d", password="p&w=1/é")
+    url = request_url(settings, notice(WATCH + "/a.jpg", root=WATCH))
+    assert url == ("http://ccms.chinacache.com:80/index.jsp?user=a%20b%2Fc%3Ad"
+                   "&pswd=p%26w%3D1%2F%C3%A9&ok=ok&urls=http://pic.xoyo.com/cms/a.jpg")
+
+
+def test_whatsup_keeps_the_whatsup_line() -> None:
+    reply = "HTTP/1.0 200 OK\r\nServer: x\r\nwhatsup: succeed\r\nmore\r\n"
+    assert whatsup(reply) == "whatsup: succeed"
+    assert whatsup("head\nwhatsup: failed, bad user") == "whatsup: failed, bad user"
+
+
+def test_whatsup_without_whatsup_is_the_text_on_one_line() -> None:
+    assert whatsup("HTTP/1.0 500 Oops\r\n\r\n  <b>error</b>\n") == "HTTP/1.0 500 Oops <b>error</b>"
+    long = whatsup("word " * 200)
+    assert len(long) == 300 and "\n" not in long and long.startswith("word word")
+
+
+def test_cdn_redact_hides_the_password_raw_and_encoded() -> None:
+    plugin = CdnPlugin(cdn(password="s3cr&t/é"))
+    try:
+        text = plugin._redact("url ?pswd=s3cr%26t%2F%C3%A9&ok=ok and raw s3cr&t/é end")
+    finally:
+        plugin.close()
+    assert text == "url ?pswd=***&ok=ok and raw *** end"
+
+
+class FakeReply:
+    def __init__(self, status: int, text: str = ""):
+        self.status_code = status
+        self.text = text
+        self.ok = status < 400
+
+
+class FakeSession:
+    """Stands in for requests.Session: records the calls, answers from `replies` in turn (an
+    exception instance is raised instead)."""
+
+    def __init__(self, *replies):
+        self.replies = list(replies)
+        self.calls: list[tuple] = []
+        self.closed = False
+
+    def _answer(self):
+        reply = self.replies.pop(0)
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    def request(self, method, url, **kwargs):
+        self.calls.append((method, url, kwargs))
+        return self._answer()
+
+    def post(self, url, **kwargs):
+        self.calls.append(("POST", url, kwargs))
+        return self._answer()
+
+    def close(self):
+        self.closed = True
+
+
+def test_cdn_deliver_requests_each_url_and_logs_the_reply(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    plugin = CdnPlugin(cdn(method="GET", password="hunter2"))
+    session = FakeSession(FakeReply(200, "HTTP/1.0 200 OK\nwhatsup: succeed\n"), FakeReply(200))
+    plugin._session = session  # type: ignore[assignment]
+    with caplog.at_level(logging.INFO, logger="sersyncpy.plugins.refreshcdn"):
+        plugin.deliver([notice(WATCH + "/a.jpg", root=WATCH),
+                        notice(WATCH + "/d", root=WATCH, is_dir=True)])
+    plugin.close()
+    assert session.closed
+    assert [(m, u) for m, u, _ in session.calls] == [
+        ("GET", API2 + "&urls=http://pic.xoyo.com/cms/a.jpg"),
+        ("GET", API2 + "&dirs=http://pic.xoyo.com/cms/d/"),
+    ]
+    assert all(kw["allow_redirects"] is False and kw["timeout"] for _, _, kw in session.calls)
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert infos == [
+        "refreshCDN: urls http://pic.xoyo.com/cms/a.jpg: HTTP 200 whatsup: succeed",
+        "refreshCDN: dirs http://pic.xoyo.com/cms/d: HTTP 200",
+    ]
+
+
+def test_cdn_deliver_skips_paths_the_regex_does_not_match() -> None:
+    plugin = CdnPlugin(cdn(regex=True))
+    session = FakeSession(FakeReply(200))
+    plugin._session = session  # type: ignore[assignment]
+    plugin.deliver([notice(WATCH + "/x.jpg", root=WATCH),
+                    notice(WATCH + "/jx3.xoyo.com/images/a.jpg", root=WATCH)])
+    assert [(m, u) for m, u, _ in session.calls] == [
+        ("HEAD", API + "&urls=http://pic.xoyo.com/cms/jx3/a.jpg")
+    ]
+
+
+def test_cdn_deliver_retries_server_errors_and_says_how_many_arrived() -> None:
+    plugin = CdnPlugin(cdn())
+    plugin._session = FakeSession(FakeReply(200), FakeReply(503))  # type: ignore[assignment]
+    with pytest.raises(DeliveryError) as caught:
+        plugin.deliver([notice(WATCH + "/a", root=WATCH), notice(WATCH + "/b", root=WATCH),
+                        notice(WATCH + "/c", root=WATCH)])
+    assert caught.value.done == 1
+    assert "HTTP 503" in caught.value.reason
+
+
+def test_cdn_deliver_logs_a_refusal_as_error_without_retrying(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    plugin = CdnPlugin(cdn(password="hunter2"))
+    reply = FakeReply(403, "whatsup: bad password hunter2")
+    plugin._session = FakeSession(reply, FakeReply(200))  # type: ignore[assignment]
+    with caplog.at_level(logging.INFO, logger="sersyncpy.plugins.refreshcdn"):
+        plugin.deliver([notice(WATCH + "/a", root=WATCH), notice(WATCH + "/b", root=WATCH)])
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == ["refreshCDN: urls http://pic.xoyo.com/cms/a: HTTP 403 whatsup: bad "
+                      "password ***"]
+    assert "hunter2" not in caplog.text
+
+
+def test_cdn_deliver_connection_error_is_redacted() -> None:
+    plugin = CdnPlugin(cdn(password="s&cret"))
+    error = requests.ConnectionError(f"cannot reach {API.replace('pswd=p', 'pswd=s%26cret')}")
+    plugin._session = FakeSession(FakeReply(200), error)  # type: ignore[assignment]
+    with pytest.raises(DeliveryError) as caught:
+        plugin.deliver([notice(WATCH + "/a", root=WATCH), notice(WATCH + "/b", root=WATCH)])
+    assert caught.value.done == 1
+    assert "s%26cret" not in caught.value.reason and "s&cret" not in caught.value.reason
+    assert "pswd=***" in caught.value.reason
+    assert caught.value.reason.startswith("ccms.chinacache.com: ")
+
+
+def test_cdn_retry_status_set() -> None:
+    assert {408, 429, 500, 502, 503, 599} <= refreshcdn.RETRY_STATUS
+    assert not {200, 301, 400, 403, 404} & refreshcdn.RETRY_STATUS
+
+
+# --- http -------------------------------------------------------------------------------
+
+
+def test_form_body_of_a_file() -> None:
+    found = notice("/w/d/a.txt")
+    assert form_body(found) == (
+        b"watchroot=%2Fw&isdir=0&inotifyPath=%2Fw%2Fd%2Fa.txt&mask=" + str(IN_CLOSE_WRITE).encode()
+    )
+
+
+def test_form_body_of_a_directory() -> None:
+    found = notice("/w/d", kind="delete", is_dir=True)
+    assert form_body(found) == (
+        b"watchroot=%2Fw&isdir=1&inotifyPath=%2Fw%2Fd&mask=" + str(IN_DELETE | IN_ISDIR).encode()
+    )
+    assert IN_DELETE | IN_ISDIR == 1073742336
+
+
+def test_form_body_encodes_spaces_non_ascii_and_non_utf8() -> None:
+    found = notice("/w w/a b&c=é" + CAFE, root="/w w")
+    body = form_body(found)
+    assert body == (b"watchroot=%2Fw+w&isdir=0&inotifyPath=%2Fw+w%2Fa+b%26c%3D%C3%A9caf%E9"
+                    b"&mask=8")
+    fields = dict(field.split(b"=") for field in body.split(b"&"))
+    assert unquote_to_bytes(fields[b"inotifyPath"].replace(b"+", b" ")) == (
+        b"/w w/a b&c=\xc3\xa9caf\xe9"
+    )
+
+
+def test_json_body_lists_the_changes() -> None:
+    notices = [notice("/w/a"), notice("/w/" + CAFE, kind="delete", is_dir=True)]
+    got = json.loads(json_body(notices))
+    assert got == {"changes": [
+        {"kind": "update", "path": "/w/a", "is_dir": False, "time": NOW, "watchroot": "/w",
+         "mask": IN_CLOSE_WRITE},
+        {"kind": "delete", "path": "/w/caf\ufffd", "is_dir": True, "time": NOW,
+         "watchroot": "/w", "mask": IN_DELETE | IN_ISDIR,
+         "path_b64": base64.b64encode(b"/w/caf\xe9").decode()},
+    ]}
+
+
+def test_json_body_is_utf8_without_escapes() -> None:
+    body = json_body([notice("/图片/é", root="/图片")])
+    assert "/图片/é".encode() in body and b"\\u" not in body
+
+
+def http_plugin(fmt: str, *replies) -> tuple[HttpPlugin, FakeSession]:
+    plugin = HttpPlugin(HttpSettings(watch="/w", url="http://h:8080/x", format=fmt))
+    session = FakeSession(*replies)
+    plugin._session = session  # type: ignore[assignment]
+    return plugin, session
+
+
+def test_http_form_posts_one_change_each() -> None:
+    plugin, session = http_plugin("form", FakeReply(200), FakeReply(204))
+    notices = [notice("/w/a"), notice("/w/b", kind="delete")]
+    plugin.deliver(notices)
+    assert [(m, u, kw["data"], kw["headers"]["Content-Type"]) for m, u, kw in session.calls] == [
+        ("POST", "http://h:8080/x", form_body(n), "application/x-www-form-urlencoded")
+        for n in notices
+    ]
+    plugin.close()
+    assert session.closed
+
+
+def test_http_json_posts_one_batch() -> None:
+    plugin, session = http_plugin("json", FakeReply(200))
+    notices = [notice("/w/a"), notice("/w/b", kind="delete")]
+    plugin.deliver(notices)
+    ((method, url, kwargs),) = session.calls
+    assert (method, url, kwargs["data"]) == ("POST", "http://h:8080/x", json_body(notices))
+    assert kwargs["headers"]["Content-Type"] == "application/json"
+
+
+def test_http_server_error_says_how_many_arrived() -> None:
+    plugin, _ = http_plugin("form", FakeReply(200), FakeReply(200), FakeReply(502))
+    with pytest.raises(DeliveryError) as caught:
+        plugin.deliver([notice("/w/a"), notice("/w/b"), notice("/w/c"), notice("/w/d")])
+    assert caught.value.done == 2 and "HTTP 502" in caught.value.reason
+
+
+def test_http_connection_error_in_json_mode_delivers_nothing() -> None:
+    plugin, _ = http_plugin("json", requests.ConnectionError("refused"))
+    with pytest.raises(DeliveryError) as caught:
+        plugin.deliver([notice("/w/a"), notice("/w/b")])
+    assert caught.value.done == 0
+    assert caught.value.reason == "http://h:8080/x: refused"
+
+
+def test_http_refusal_is_logged_not_retried(caplog: pytest.LogCaptureFixture) -> None:
+    plugin, session = http_plugin("form", FakeReply(400, "bad\n  request"), FakeReply(200))
+    with caplog.at_level(logging.INFO, logger="sersyncpy.plugins.http"):
+        plugin.deliver([notice("/w/a"), notice("/w/b")])
+    assert len(session.calls) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == ["http: http://h:8080/x refused 1 change(s): HTTP 400 bad request"]
+
+
+def test_http_retry_status_set() -> None:
+    assert {408, 429, 500, 503} <= httpmod.RETRY_STATUS
+    assert not {200, 204, 400, 404} & httpmod.RETRY_STATUS
+
+
+# --- build and standalone_roots ------------------------------------------------------------
+
+
+def test_build_gives_each_plugin_by_name() -> None:
+    settings = {
+        "command": command_settings("/bin/true"),
+        "socket": SocketSettings(watch="/w", ip="127.0.0.1", port=9, format="sersync"),
+        "refreshCDN": cdn(),
+        "http": HttpSettings(watch="/w", url="http://h/", format="form"),
+    }
+    kinds = {"command": CommandPlugin, "socket": SocketPlugin, "refreshCDN": CdnPlugin,
+             "http": HttpPlugin}
+    for name, value in settings.items():
+        plugin = build(name, value)
+        try:
+            assert isinstance(plugin, kinds[name]) and plugin.name == name
+            assert plugin.settings is value  # type: ignore[attr-defined]
+        finally:
+            plugin.close()
+    with pytest.raises(ValueError, match="unknown plugin 'mail'"):
+        build("mail", cdn())
+
+
+class _Cfg:
+    localpaths = (LocalPath("/a", ()), LocalPath("/b", ()))
+
+
+def test_standalone_roots() -> None:
+    cfg = _Cfg()
+    assert standalone_roots(cfg, command_settings("/bin/true")) == ["/a", "/b"]  # type: ignore
+    socket_settings = SocketSettings(watch="/s", ip="127.0.0.1", port=9, format="json")
+    assert standalone_roots(cfg, socket_settings) == ["/s"]  # type: ignore[arg-type]
+    assert standalone_roots(cfg, cdn()) == [WATCH]  # type: ignore[arg-type]
+
+
+# --- Gate -------------------------------------------------------------------------------
+
+
+class GateRig:
+    """A Gate over roots /r0 (lanes A, B) and /r1 (lane C), collecting what it releases."""
+
+    def __init__(self, limit: int = 1000):
+        self.released: list[Notice] = []
+        self.drops: list[tuple[int, str]] = []
+        self.gate = Gate(["/r0", "/r1"], [["A", "B"], ["C"]], self.released.extend, limit,
+                         lambda count, why: self.drops.append((count, why)))
+
+    def record(self, *events: Event, root: int = 0) -> int:
+        return self.gate.record(root, list(events))
+
+    def push(self, lane: str, seq: int, *events: Event, root: int = 0) -> list[str]:
+        """The lane pushed `events`; returns the rels of what this push released."""
+        before = len(self.released)
+        self.gate.pushed(root, lane, list(events), seq)
+        return [n.rel for n in self.released[before:]]
+
+    def both(self, seq: int, *events: Event) -> list[str]:
+        return self.push("A", seq, *events) + self.push("B", seq, *events)
+
+
+def test_gate_releases_a_notice_once_every_lane_pushed_it() -> None:
+    rig = GateRig()
+    seq = rig.record(Event(UPDATE, "f"))
+    assert rig.gate.waiting() == 1
+    assert rig.push("A", seq, Event(UPDATE, "f")) == []
+    assert rig.push("A", seq, Event(UPDATE, "f")) == []  # the same lane twice is not both
+    assert rig.gate.waiting() == 1
+    assert rig.push("B", seq, Event(UPDATE, "f")) == ["f"]
+    assert rig.released == [Notice("update", "/r0/f", "/r0", "f", False, IN_CLOSE_WRITE,
+                                   rig.released[0].time)]
+    assert rig.gate.waiting() == 0
+    assert rig.push("A", seq, Event(UPDATE, "f")) == []  # released once only
+
+
+def test_gate_sequence_numbers_grow() -> None:
+    rig = GateRig()
+    first = rig.record(Event(UPDATE, "a"))
+    second = rig.record()
+    third = rig.record(Event(UPDATE, "b"), root=1)
+    assert first < second < third
+
+
+def test_gate_single_lane_root_and_roots_kept_apart() -> None:
+    rig = GateRig()
+    seq = rig.record(Event(UPDATE, "f"), root=1)
+    rig.record(Event(UPDATE, "f"), root=0)
+    assert rig.push("C", seq, Event(UPDATE, "f"), root=1) == ["f"]
+    assert rig.released[0].path == "/r1/f" and rig.released[0].root == "/r1"
+    assert rig.gate.waiting() == 1  # /r0/f still waits for A and B
+
+
+def test_gate_push_taken_before_the_notice_does_not_count() -> None:
+    rig = GateRig()
+    early = rig.record(Event(UPDATE, "other"))
+    late = rig.record(Event(UPDATE, "f"))
+    assert rig.push("A", early, Event(UPDATE, "f")) == []
+    assert rig.push("B", late, Event(UPDATE, "f")) == []
+    assert rig.push("A", early, Event(FULL, "", True)) == []
+    assert rig.push("B", early, Event(FULL, "", True)) == ["other"]  # f is still too new
+    assert rig.push("A", late, Event(UPDATE, "f")) == ["f"]
+
+
+def test_gate_push_of_another_path_does_not_count() -> None:
+    rig = GateRig()
+    seq = rig.record(Event(UPDATE, "f"))
+    assert rig.both(seq, Event(UPDATE, "g"), Event(UPDATE, "f2"), Event(UPDATE, "d/f")) == []
+    assert rig.gate.waiting() == 1
+
+
+@pytest.mark.parametrize("covering", [
+    Event(SUBTREE, "d", True),
+    Event(FULL, "d", True),
+    Event(DELETE, "d", True),
+    Event(RENAME, "d", True, "elsewhere"),
+])
+def test_gate_covering_push_releases_what_is_below(covering: Event) -> None:
+    rig = GateRig()
+    seq = rig.record(Event(UPDATE, "d/x/y"), Event(UPDATE, "d/z"), Event(UPDATE, "dd/x"),
+                     Event(UPDATE, "e"))
+    assert rig.both(seq, covering) == ["d/x/y", "d/z"]
+    assert rig.gate.waiting() == 2
+
+
+def test_gate_rename_push_covers_below_its_source_too() -> None:
+    rig = GateRig()
+    seq = rig.record(Event(UPDATE, "old/x"), Event(UPDATE, "new/y"), Event(UPDATE, "other"))
+    assert sorted(rig.both(seq, Event(RENAME, "new", True, "old"))) == ["new/y", "old/x"]
+    assert rig.gate.waiting() == 1
+
+
+def test_gate_full_push_of_the_root_covers_that_root_only() -> None:
+    rig = GateRig()
+    seq = rig.record(Event(UPDATE, "a"), Event(UPDATE, "b/c"), Event(UPDATE, "", True))
+    other = rig.record(Event(UPDATE, "a"), root=1)
+    assert rig.both(seq, Event(FULL, "", True)) == ["a", "b/c", ""]
+    assert rig.gate.waiting() == 1
+    assert rig.push("C", other, Event(UPDATE, "x"), root=1) == []
+    assert rig.push("C", other, Event(FULL, "", True), root=1) == ["a"]
+
+
+def test_gate_update_of_a_directory_does_not_cover_below_it() -> None:
+    rig = GateRig()
+    seq = rig.record(Event(UPDATE, "d", True), Event(UPDATE, "d/x"))
+    assert rig.both(seq, Event(UPDATE, "d", True)) == ["d"]
+    assert rig.gate.waiting() == 1
+
+
+def test_gate_later_notice_for_a_path_replaces_the_earlier() -> None:
+    rig = GateRig()
+    rig.record(Event(UPDATE, "f"))
+    rig.record(Event(UPDATE, "g"))
+    seq = rig.record(Event(DELETE, "f"))
+    assert rig.gate.waiting() == 2
+    released = rig.both(seq, Event(DELETE, "f"), Event(UPDATE, "g"))
+    assert released == ["g", "f"]  # f now counts as seen with the delete, after g
+    assert [n.kind for n in rig.released] == ["update", "delete"]
+    assert rig.drops == []
+
+
+def test_gate_lanes_start_again_for_a_replaced_notice() -> None:
+    rig = GateRig()
+    first = rig.record(Event(UPDATE, "f"))
+    assert rig.push("A", first, Event(UPDATE, "f")) == []
+    second = rig.record(Event(UPDATE, "f"))
+    assert rig.push("B", second, Event(UPDATE, "f")) == []  # A has not pushed the new one
+    assert rig.push("A", second, Event(UPDATE, "f")) == ["f"]
+
+
+def test_gate_delete_of_a_directory_drops_what_waits_below_it() -> None:
+    rig = GateRig()
+    rig.record(Event(UPDATE, "d/x"), Event(UPDATE, "d/y/z"), Event(UPDATE, "dd/x"),
+               Event(UPDATE, "d", True))
+    rig.record(Event(UPDATE, "d/x"), root=1)
+    seq = rig.record(Event(DELETE, "d", True))
+    assert rig.gate.waiting() == 3  # "d" (the delete), "dd/x", and /r1's "d/x"
+    assert rig.drops == []  # not lost: the directory's notice stands for them
+    assert rig.both(seq, Event(DELETE, "d", True)) == ["d"]
+    assert rig.released[-1].kind == "delete" and rig.released[-1].is_dir
+
+
+def test_gate_delete_of_a_file_keeps_paths_below_that_name() -> None:
+    rig = GateRig()
+    rig.record(Event(UPDATE, "d/x"))
+    rig.record(Event(DELETE, "d", False))
+    assert rig.gate.waiting() == 2
+
+
+def test_gate_rename_records_both_and_a_rename_push_releases_both() -> None:
+    rig = GateRig()
+    rig.record(Event(UPDATE, "old/x"))
+    seq = rig.record(Event(RENAME, "new", True, "old"))
+    assert rig.gate.waiting() == 2  # old/x dropped by the delete of old
+    assert rig.push("A", seq, Event(RENAME, "new", True, "old")) == []
+    assert rig.push("B", seq, Event(RENAME, "new", True, "old")) == ["old", "new"]
+    assert [(n.kind, n.mask) for n in rig.released] == [
+        ("delete", IN_MOVED_FROM | IN_ISDIR), ("update", IN_MOVED_TO | IN_ISDIR)
+    ]
+
+
+def test_gate_releases_in_the_order_recorded_across_records() -> None:
+    rig = GateRig()
+    seqs = [rig.record(Event(UPDATE, name)) for name in ["c", "a", "b"]]
+    # Exact pushes, in another order and split between batches.
+    assert rig.push("A", seqs[-1], Event(UPDATE, "b"), Event(UPDATE, "a"),
+                    Event(UPDATE, "c")) == []
+    assert rig.push("B", seqs[-1], Event(UPDATE, "b"), Event(UPDATE, "c"),
+                    Event(UPDATE, "a")) == ["c", "a", "b"]
+
+
+def test_gate_releases_in_the_order_recorded_on_a_covering_push() -> None:
+    rig = GateRig()
+    names = [f"n{i}" for i in range(30)]
+    seq = rig.record(*[Event(UPDATE, name) for name in names])
+    assert rig.both(seq, Event(FULL, "", True)) == names
+
+
+def test_gate_releases_in_the_order_recorded_on_an_exact_push() -> None:
+    rig = GateRig()
+    names = [f"n{i}" for i in range(30)]
+    seq = rig.record(*[Event(UPDATE, name) for name in names])
+    events = [Event(UPDATE, name) for name in names]
+    assert rig.both(seq, *events) == names
+
+
+def test_gate_limit_drops_the_oldest() -> None:
+    rig = GateRig(limit=3)
+    seqs = [rig.record(Event(UPDATE, f"f{i}")) for i in range(5)]
+    assert rig.gate.waiting() == 3
+    assert [count for count, _ in rig.drops] == [1, 1]
+    assert all("waiting for a remote" in why for _, why in rig.drops)
+    assert rig.both(seqs[-1], Event(FULL, "", True)) == ["f2", "f3", "f4"]
+
+
+def test_gate_limit_counts_one_record_at_once() -> None:
+    rig = GateRig(limit=3)
+    rig.record(*[Event(UPDATE, f"f{i}") for i in range(7)])
+    assert rig.gate.waiting() == 3
+    assert [count for count, _ in rig.drops] == [4]
+
+
+def test_gate_replacing_a_notice_does_not_count_against_the_limit() -> None:
+    rig = GateRig(limit=2)
+    for _ in range(5):
+        rig.record(Event(UPDATE, "a"), Event(UPDATE, "b"))
+    assert rig.gate.waiting() == 2 and rig.drops == []
+
+
+def test_gate_events_without_notices_still_get_a_sequence() -> None:
+    rig = GateRig()
+    seq = rig.record(Event(FULL, "", True), Event(DELETE, "", True))
+    assert rig.gate.waiting() == 0
+    assert rig.both(seq, Event(FULL, "", True)) == []
+
+
+# --- Runner -----------------------------------------------------------------------------
+
+
+def numbered(count: int, start: int = 0) -> list[Notice]:
+    return [notice(f"/w/f{i}") for i in range(start, start + count)]
+
+
+class FakePlugin:
+    """Records the batches it was given; `behaviour(call number, batch)` may raise."""
+
+    name = "fake"
+
+    def __init__(self, behaviour: Optional[Callable[[int, list[Notice]], None]] = None):
+        self.behaviour = behaviour
+        self.batches: list[list[Notice]] = []
+        self.delivered: list[Notice] = []
+        self.calls = 0
+        self.closed = 0
+        self.lock = threading.Lock()
+
+    def deliver(self, notices: list[Notice]) -> None:
+        with self.lock:
+            self.calls += 1
+            call = self.calls
+            self.batches.append(list(notices))
+        if self.behaviour is not None:
+            self.behaviour(call, notices)
+        with self.lock:
+            self.delivered.extend(notices)
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def always_failing(call: int, notices: list[Notice]) -> None:
+    raise DeliveryError(0, "target down")
+
+
+@pytest.fixture
+def make_runner():
+    made: list[Runner] = []
+
+    def make(plugin: FakePlugin, **delivery) -> Runner:
+        runner = Runner(plugin, Delivery(**delivery))
+        made.append(runner)
+        return runner
+
+    yield make
+    for runner in made:
+        if runner.is_alive():
+            runner.stop(0)
+            runner.join(10)
+
+
+def finish(runner: Runner, drain_seconds: float = 2.0) -> None:
+    runner.stop(drain_seconds)
+    runner.join(10)
+    assert not runner.is_alive()
+
+
+def test_runner_delivers_in_order_in_batches(make_runner) -> None:
+    plugin = FakePlugin()
+    runner = make_runner(plugin)
+    notices = numbered(1200)
+    runner.offer(notices)
+    assert runner.pending() == 1200
+    runner.start()
+    wait_until(lambda: len(plugin.delivered) == 1200, timeout=5)
+    assert plugin.delivered == notices
+    assert [len(batch) for batch in plugin.batches] == [500, 500, 200]
+    runner.offer(numbered(3, 1200))
+    wait_until(lambda: len(plugin.delivered) == 1203, timeout=5)
+    assert plugin.delivered[1200:] == numbered(3, 1200)
+    finish(runner)
+    assert runner.stats.delivered == 1203
+    assert (runner.stats.dropped, runner.stats.failures) == (0, 0)
+    assert plugin.closed == 1
+
+
+def test_runner_offer_of_nothing_is_nothing(make_runner) -> None:
+    runner = make_runner(FakePlugin())
+    runner.offer([])
+    assert runner.pending() == 0 and runner.stats.dropped == 0
+
+
+def test_runner_keeps_what_a_delivery_error_left_and_retries_it(
+    make_runner, caplog: pytest.LogCaptureFixture
+) -> None:
+    def partial(call: int, notices: list[Notice]) -> None:
+        if call == 1:
+            raise DeliveryError(2, "third one failed")
+
+    plugin = FakePlugin(partial)
+    runner = make_runner(plugin)
+    runner.offer(numbered(5))
+    with caplog.at_level(logging.INFO, logger="sersyncpy.plugins.runner"):
+        runner.start()
+        wait_until(lambda: plugin.calls >= 2 and runner.pending() == 0, timeout=5)
+        finish(runner)
+    assert plugin.batches[0] == numbered(5)
+    assert plugin.batches[1] == numbered(3, 2)  # the first two are not sent again
+    assert runner.stats.delivered == 5
+    assert runner.stats.last_error == "third one failed"
+    assert runner.stats.failures == 0  # back to zero once delivering again
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "plugin fake: third one failed; 3 notices waiting" in warnings[0]
+    assert "plugin fake: delivering again" in caplog.text
+
+
+def test_runner_survives_a_plugin_bug(make_runner, caplog: pytest.LogCaptureFixture) -> None:
+    def buggy(call: int, notices: list[Notice]) -> None:
+        if call <= 2:
+            raise KeyError("oops")
+
+    plugin = FakePlugin(buggy)
+    runner = make_runner(plugin)
+    runner.offer(numbered(3))
+    with caplog.at_level(logging.INFO, logger="sersyncpy.plugins.runner"):
+        runner.start()
+        wait_until(lambda: len(plugin.delivered) == 3, timeout=5)
+        assert runner.is_alive()
+        runner.offer(numbered(1, 3))
+        wait_until(lambda: len(plugin.delivered) == 4, timeout=5)
+        finish(runner)
+    assert plugin.calls == 4
+    assert plugin.delivered == numbered(4)
+    assert runner.stats.last_error == "KeyError: 'oops'"
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2
+    assert errors[0].getMessage() == "plugin fake: delivery failed" and errors[0].exc_info
+
+
+def test_runner_queue_limit_drops_and_counts(make_runner,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    plugin = FakePlugin()
+    runner = make_runner(plugin, queue=3)
+    with caplog.at_level(logging.WARNING, logger="sersyncpy.plugins.runner"):
+        runner.offer(numbered(2))
+        runner.offer(numbered(3, 2))
+        runner.offer(numbered(1, 5))
+    assert runner.pending() == 3
+    assert runner.stats.dropped == 3
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings, "a drop is logged"
+    assert "plugin fake: dropped 2 notices: its queue is full (3 notices)" in warnings[0]
+    runner.start()
+    wait_until(lambda: len(plugin.delivered) == 3, timeout=5)
+    finish(runner)
+    assert plugin.delivered == numbered(3)  # the oldest are kept
+    assert runner.stats.dropped == 3 and runner.stats.delivered == 3
+
+
+def test_runner_drops_what_outlives_the_retry_budget(make_runner) -> None:
+    plugin = FakePlugin(always_failing)
+    runner = make_runner(plugin, retry_seconds=0.3)
+    started = time.monotonic()
+    runner.offer(numbered(4))
+    runner.start()
+    wait_until(lambda: runner.stats.dropped == 4, timeout=5)
+    assert time.monotonic() - started >= 0.3
+    assert runner.pending() == 0
+    assert runner.stats.delivered == 0 and runner.stats.failures >= 1
+    assert runner.stats.last_error == "target down"
+    assert runner.is_alive()
+    finish(runner)
+    assert runner.stats.dropped == 4  # nothing left to drop at stop
+
+
+def test_runner_stop_delivers_what_is_queued(make_runner) -> None:
+    release = threading.Event()
+
+    def slow_first(call: int, notices: list[Notice]) -> None:
+        if call == 1:
+            assert release.wait(5)
+
+    plugin = FakePlugin(slow_first)
+    runner = make_runner(plugin)
+    runner.offer(numbered(1))
+    runner.start()
+    wait_until(lambda: plugin.calls == 1, timeout=5)
+    runner.offer(numbered(4, 1))  # queued while the first delivery is under way
+    runner.stop(drain_seconds=5)
+    release.set()
+    runner.join(10)
+    assert not runner.is_alive()
+    assert plugin.delivered == numbered(5)
+    assert (runner.stats.delivered, runner.stats.dropped) == (5, 0)
+    assert plugin.closed == 1
+
+
+def test_runner_stopped_before_it_started_still_delivers(make_runner) -> None:
+    plugin = FakePlugin()
+    runner = make_runner(plugin)
+    runner.offer(numbered(3))
+    runner.stop(drain_seconds=5)
+    runner.start()
+    runner.join(10)
+    assert not runner.is_alive()
+    assert plugin.delivered == numbered(3) and plugin.closed == 1
+
+
+def test_runner_stop_drops_what_a_failing_plugin_left(
+    make_runner, caplog: pytest.LogCaptureFixture
+) -> None:
+    plugin = FakePlugin(always_failing)
+    runner = make_runner(plugin)  # retry budget of 300 s: nothing expires by itself
+    runner.offer(numbered(3))
+    runner.start()
+    wait_until(lambda: plugin.calls >= 1, timeout=5)
+    with caplog.at_level(logging.WARNING, logger="sersyncpy.plugins.runner"):
+        started = time.monotonic()
+        finish(runner, drain_seconds=0.3)
+    assert time.monotonic() - started < 5
+    assert runner.stats.dropped == 3 and runner.stats.delivered == 0
+    assert runner.pending() == 0
+    assert plugin.closed == 1
+    assert "dropped 3 notices: still undelivered at stop" in caplog.text
+
+
+def test_runner_idle_stop_ends_at_once(make_runner) -> None:
+    plugin = FakePlugin()
+    runner = make_runner(plugin)
+    runner.start()
+    started = time.monotonic()
+    finish(runner, drain_seconds=5)
+    assert time.monotonic() - started < 2
+    assert plugin.closed == 1 and plugin.calls == 0
