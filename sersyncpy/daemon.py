@@ -18,6 +18,7 @@ from sersyncpy import config as configmod
 from sersyncpy import faillog, fullsync, logs, plugins, status, systemd
 from sersyncpy.errors import SersyncpyError, UsageError
 from sersyncpy.events import FULL, Event
+from sersyncpy.metrics import MetricsServer
 from sersyncpy.plugins.gate import Gate
 from sersyncpy.plugins.runner import Runner
 from sersyncpy.pool import DELETE_HOLD_SECONDS, Lane, Slots
@@ -112,6 +113,7 @@ class Replicator:
         self._status_due = 0.0
         self._started = time.time()
         self._crontab = fullsync.Schedule(fullsync.crontab_minutes(cfg), time.monotonic())
+        self.metrics = MetricsServer(cfg.host.hostip, cfg.host.port, self)
 
     def _lane(self, index: int, root: str, remote: configmod.Remote) -> Lane:
         on_pushed = functools.partial(self._pushed, index) if self.runner else None
@@ -157,6 +159,7 @@ class Replicator:
         self.watcher.start()
         self.fail_log.start()
         self.write_status()
+        self.metrics.start()
 
     def _replay_fail_log(self) -> None:
         path = self.config.fail_log.path
@@ -297,6 +300,7 @@ class Replicator:
                                "will not be passed on", self.runner.plugin.name,
                                self.gate.waiting())
             stop_runner(self.runner)
+        self.metrics.stop()
         self.write_status(running=False)
 
 

@@ -50,7 +50,7 @@ def confxml(
                    else '<timeout start="false" time="100"/>')
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <head version="2.5">
-    <host hostip="localhost" port="8008"/>
+    <host hostip="localhost" port="0"/>
     <debug start="false"/>
     <fileSystem xfs="false"/>
     <filter start="{_flag(bool(excludes))}" keepDotfiles="{_flag(keep_dotfiles)}">

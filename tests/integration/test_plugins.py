@@ -678,8 +678,7 @@ def test_alone_refreshcdn_requests_with_the_path_below_watch(tmp_path, src, sers
     assert expected[1][2] == f"user=cdnuser&pswd={PASSWORD}&ok=ok&dirs=http://pic.example.com/cms/img/"
     stays(lambda: len(http.requests) == len(expected))
     assert no_rsync_ran(proc)
-    assert "refreshCDN: urls http://pic.example.com/cms/a.jpg: HTTP 200 whatsup: succeed" \
-        in proc.log()
+    assert "refreshCDN: urls http://pic.example.com/cms/a.jpg: HTTP 200\n" in proc.log()
 
 
 def test_alone_refreshcdn_regex_mapping_and_get(tmp_path, src, sersyncpy, servers):
@@ -687,10 +686,10 @@ def test_alone_refreshcdn_regex_mapping_and_get(tmp_path, src, sersyncpy, server
     (site / "jx3.example.com/images").mkdir(parents=True)
     (site / "other").mkdir()
     http = servers(HttpRecorder())
-    section = cdn_section(str(site), http.port, regex=True,
+    section = cdn_section(str(site), http.port, regex=True,  # DEBUGME
                          match=r"site/([a-z0-9]+)\.example\.com/images", method="GET")
     text = with_plugin(no_rsync_config(tmp_path, src), "refreshCDN", section, start=False)
-    start_alone(sersyncpy, text, "refreshCDN")
+    proc = start_alone(sersyncpy, text, "refreshCDN", "--debug")
     write(site / "other/x.jpg", b"no match: no request")
     write(site / "jx3.example.com/images/a b.jpg", b"a")
     os.mkdir(site / "jx3.example.com/images/sub")
@@ -698,7 +697,8 @@ def test_alone_refreshcdn_regex_mapping_and_get(tmp_path, src, sersyncpy, server
         ("GET", "/index.jsp", cdn_query("urls", f"{BASE}/jx3/a b.jpg")),
         ("GET", "/index.jsp", cdn_query("dirs", f"{BASE}/jx3/sub/")),
     ]
-    wait_until(lambda: requests_seen(http) == expected, timeout=5)
+    wait_until(lambda: requests_seen(http) == expected, timeout=5,
+               message=f"expected {expected}; log:\n{proc.log()}")
     stays(lambda: requests_seen(http) == expected)
 
 
