@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+from dataclasses import replace
 from typing import Optional
 
 from sersyncpy import __version__, background, logs
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", dest="plugin", metavar="NAME",
                    help="run one plugin alone (command, socket, refreshCDN or http), "
                    "without rsync, for changes under the plugin's own localpath")
+    p.add_argument("--raise-inotify-limits", action="store_true",
+                   help="raise fs.inotify.max_user_watches / max_user_instances when they are "
+                   "too low for the watched trees (root only; never done without this flag)")
     p.add_argument("--debug", action="store_true", help="log at DEBUG level")
     p.add_argument("--version", action="store_true", help="print the version and exit")
     return p
@@ -108,6 +112,7 @@ def _main(argv: list[str]) -> int:
         def ready() -> None:
             background.report(report_fd, "ok")
 
+        tuning = replace(tuning, raise_limits=args.raise_inotify_limits)
         if args.plugin is not None:
             return daemon.run_plugin(cfg, args.plugin, tuning=tuning, config_path=config_path,
                                      on_ready=ready)

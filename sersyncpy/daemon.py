@@ -57,6 +57,7 @@ class Tuning:
 
     delete_hold: float = DELETE_HOLD_SECONDS
     unwatched_resync: float = UNWATCHED_RESYNC_SECONDS
+    raise_limits: bool = False  # --raise-inotify-limits
 
     @classmethod
     def from_environment(cls) -> Tuning:
@@ -105,7 +106,8 @@ class Replicator:
             self.gate = Gate(roots, self.lanes, self.runner.offer, self.runner.limit,
                              self.runner.drop)
         self.watcher = Watcher(roots, rules_for(cfg), self._sink,
-                               unwatched_resync=self.tuning.unwatched_resync)
+                               unwatched_resync=self.tuning.unwatched_resync,
+                               raise_limits=self.tuning.raise_limits)
         self.fail_log = faillog.FailLogWriter(cfg.fail_log.path, self.all_lanes(),
                                               retry_minutes=cfg.fail_log.time_to_execute)
         self._replayed = False  # until then the fail log on disk is the last run's: keep it
@@ -114,6 +116,7 @@ class Replicator:
         self._started = time.time()
         self._crontab = fullsync.Schedule(fullsync.crontab_minutes(cfg), time.monotonic())
         self.metrics = MetricsServer(cfg.host.hostip, cfg.host.port, self)
+        self._first_full: Optional[tuple[logs.Progress, list[Lane]]] = None  # -r, until done
 
     def _lane(self, index: int, root: str, remote: configmod.Remote) -> Lane:
         on_pushed = functools.partial(self._pushed, index) if self.runner else None
@@ -144,13 +147,19 @@ class Replicator:
         whole, then go live; so nothing written meanwhile is missed (sersync pushed before
         watching, and lost its queue on every stop)."""
         started = time.monotonic()
+        progress = logs.Progress("watching", "directories")
+        self.watcher.on_progress = progress.update
         count = self.watcher.watch_all()
+        self.watcher.on_progress = None
+        progress.done()
         logger.info("watching %d directories under %s in %.2fs", count,
                     ", ".join(lp.watch for lp in self.config.localpaths),
                     time.monotonic() - started)
         self._replay_fail_log()
         if full_first:
             fullsync.request(self.all_lanes(), "-r")
+            self._first_full = (logs.Progress("-r full sync", "remotes done"),
+                                list(self.all_lanes()))
         self.fail_log.write(faillog.RUNNING)  # a kill from now on is seen at the next start
         if self.runner is not None:
             self.runner.start()
@@ -179,6 +188,15 @@ class Replicator:
 
     def tick(self) -> None:
         now = time.monotonic()
+        if self._first_full is not None:
+            progress, lanes = self._first_full
+            done = sum(1 for lane in lanes if lane.stats.last_full_sync is not None)
+            progress.update(done, len(lanes))
+            if done == len(lanes):
+                progress.done()
+                logger.info("-r full sync done on %d remote(s) in %.1fs", done,
+                            now - progress.started)
+                self._first_full = None
         if self._crontab.due(now):
             fullsync.request(self.all_lanes(),
                              f"<crontab> every {self.config.crontab.schedule} minutes")
@@ -325,7 +343,8 @@ class PluginOnly:
         self.roots = plugins.standalone_roots(cfg, settings)
         self.runner = Runner(plugins.build(name, settings), settings.delivery)
         self.watcher = Watcher(self.roots, rules_for(cfg), self._sink,
-                               unwatched_resync=tuning.unwatched_resync)
+                               unwatched_resync=tuning.unwatched_resync,
+                               raise_limits=tuning.raise_limits)
 
     def _sink(self, root_index: int, events: list[Event]) -> None:
         self.runner.offer(plugins.notices_for(self.roots[root_index], events, time.time()))

@@ -1,5 +1,6 @@
 """Where the log goes: stderr (without our timestamp when journald, which adds its own, reads
-it), or a file (--log-file, -d) that SIGUSR1 reopens after logrotate moved it.
+it), or a file (--log-file, -d) that SIGUSR1 reopens after logrotate moved it; and progress
+lines for the long steps of a start.
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from typing import Optional
 
 from sersyncpy import systemd
@@ -68,3 +70,38 @@ def reopen() -> None:
     if _file_handler is not None:
         _file_handler.reopen()
         logging.getLogger(__name__).info("log file reopened")
+
+
+class Progress:
+    """Counts and rate of a long step: a line rewritten in place when stderr is a terminal
+    (and the log goes there), otherwise one log line every `interval` seconds."""
+
+    def __init__(self, what: str, unit: str, interval: float = 5.0):
+        self.what = what
+        self.unit = unit
+        self.interval = interval
+        self.tty = _file_handler is None and sys.stderr.isatty()
+        self.started = time.monotonic()
+        self._shown = 0.0
+        self._drawn = False
+
+    def update(self, count: int, total: Optional[int] = None) -> None:
+        now = time.monotonic()
+        if now - self._shown < (0.2 if self.tty else self.interval):
+            return
+        self._shown = now
+        elapsed = max(now - self.started, 1e-6)
+        of = f" of {total:,}" if total is not None else ""
+        line = (f"{self.what}: {count:,}{of} {self.unit} in {elapsed:.0f} s "
+                f"({count / elapsed:,.0f}/s)")
+        if self.tty:
+            sys.stderr.write(f"\r\033[K{line}")
+            sys.stderr.flush()
+            self._drawn = True
+        else:
+            logging.getLogger("sersyncpy.progress").info("%s", line)
+
+    def done(self) -> None:
+        if self._drawn:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()

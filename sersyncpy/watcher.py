@@ -21,6 +21,8 @@ from typing import Callable, Optional
 from inotify_simple import INotify
 from inotify_simple import flags as F
 
+from sersyncpy import limits
+from sersyncpy.errors import SersyncpyError
 from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,21 @@ class Rules:
         return False
 
 
+def _inotify_instance(raise_limits: bool) -> INotify:
+    try:
+        return INotify()
+    except OSError as exc:
+        if exc.errno != errno.EMFILE:
+            raise SersyncpyError(f"cannot start inotify: {exc.strerror or exc}") from None
+        current = limits.read("max_user_instances")
+        needed = (current or 128) + 1
+        if raise_limits and limits.raise_to("max_user_instances", needed):
+            return INotify()
+        raise SersyncpyError("cannot start inotify: this user has all the inotify instances "
+                             "the kernel allows; "
+                             + limits.advice("max_user_instances", current, needed)) from None
+
+
 class _MoveFrom:
     """A MOVED_FROM waiting for its MOVED_TO; it keeps its place in the order of events."""
 
@@ -113,6 +130,7 @@ class Watcher(threading.Thread):
         self, roots: Sequence[str], rules: Rules,
         sink: Callable[[int, list[Event]], None],
         unwatched_resync: float = UNWATCHED_RESYNC_SECONDS,
+        raise_limits: bool = False,
     ):
         super().__init__(name="watcher", daemon=True)
         self.rules = rules
@@ -125,11 +143,14 @@ class Watcher(threading.Thread):
         # The real path: a root that is a symlink (/var/www -> /data/www) must be followed,
         # while every watch below it uses IN_DONT_FOLLOW.
         self._roots = [_Root(i, os.path.realpath(p)) for i, p in enumerate(roots)]
-        self._inotify = INotify()
+        self._inotify = _inotify_instance(raise_limits)
+        self.raise_limits = raise_limits
+        self.on_progress: Optional[Callable[[int], None]] = None  # directories watched so far
         self._mask = BASE_MASK | (F.MODIFY if rules.modify else 0)
         self._by_wd: dict[int, tuple[_Root, str]] = {}
         self._stopping = threading.Event()
         self.overflows = 0
+        self._progress_count = 0
 
     # -- set-up and bookkeeping ---------------------------------------------------------
 
@@ -142,12 +163,35 @@ class Watcher(threading.Thread):
 
     def watch_all(self) -> int:
         """Add watches on every directory of every root; returns how many are watched."""
+        self._progress_count = 0
         for root in self._roots:
             root.dev = os.stat(root.path).st_dev
             self._watch_tree(root, "")
         if self._unwatched:
-            self._warn_unwatched()
+            missing = self._count_unwatched()
+            current = limits.read("max_user_watches")
+            # The limit is reached, so every watch it allows is in use: we need `missing` more.
+            needed = (current or len(self._by_wd)) + missing
+            logger.error("%d directories cannot be watched: %s", missing,
+                         limits.advice("max_user_watches", current, needed))
+            if self.raise_limits and limits.raise_to("max_user_watches", needed):
+                todo, self._unwatched = self._unwatched, set()
+                for index, rel in sorted(todo):
+                    self._watch_tree(self._roots[index], rel)
+            if self._unwatched:
+                self._warn_unwatched()
         return len(self._by_wd)
+
+    def _count_unwatched(self) -> int:
+        """Directories in the unwatched subtrees (not scanned when their top failed)."""
+        count = 0
+        for index, rel in self._unwatched:
+            top = self._abs(self._roots[index], rel)
+            for _dirpath, dirnames, _files in os.walk(top):
+                count += 1
+                dirnames[:] = [d for d in dirnames
+                               if not os.path.islink(os.path.join(_dirpath, d))]
+        return count
 
     @property
     def watch_count(self) -> int:
@@ -169,6 +213,9 @@ class Watcher(threading.Thread):
             # Not watched, so not silently missed: resynced whole until it can be watched.
             self._unwatched.add((root.index, rel))
             return False
+        self._progress_count += 1
+        if self.on_progress is not None and not self._progress_count & 4095:
+            self.on_progress(self._progress_count)
         old = self._by_wd.get(wd)
         if old is not None and old[1] != rel:
             old[0].wds.pop(old[1], None)

@@ -198,6 +198,25 @@ def test_watch_limit_names_the_sysctl_and_resyncs_unwatched_dirs(
                      "seconds_until_unwatched_dirs_synced", timeout=30)
 
 
+def test_watch_limit_advice_and_raise_inotify_limits(daemon, src, sersyncpy, sysctl):
+    for d in range(12):
+        os.makedirs(src / f"dir{d}/sub")
+    low = inotify_watches_in_use() + 6
+    sysctl("fs.inotify.max_user_watches", low)
+    proc = sersyncpy(confxml([(src, [(daemon, "backup")])]), "--raise-inotify-limits")
+    log = proc.log()
+    # The advice names the sysctl, its value and the value to set; the flag then set it.
+    assert f"fs.inotify.max_user_watches is {low}" in log, log
+    assert "sysctl -w fs.inotify.max_user_watches=" in log
+    assert "raised fs.inotify.max_user_watches from" in log
+    with open("/proc/sys/fs/inotify/max_user_watches") as f:
+        assert int(f.read()) > low
+    assert "directories cannot be watched (the inotify watch limit" not in log
+    for d in range(12):
+        write(src / f"dir{d}/sub/late", b"%d" % d)
+    same_tree(src, daemon.modules["backup"], timeout=10)
+
+
 def test_sigterm_mid_burst_pushes_or_persists_everything(rsync_daemon, src, sersyncpy):
     good, down = rsync_daemon(), rsync_daemon()
     down.stop()
