@@ -1,0 +1,83 @@
+"""Prometheus metrics from <host hostip port>, scraped over HTTP from a running sersyncpy."""
+
+import urllib.request
+
+from conftest import free_port, wait_until
+
+from integration.conftest import confxml, same_tree, write
+
+
+def scrape(port: int) -> dict[str, float]:
+    """{'name{labels}': value} of every sample on /metrics."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    samples = {}
+    for line in text.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def value(samples: dict[str, float], name: str) -> float:
+    """The one sample of metric `name` (whatever its labels)."""
+    found = [v for k, v in samples.items() if k == name or k.startswith(name + "{")]
+    assert len(found) == 1, (name, found)
+    return found[0]
+
+
+def with_host(text: str, port: int) -> str:
+    return text.replace('<host hostip="localhost" port="0"/>',
+                        f'<host hostip="127.0.0.1" port="{port}"/>')
+
+
+def test_metrics_count_what_was_pushed(rsync_daemon, src, sersyncpy):
+    good, down = rsync_daemon(), rsync_daemon()
+    down.stop()
+    port = free_port()
+    proc = sersyncpy(with_host(confxml([(src, [(good, "backup"), (down, "backup")])]), port))
+    assert f"metrics at http://127.0.0.1:{port}/metrics" in proc.log()
+    for i in range(5):
+        write(src / f"d/f{i}", b"x" * 1000)
+    same_tree(src, good.modules["backup"])
+    label = f'remote="127.0.0.1:{good.port}::backup",root="{src}"'
+    wait_until(lambda: scrape(port).get(f"sersyncpy_files_sent_total{{{label}}}", 0) >= 5,
+               timeout=10)
+    samples = scrape(port)
+    assert samples[f"sersyncpy_bytes_sent_total{{{label}}}"] >= 5000
+    assert samples[f"sersyncpy_pending{{{label}}}"] == 0
+    assert samples[f"sersyncpy_lag_seconds{{{label}}}"] == 0
+    assert samples[f"sersyncpy_rsync_runs_total{{{label}}}"] >= 1
+    # At least the new directory (its files may be found by its scan, not as events).
+    assert samples[f"sersyncpy_events_total{{{label}}}"] >= 1
+    assert value(samples, "sersyncpy_watches") == 2  # src and src/d
+    assert value(samples, "sersyncpy_unwatched_directories") == 0
+    # The remote that is down: its changes wait, its lag grows, its failures count.
+    down_label = f'remote="127.0.0.1:{down.port}::backup",root="{src}"'
+    wait_until(lambda: scrape(port)[f"sersyncpy_consecutive_failures{{{down_label}}}"] >= 1,
+               timeout=10)
+    samples = scrape(port)
+    assert samples[f"sersyncpy_pending{{{down_label}}}"] >= 1
+    assert samples[f"sersyncpy_lag_seconds{{{down_label}}}"] > 0
+    assert samples[f"sersyncpy_failed_batches_total{{{down_label}}}"] >= 1
+    proc.terminate()
+
+
+def test_no_metrics_without_a_port(daemon, src, sersyncpy):
+    proc = sersyncpy(confxml([(src, [(daemon, "backup")])]))  # <host port="0">
+    assert "metrics at" not in proc.log()
+
+
+def test_a_taken_port_is_an_error_but_replication_goes_on(daemon, src, sersyncpy):
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        proc = sersyncpy(with_host(confxml([(src, [(daemon, "backup")])]), port))
+        assert "metrics: cannot listen on 127.0.0.1" in proc.log()
+        write(src / "still", b"replicated")
+        same_tree(src, daemon.modules["backup"])
+    finally:
+        taken.close()
