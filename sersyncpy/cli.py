@@ -100,9 +100,10 @@ def _main(argv: list[str]) -> int:
     log_file = os.path.abspath(log_file) if log_file else None
     status_file = os.path.abspath(args.status_file) if args.status_file else None
     pidfile = report_fd = None
+    start_dir = os.getcwd()
     if args.daemon:
-        pidfile = background.PidFile(args.pidfile or background.default_pidfile())
         _check_writable(log_file)
+        pidfile = background.PidFile(args.pidfile or background.default_pidfile())
         report_fd = background.detach()
         pidfile.write()
     try:
@@ -117,7 +118,8 @@ def _main(argv: list[str]) -> int:
             return daemon.run_plugin(cfg, args.plugin, tuning=tuning, config_path=config_path,
                                      on_ready=ready)
         return daemon.run(cfg, threads=threads, full_first=args.full_first, tuning=tuning,
-                          config_path=config_path, status_path=status_file, on_ready=ready)
+                          config_path=config_path, status_path=status_file, on_ready=ready,
+                          start_dir=start_dir)
     except SersyncpyError as exc:
         background.report(report_fd, str(exc))  # -d: the starting process prints it
         raise

@@ -114,6 +114,7 @@ class Replicator:
         self.status_path = status_path or status.default_path(cfg.fail_log.path)
         self._status_due = 0.0
         self._started = time.time()
+        self.start_dir: Optional[str] = None  # where sersyncpy started (-d moves to /)
         self._crontab = fullsync.Schedule(fullsync.crontab_minutes(cfg), time.monotonic())
         self.metrics = MetricsServer(cfg.host.hostip, cfg.host.port, self)
         self._first_full: Optional[tuple[logs.Progress, list[Lane]]] = None  # -r, until done
@@ -237,7 +238,7 @@ class Replicator:
         options, excludes and <crontab>, without a restart or a full resync of the remotes
         that stay. A config that cannot be applied is refused; the running one stays."""
         try:
-            new = configmod.load(path)
+            new = self._load(path)
             if new.sersync_plugin:
                 configmod.plugin_settings(new, new.sersync_plugin, standalone=False)
             old_roots = [lp.watch for lp in self.config.localpaths]
@@ -252,7 +253,8 @@ class Replicator:
         for what, old_value, new_value in (
                 ("<sersync><plugin>", self.config.sersync_plugin, new.sersync_plugin),
                 ("the plugin settings", self.config.plugins, new.plugins),
-                ("<failLog>", self.config.fail_log, new.fail_log)):
+                ("<failLog>", self.config.fail_log, new.fail_log),
+                ("<inotify><modify>", self.config.inotify.modify, new.inotify.modify)):
             if old_value != new_value:
                 logger.warning("reload: %s changed; that takes a restart", what)
         old = self.config
@@ -269,6 +271,19 @@ class Replicator:
             changed.append("crontab")
         logger.info("reloaded %s: %s", path, ", ".join(changed))
         return True
+
+    def _load(self, path: str) -> configmod.Config:
+        """Relative paths in the file mean what they meant at start, also after -d moved to
+        /: the config is read from the directory sersyncpy started in. Only the main thread
+        reads it, and nothing else depends on the working directory."""
+        if self.start_dir is None or self.start_dir == os.getcwd():
+            return configmod.load(path)
+        here = os.getcwd()
+        os.chdir(self.start_dir)
+        try:
+            return configmod.load(path)
+        finally:
+            os.chdir(here)
 
     def _reload_remotes(self, index: int, lp: configmod.LocalPath) -> list[str]:
         lanes = {(ln.target.ip, ln.target.module, ln.target.port): ln for ln in self.lanes[index]}
@@ -290,7 +305,7 @@ class Replicator:
             pending, _lag = lane.lag()
             logger.warning("reload: %s removed; %d pending changes for it are dropped",
                            lane.target.label, pending)
-            lane.stop(0.0)
+            lane.abandon()
             self._retired.append(lane)
             changed.append(f"removed {lane.target.label}")
         self.lanes[index] = kept
@@ -383,9 +398,11 @@ class PluginOnly:
 def run(cfg: configmod.Config, threads: int = 10, full_first: bool = False,
         tuning: Optional[Tuning] = None, stop_event: Optional[threading.Event] = None,
         config_path: Optional[str] = None, status_path: Optional[str] = None,
-        on_ready: Optional[Callable[[], None]] = None) -> int:
+        on_ready: Optional[Callable[[], None]] = None,
+        start_dir: Optional[str] = None) -> int:
     """Replicate in the foreground until SIGTERM or SIGINT; returns the exit code."""
     replicator = Replicator(cfg, threads, tuning, status_path)
+    replicator.start_dir = start_dir
     return serve(replicator, lambda: replicator.start(full_first=full_first),
                  config_path or cfg.source, stop_event, on_ready)
 

@@ -182,6 +182,8 @@ class Lane(threading.Thread):
         # time.monotonic() of the oldest change not yet on the remote (None: caught up), for
         # the replication lag in the status file.
         self._oldest: Optional[float] = None
+        self._inflight_oldest: Optional[float] = None  # the same, for the batch being pushed
+        self._abandoned = False  # a reload removed the remote: its changes are dropped
 
     # -- called from other threads ------------------------------------------------------
 
@@ -209,14 +211,25 @@ class Lane(threading.Thread):
         """(changes pending, seconds the oldest of them has waited; 0 when caught up)."""
         with self._cond:
             pending = len(self._inflight) + len(self._queue)
-            if self._oldest is None:
+            oldest = min((t for t in (self._oldest, self._inflight_oldest) if t is not None),
+                         default=None)
+            if oldest is None:
                 return pending, 0.0
-            return pending, time.monotonic() - self._oldest
+            return pending, time.monotonic() - oldest
 
     def retry_now(self) -> None:
         """Cut a backoff short (sersync's timeToExecute)."""
         with self._cond:
             self._retry_now = True
+            self._cond.notify()
+
+    def abandon(self) -> None:
+        """Stop at once and drop what is pending: the remote is no longer configured."""
+        with self._cond:
+            self._abandoned = True
+            self._queue.take()
+            self._stopping = True
+            self._deadline = time.monotonic()
             self._cond.notify()
 
     def stop(self, drain_seconds: float = 10.0) -> None:
@@ -252,6 +265,7 @@ class Lane(threading.Thread):
                     seq = self._seq
                     # What arrives from now on is younger than this batch.
                     batch_oldest, self._oldest = self._oldest, None
+                    self._inflight_oldest = batch_oldest
                     self.stats.events_out += len(batch)
                 failed, held = self._push(batch)
             if self._on_pushed is not None:
@@ -261,6 +275,7 @@ class Lane(threading.Thread):
                     self._on_pushed(self, pushed, seq)
             with self._cond:
                 self._inflight = []
+                self._inflight_oldest = None
                 self.version += 1
                 if (failed or held) and batch_oldest is not None:
                     self._oldest = min(batch_oldest, self._oldest or batch_oldest)
@@ -275,6 +290,8 @@ class Lane(threading.Thread):
                 self._queue.requeue(failed)
                 if self._paused:
                     continue
+                if self._abandoned:
+                    return
                 if self._stopping and time.monotonic() >= self._deadline:
                     logger.error("%s: stopping with %d paths not pushed (%s); the fail log "
                                  "keeps them for the next start", self.target.label,

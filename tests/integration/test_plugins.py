@@ -148,11 +148,12 @@ def no_rsync_ran(proc) -> bool:
     return proc.rsync_runs() == 0 and " paths, exit " not in proc.log()
 
 
-def tree_state(root: Path) -> dict:
-    """{relative path (bytes): file bytes, or DIR} of everything below root, now."""
+def tree_state(root: Path, under: str = "") -> dict:
+    """{relative path (bytes): file bytes, or DIR} of everything below root (or only below
+    root/under), now."""
     state = {}
     top = os.fsencode(root)
-    for dirpath, dirnames, filenames in os.walk(top):
+    for dirpath, dirnames, filenames in os.walk(os.path.join(top, os.fsencode(under))):
         for name in dirnames:
             state[os.path.relpath(os.path.join(dirpath, name), top)] = DIR
         for name in filenames:
@@ -169,13 +170,14 @@ class Arrivals:
     """on_data for a TcpRecorder in sersync's format (one path per connection): every path
     that arrives, with the state of each replica at that moment."""
 
-    def __init__(self, *replicas: Path):
+    def __init__(self, *replicas: Path, under: str = ""):
         self.replicas = replicas
+        self.under = under  # only what is below this is recorded
         self._seen: list[tuple[bytes, list[dict]]] = []
         self._lock = threading.Lock()
 
     def __call__(self, data: bytes) -> None:
-        states = [tree_state(replica) for replica in self.replicas]
+        states = [tree_state(replica, self.under) for replica in self.replicas]
         with self._lock:
             self._seen.append((data, states))
 
@@ -225,9 +227,11 @@ def test_sync_socket_notice_comes_only_once_the_replica_has_the_change(
     assert state[0].get(b"f.txt") == b"hello"
 
     os.mkdir(src / "newdir")
-    inner = write(src / "newdir/inner", b"inner bytes")
     [state] = arrivals.wait(src / "newdir", 1)
     assert state[0].get(b"newdir") == DIR
+    # (only now: a file written into a directory before its watch is set has no event of
+    # its own, so no notice; the directory's push carries it to the replica)
+    inner = write(src / "newdir/inner", b"inner bytes")
     [state] = arrivals.wait(inner, 1)
     assert state[0].get(b"newdir/inner") == b"inner bytes"
 
@@ -235,13 +239,51 @@ def test_sync_socket_notice_comes_only_once_the_replica_has_the_change(
     _, state = arrivals.wait(f, 2)
     assert b"f.txt" not in state[0], "delete notice before the replica lost the file"
 
-    shutil.rmtree(src / "newdir")
+    os.unlink(inner)  # (rm -r is test_sync_delete_notices_of_a_removed_tree_...)
+    _, state = arrivals.wait(inner, 2)
+    assert b"newdir/inner" not in state[0]
+    os.rmdir(src / "newdir")
     _, state = arrivals.wait(src / "newdir", 2)
     assert b"newdir" not in state[0], "delete notice before the replica lost the directory"
     same_tree(src, replica)
-    # One notice per change; the directory's deletion stands for what was below it.
-    expected = [os.fsencode(p) for p in (f, src / "newdir", inner, f, src / "newdir")]
-    stays(lambda: rec.messages() == expected)
+    expected = [os.fsencode(p) for p in (f, src / "newdir", inner, f, inner, src / "newdir")]
+    stays(lambda: rec.messages() == expected)  # one notice per change, no more
+
+
+@pytest.mark.xfail(strict=True, reason="Lane plan() skips a deletion whose parent directory is "
+                   "gone too and on_pushed() then counts it as pushed, so the Gate releases its "
+                   "delete notice before any remote deleted it, whenever the watcher has not "
+                   "yet recorded the parent's own deletion (which would have dropped it)")
+def test_sync_delete_notices_of_a_removed_tree_wait_for_the_replica(
+        daemon, src, sersyncpy, servers, tmp_path, monkeypatch):
+    # A plain `rm -r` of directories with files loses this race now and then (12 of 200
+    # files in a trial); here it is forced: the watcher is kept busy watching a large tree
+    # moved in while the lane's delete hold expires.
+    monkeypatch.setenv("SERSYNCPY_DELETE_HOLD_SECONDS", "0.15")
+    big = tmp_path / "outside/big"
+    big.mkdir(parents=True)
+    for i in range(100):
+        os.mkdir(big / str(i))
+        for j in range(200):
+            os.mkdir(big / f"{i}/{j}")
+    replica = daemon.modules["backup"]
+    arrivals = Arrivals(replica, under="d")
+    rec = servers(TcpRecorder(on_data=arrivals))
+    text = with_plugin(confxml([(src, [(daemon, "backup")])]), "socket",
+                       socket_section(src, rec.port))
+    proc = sersyncpy(text, "--debug")
+    os.mkdir(src / "d")
+    arrivals.wait(src / "d", 1)
+    f = write(src / "d/f", b"x")
+    arrivals.wait(f, 1)
+
+    os.unlink(f)
+    wait_until(lambda: "batch: delete 'd/f'" in proc.log(), interval=0.005)  # held 0.15 s
+    os.rename(big, src / "big")  # 20,000 directories for the watcher to watch ...
+    os.rmdir(src / "d")  # ... before it sees this
+    arrivals.wait(src / "d", 2, timeout=20)
+    for states in arrivals.of(f)[1:]:  # d's notice may stand for f's; if f's comes, late
+        assert b"d/f" not in states[0], "delete notice while the replica still had the file"
 
 
 def test_sync_socket_with_two_remotes_waits_for_both(rsync_daemon, src, sersyncpy, servers):
@@ -254,6 +296,8 @@ def test_sync_socket_with_two_remotes_waits_for_both(rsync_daemon, src, sersyncp
     sersyncpy(text)
     payloads = {f"f{i}": os.urandom(1000 * (i + 1)) for i in range(5)}
     payloads["big"] = os.urandom(8 << 20)  # takes a while to push: the notice must wait
+    os.mkdir(src / "sub")
+    arrivals.wait(src / "sub", 1)  # watched from now on: each file has its own event
     for name, data in payloads.items():
         write(src / "sub" / name, data)
     for name, data in payloads.items():
@@ -486,18 +530,21 @@ def test_sync_a_failing_command_is_logged_and_replication_goes_on(
     text = with_plugin(confxml([(src, [(daemon, "backup")])]), "command", section)
     proc = sersyncpy(text)
     write(src / "first.html", b"1")
-    wait_until(lambda: len(command_runs(log)) == 1, timeout=10)
+    os.mkdir(src / "more")
+    wait_until(lambda: len(command_runs(log)) == 2, timeout=10)
     for i in range(10):
         write(src / f"more/f{i}", b"%d" % i)
     same_tree(src, daemon.modules["backup"], timeout=10)
-    wait_until(lambda: len(command_runs(log)) == 12, timeout=10)  # 10 files and more/
+    wait_until(lambda: len(command_runs(log)) == 12, timeout=10)  # and more/, its 10 files
     failed = re.compile(r" ERROR sersyncpy\.plugins\.command: command: .*first\.html.*: "
                         r"exit 3\n    boom: cannot purge\n")
     if ignore_error:
         stays(lambda: " ERROR " not in proc.log())
     else:
         wait_until(lambda: failed.search(proc.log()), timeout=5)
-        assert proc.log().count("exit 3\n    boom") == 12
+        # the log line follows the command's exit: it may come just after the last record
+        wait_until(lambda: proc.log().count(": exit 3\n    boom: cannot purge\n") == 12,
+                   timeout=5)
 
 
 @pytest.mark.xfail(strict=True, reason="the include regex is compiled without re.DOTALL: '.' "
@@ -702,6 +749,44 @@ def test_alone_refreshcdn_regex_mapping_and_get(tmp_path, src, sersyncpy, server
     stays(lambda: requests_seen(http) == expected)
 
 
+class Witnessed(list):
+    """HttpRecorder.requests with, in .states, the replica's state as each request came."""
+
+    def __init__(self, replica: Path):
+        super().__init__()
+        self.replica = replica
+        self.states: list[dict] = []
+
+    def append(self, request) -> None:
+        self.states.append(tree_state(self.replica))
+        super().append(request)
+
+
+def test_sync_refreshcdn_asks_only_once_the_replica_has_the_change(daemon, src, sersyncpy,
+                                                                    servers):
+    replica = daemon.modules["backup"]
+    http = servers(HttpRecorder())
+    http.requests = seen = Witnessed(replica)
+    text = with_plugin(confxml([(src, [(daemon, "backup")])]), "refreshCDN",
+                       cdn_section(f"{src}/", http.port))
+    sersyncpy(text)
+    write(src / "a b.jpg", b"picture")
+    wait_until(lambda: len(seen) == 1, timeout=10)
+    os.mkdir(src / "album")
+    wait_until(lambda: len(seen) == 2, timeout=10)
+    os.unlink(src / "a b.jpg")
+    wait_until(lambda: len(seen) == 3, timeout=10)
+    assert requests_seen(http) == [
+        ("HEAD", "/index.jsp", cdn_query("urls", f"{BASE}/a b.jpg")),
+        ("HEAD", "/index.jsp", cdn_query("dirs", f"{BASE}/album/")),
+        ("HEAD", "/index.jsp", cdn_query("urls", f"{BASE}/a b.jpg")),
+    ]
+    assert seen.states[0].get(b"a b.jpg") == b"picture"
+    assert seen.states[1].get(b"album") == DIR
+    assert b"a b.jpg" not in seen.states[2]
+    same_tree(src, replica)
+
+
 def test_alone_refreshcdn_outage_every_refresh_arrives_and_the_password_stays_secret(
         tmp_path, src, sersyncpy, servers):
     password = PASSWORD + "&+/ é%"  # also its percent-encoded spelling must stay out
@@ -713,35 +798,35 @@ def test_alone_refreshcdn_outage_every_refresh_arrives_and_the_password_stays_se
                        cdn_section(str(site), port, password=password), start=False)
     proc = start_alone(sersyncpy, text, "refreshCDN", "--debug")
     write(site / "before.jpg", b"b")
-    wait_until(lambda: len(first.requests) == 1, timeout=5)
-    assert first.requests[0].query == cdn_query("urls", f"{BASE}/before.jpg", password)
+    os.mkdir(site / "d")
+    before = [
+        ("HEAD", "/index.jsp", cdn_query("urls", f"{BASE}/before.jpg", password)),
+        ("HEAD", "/index.jsp", cdn_query("dirs", f"{BASE}/d/", password)),
+    ]
+    wait_until(lambda: requests_seen(first) == before, timeout=5)
 
     first.stop()
     down_at = time.monotonic()
     write(site / "a.jpg", b"a")
     wait_until(lambda: "plugin refreshCDN: " in proc.log() and "retrying in" in proc.log(),
                timeout=5)
-    os.mkdir(site / "d")
     write(site / "d/b.jpg", b"b")
     os.unlink(site / "before.jpg")
+    os.mkdir(site / "e")
     time.sleep(max(0.0, 10 - (time.monotonic() - down_at)))  # the outage lasts 10 s
     second = servers(HttpRecorder(port=port))
     write(site / "after.jpg", b"c")
     expected = [
         ("HEAD", "/index.jsp", cdn_query("urls", f"{BASE}/a.jpg", password)),
-        ("HEAD", "/index.jsp", cdn_query("dirs", f"{BASE}/d/", password)),
         ("HEAD", "/index.jsp", cdn_query("urls", f"{BASE}/d/b.jpg", password)),
         ("HEAD", "/index.jsp", cdn_query("urls", f"{BASE}/before.jpg", password)),
+        ("HEAD", "/index.jsp", cdn_query("dirs", f"{BASE}/e/", password)),
         ("HEAD", "/index.jsp", cdn_query("urls", f"{BASE}/after.jpg", password)),
     ]
-    try:
-        wait_until(lambda: requests_seen(second) == expected, timeout=10)
-    except AssertionError:
-        print("SEEN", requests_seen(second), "FIRST", requests_seen(first))
-        print(proc.log())
-        raise
+    # the last retry before it came back may be up to 5 s (the backoff's cap) away
+    wait_until(lambda: requests_seen(second) == expected, timeout=10)
     stays(lambda: requests_seen(second) == expected)
-    assert len(first.requests) == 1
+    assert requests_seen(first) == before
 
     log = proc.log()
     # the failures were logged, with the request's URL, password redacted
@@ -869,6 +954,7 @@ def bad_plugin_configs(tmp_path: Path, src: Path) -> dict[str, tuple[str, list[s
     base = no_rsync_config(tmp_path, src)
     bad_port = socket_section(tmp_path, 0).replace('port="0"', 'port="x"')
     missing = cdn_section(str(tmp_path / "no-such-dir"), 80)
+    missing_watch = f'<localpath watch="{tmp_path}/no-such-dir"'
     return {
         "-m socket, port x": (with_plugin(base, "socket", bad_port, start=False),
                               ["-m", "socket"], '<deshost ip="127.0.0.1" port="x"',
@@ -878,8 +964,7 @@ def bad_plugin_configs(tmp_path: Path, src: Path) -> dict[str, tuple[str, list[s
                                 '<deshost port="x">: not a port number'),
         "-m refreshCDN, no watch dir": (
             with_plugin(base, "refreshCDN", missing, start=False), ["-m", "refreshCDN"],
-            "<localpath watch=", f'<localpath watch="{tmp_path}/no-such-dir">: directory '
-            "does not exist"),
+            missing_watch, f"{missing_watch}>: directory does not exist"),
     }
 
 
