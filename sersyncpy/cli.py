@@ -93,6 +93,9 @@ def _main(argv: list[str]) -> int:
         raise UsageError(f"-m {args.plugin}: unknown plugin, expected one of "
                          f"{', '.join(config.PLUGIN_NAMES)}")
     cfg = config.load(args.config)
+    plugin = args.plugin or cfg.sersync_plugin
+    if plugin:  # checked here, so that a mistake is the one line on stderr
+        config.plugin_settings(cfg, plugin, standalone=args.plugin is not None)
     tuning = daemon.Tuning.from_environment()
     # Absolute before -d changes directory to /: SIGHUP reads the config again.
     config_path = os.path.abspath(args.config)

@@ -73,7 +73,8 @@ class Filter:
     keep_dotfiles: bool  # sersyncpy's addition: sersync never syncs files named ".*"
 
     def compiled(self) -> tuple[re.Pattern, ...]:
-        return tuple(re.compile(expression) for expression in self.excludes)
+        # DOTALL: in sersync's Boost regexes "." also matches a newline in a file name.
+        return tuple(re.compile(expression, re.DOTALL) for expression in self.excludes)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ class Plan:
     dirs: list[Event] = field(default_factory=list)  # one non-recursive call for all of them
     root_gone: bool = False  # the watcher saw the root itself go: push nothing
     missing: list[Event] = field(default_factory=list)  # in `listed`: deletions on the remote
+    skipped: list[Event] = field(default_factory=list)  # left to their parent's deletion
 
 
 # What a path is on disk when its batch is planned.
@@ -80,9 +81,12 @@ def plan(batch: list[Event], state: Callable[[str], str]) -> Plan:
             p.root_gone = True
             continue
         now = state(event.path)
-        if now == SHADOWED or (now == MISSING and "/" in event.path
-                               and state(event.path.rsplit("/", 1)[0]) == MISSING):
+        if now == SHADOWED:
+            continue
+        if (now == MISSING and "/" in event.path
+                and state(event.path.rsplit("/", 1)[0]) == MISSING):
             # Its parent went too: the parent's own event deletes (or renames) it whole.
+            p.skipped.append(event)
             continue
         if event.kind == RENAME and now == DIR and rsync.safe_in_destination(event.path):
             p.renames.append(event)
@@ -267,9 +271,11 @@ class Lane(threading.Thread):
                     batch_oldest, self._oldest = self._oldest, None
                     self._inflight_oldest = batch_oldest
                     self.stats.events_out += len(batch)
-                failed, held = self._push(batch)
+                failed, held, skipped = self._push(batch)
             if self._on_pushed is not None:
-                unfinished = {id(e) for e in failed} | {id(e) for e in held}
+                # A skipped path is not on the remote's side yet: its parent's deletion,
+                # still to come, removes it (and tells the plugins).
+                unfinished = {id(e) for e in failed + held + skipped}
                 pushed = [e for e in batch if id(e) not in unfinished]
                 if pushed:
                     self._on_pushed(self, pushed, seq)
@@ -360,15 +366,15 @@ class Lane(threading.Thread):
         p.listed = [e for e in p.listed if id(e) not in held]
         return p.missing
 
-    def _push(self, batch: list[Event]) -> tuple[list[Event], list[Event]]:
-        """Push one batch; return the events that did not reach the remote, and the
-        deletions held back for now."""
+    def _push(self, batch: list[Event]) -> tuple[list[Event], list[Event], list[Event]]:
+        """Push one batch; return the events that did not reach the remote, the deletions
+        held back for now, and those left to their parent's deletion."""
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s: batch: %s", self.target.label, ", ".join(map(str, batch)))
         p = plan(batch, lambda rel: disk_state(self.root, rel))
         if p.root_gone or not self._root_present():
             self._pause(f"the watch root {self.root} is gone or was replaced")
-            return batch, []
+            return batch, [], []
         held = self._hold_deletions(p)
         failed: list[Event] = []
         for event in p.renames:
@@ -408,7 +414,7 @@ class Lane(threading.Thread):
             self.stats.failures = 0
             self.stats.last_success = time.time()
         self.stats.batches += 1
-        return failed, held
+        return failed, held, p.skipped
 
     def _which_failed(self, result: rsync.Result, events: list[Event]) -> list[Event]:
         """After a partial transfer (23), only the paths rsync names failed; otherwise, or

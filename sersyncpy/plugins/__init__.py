@@ -82,8 +82,8 @@ def notices_for(root: str, events: list[Event], now: float) -> list[Notice]:
             out.append(_notice("delete", root, e.path, e.is_dir, IN_DELETE, now))
         elif e.kind == RENAME:
             if e.src is not None:
-                out.append(_notice("delete", root, e.src, True, IN_MOVED_FROM, now))
-            out.append(_notice("update", root, e.path, True, IN_MOVED_TO, now))
+                out.append(_notice("delete", root, e.src, e.is_dir, IN_MOVED_FROM, now))
+            out.append(_notice("update", root, e.path, e.is_dir, IN_MOVED_TO, now))
     return out
 
 

@@ -28,7 +28,9 @@ class CommandPlugin:
 
     def __init__(self, settings: CommandSettings):
         self.settings = settings
-        self._includes = [re.compile(expression) for expression in settings.includes]
+        # DOTALL: sersync's Boost regexes let "." match a newline in a file name.
+        self._includes = [re.compile(expression, re.DOTALL)
+                          for expression in settings.includes]
 
     def wanted(self, path: str) -> bool:
         """<filter start="true">: only paths an include expression matches in full."""

@@ -30,7 +30,7 @@ def refresh_target(settings: CdnSettings, notice: Notice) -> Optional[str]:
     sync mode, for a path outside it: below the watched root)."""
     path = notice.path
     if settings.regex:
-        found = re.search(settings.match, path)
+        found = re.search(settings.match, path, re.DOTALL)  # "." takes a newline, as in Boost
         if found is None:
             return None
         group = (found.group(1) or "") if found.re.groups else ""
