@@ -183,6 +183,7 @@ class Lane(threading.Thread):
         # last offer the batch could include (see plugins/gate.py).
         self._on_pushed = on_pushed
         self._seq = 0
+        self._offers = 0  # offers so far: did any come while a batch was being pushed?
         # time.monotonic() of the oldest change not yet on the remote (None: caught up), for
         # the replication lag in the status file.
         self._oldest: Optional[float] = None
@@ -195,6 +196,7 @@ class Lane(threading.Thread):
         with self._cond:
             self._queue.push_many(events)
             self._seq = max(self._seq, seq)
+            self._offers += 1
             self.stats.events_in += len(events)
             if self._oldest is None:
                 self._oldest = time.monotonic()
@@ -267,6 +269,7 @@ class Lane(threading.Thread):
                 with self._cond:
                     batch = self._inflight = self._queue.take()
                     seq = self._seq
+                    offers_at_take = self._offers
                     # What arrives from now on is younger than this batch.
                     batch_oldest, self._oldest = self._oldest, None
                     self._inflight_oldest = batch_oldest
@@ -289,8 +292,9 @@ class Lane(threading.Thread):
                     self._queue.requeue(held)
                 if not failed:
                     backoff = 0.0
-                    if held and not self._stopping:
-                        # New changes still go at once: an offer ends this wait.
+                    if held and not self._stopping and self._offers == offers_at_take:
+                        # New changes still go at once: an offer ends this wait. One that
+                        # came while this batch was planned is seen now, not a hold later.
                         self._cond.wait(max(0.0, self._hold_until - time.monotonic()))
                     continue
                 self._queue.requeue(failed)
