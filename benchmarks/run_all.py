@@ -25,22 +25,24 @@ BENCHMARKS = [
 NOTES = """\
 ## Rows that miss their target, and why
 
-- **B2 CPU.** sersyncpy itself uses ~0.17 s of the burst's CPU; its rsync children ~0.55 s
-  against ~0.33 s for the reference's three recursive calls. rsync reads `--files-from` one
-  byte per `read()` + `poll()` (strace of one call listing 10,000 paths: 140,294 reads and
-  130,841 polls), so a listed path costs the client ~25 us more than a recursed one: 10,000
-  files listed cost 304 ms of client CPU, recursed 116 ms, given as arguments 129 ms. Files
-  written into a new directory after its recursive push are listed one by one. Passing
-  paths as arguments (in chunks under ARG_MAX) would meet the target; the project's rule is
-  NUL-separated lists on stdin, so that change is left for a decision.
+- **B2 CPU.** About 0.1 s of sersyncpy's CPU is the Python process starting (interpreter,
+  lxml, the config); the rest is its rsync children, against ~0.35 s for the reference's
+  three recursive calls. rsync reads `--files-from` one byte per `read()` + `poll()` (strace
+  of one call listing 10,000 paths: 140,294 reads and 130,841 polls), so a listed path costs
+  the client ~25 us more than a recursed one: 10,000 files listed cost 304 ms of client CPU,
+  recursed 116 ms, given as arguments 129 ms. Files written into a new directory after its
+  recursive push are listed one by one. Passing paths as arguments (in chunks under
+  ARG_MAX) would meet the target, but the project's standard is NUL-separated lists on
+  stdin, so the row stays at ~2.1-2.3x until that standard changes.
 - **B3 p50.** With three remotes, three rsync client/daemon pairs share two cores: the p50
   equals three rsync calls run in parallel (ratio ~1.0 to that), and with one remote the p50
   is ~0.9x one call. sersyncpy adds no measurable latency; the target as written needs more
   cores than remotes.
 - **B5 lag.** Deletions wait until none new has come for 0.5 s, so that `rm -rf` of a watch
-  root never reaches the remotes as a mass deletion (it did, in tests, before the hold). The
-  row with the hold off shows its cost: then the lag is under the reference's, but the
-  deletions go out piecemeal as the rm proceeds (more than 3 rsync processes per remote).
+  root never reaches the remotes as a mass deletion (it did, in tests, before the hold): the
+  lag is the hold plus one push. The row with the hold off shows its cost: then the lag is
+  under the reference's, but the deletions go out piecemeal as the rm proceeds (more than 3
+  rsync processes per remote). `SERSYNCPY_DELETE_HOLD_SECONDS` tunes it.
 - **B7.** The figure divides the lag by sersyncpy's CPU only, while the sixteen receiving
   daemons share the same two cores (their CPU is in the row). Counting them, sersyncpy's
   figure equals plain rsync's (0.96 and 0.96 in the run of 2026-11-21); plain rsync's own

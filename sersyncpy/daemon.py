@@ -18,7 +18,6 @@ from sersyncpy import config as configmod
 from sersyncpy import faillog, fullsync, logs, plugins, status, systemd
 from sersyncpy.errors import SersyncpyError, UsageError
 from sersyncpy.events import FULL, Event
-from sersyncpy.metrics import MetricsServer
 from sersyncpy.plugins.gate import Gate
 from sersyncpy.plugins.runner import Runner
 from sersyncpy.pool import DELETE_HOLD_SECONDS, Lane, Slots
@@ -116,7 +115,11 @@ class Replicator:
         self._started = time.time()
         self.start_dir: Optional[str] = None  # where sersyncpy started (-d moves to /)
         self._crontab = fullsync.Schedule(fullsync.crontab_minutes(cfg), time.monotonic())
-        self.metrics = MetricsServer(cfg.host.hostip, cfg.host.port, self)
+        self.metrics = None
+        if cfg.host.port:  # imported only then: prometheus_client costs ~30 ms at start
+            from sersyncpy.metrics import MetricsServer
+
+            self.metrics = MetricsServer(cfg.host.hostip, cfg.host.port, self)
         self._first_full: Optional[tuple[logs.Progress, list[Lane]]] = None  # -r, until done
 
     def _lane(self, index: int, root: str, remote: configmod.Remote) -> Lane:
@@ -169,7 +172,8 @@ class Replicator:
         self.watcher.start()
         self.fail_log.start()
         self.write_status()
-        self.metrics.start()
+        if self.metrics is not None:
+            self.metrics.start()
 
     def _replay_fail_log(self) -> None:
         path = self.config.fail_log.path
@@ -333,7 +337,8 @@ class Replicator:
                                "will not be passed on", self.runner.plugin.name,
                                self.gate.waiting())
             stop_runner(self.runner)
-        self.metrics.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         self.write_status(running=False)
 
 
