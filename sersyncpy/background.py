@@ -18,13 +18,23 @@ class AlreadyRunning(SersyncpyError):
     exit_code = 1
 
 
+def _user_dir() -> str:
+    """Not root: the user's own runtime directory when there is one (another user cannot
+    create our files there first), else /tmp."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    return runtime if runtime and os.path.isdir(runtime) else "/tmp"
+
+
 def default_pidfile() -> str:
-    return "/run/sersyncpy.pid" if os.geteuid() == 0 else f"/tmp/sersyncpy-{os.geteuid()}.pid"
+    if os.geteuid() == 0:
+        return "/run/sersyncpy.pid"
+    return os.path.join(_user_dir(), f"sersyncpy-{os.geteuid()}.pid")
 
 
 def default_log_file() -> str:
-    return ("/var/log/sersyncpy.log" if os.geteuid() == 0
-            else f"/tmp/sersyncpy-{os.geteuid()}.log")
+    if os.geteuid() == 0:
+        return "/var/log/sersyncpy.log"
+    return os.path.join(_user_dir(), f"sersyncpy-{os.geteuid()}.log")
 
 
 class PidFile:
@@ -33,6 +43,19 @@ class PidFile:
 
     def __init__(self, path: str):
         self.path = os.path.abspath(path)
+        for _ in range(10):
+            self._lock()
+            # Locked, but is it still the file at `path`? An instance that was just stopping
+            # removes its file before it lets go of the lock.
+            try:
+                if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
+                    return
+            except FileNotFoundError:
+                pass
+            os.close(self._fd)
+        raise SersyncpyError(f"{self.path}: the pid file keeps being replaced")
+
+    def _lock(self) -> None:
         try:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
@@ -54,7 +77,7 @@ class PidFile:
         os.pwrite(self._fd, f"{os.getpid()}\n".encode("ascii"), 0)
 
     def remove(self) -> None:
-        """At exit: only the file that still names us (the lock says it is ours)."""
+        """At exit, while still holding the lock (so the file removed is ours)."""
         try:
             os.unlink(self.path)
         except OSError:

@@ -596,7 +596,16 @@ def _localpath(element, port: Optional[int]) -> LocalPath:
     remotes = _children(element, "remote")
     if not remotes:
         raise _Invalid(element, None, "missing required element <remote>")
-    return LocalPath(watch, tuple(_remote(remote, port) for remote in remotes))
+    seen: dict[tuple, int] = {}
+    parsed = []
+    for element in remotes:
+        remote = _remote(element, port)
+        key = (remote.ip, remote.name, remote.port)
+        if key in seen:  # two lanes would push the same changes to one place, racing
+            raise _Invalid(element, "name", f"same remote as the <remote> at line {seen[key]}")
+        seen[key] = element.sourceline
+        parsed.append(remote)
+    return LocalPath(watch, tuple(parsed))
 
 
 def _remote(element, port: Optional[int]) -> Remote:

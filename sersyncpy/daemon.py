@@ -112,6 +112,7 @@ class Replicator:
         self._replayed = False  # until then the fail log on disk is the last run's: keep it
         self.status_path = status_path or status.default_path(cfg.fail_log.path)
         self._status_due = 0.0
+        self._status_failing = False
         self._started = time.time()
         self.start_dir: Optional[str] = None  # where sersyncpy started (-d moves to /)
         self._crontab = fullsync.Schedule(fullsync.crontab_minutes(cfg), time.monotonic())
@@ -195,6 +196,7 @@ class Replicator:
         now = time.monotonic()
         if self._first_full is not None:
             progress, lanes = self._first_full
+            lanes = [lane for lane in lanes if lane in self.all_lanes()]  # reloads remove
             done = sum(1 for lane in lanes if lane.stats.last_full_sync is not None)
             progress.update(done, len(lanes))
             if done == len(lanes):
@@ -234,8 +236,12 @@ class Replicator:
         try:
             status.write(self.status_path, self.status_document(running))
         except OSError as exc:
-            logger.warning("cannot write the status file %s: %s", self.status_path,
-                           exc.strerror or exc)
+            if not self._status_failing:  # once, not every 2 s
+                logger.warning("cannot write the status file %s: %s", self.status_path,
+                               exc.strerror or exc)
+            self._status_failing = True
+        else:
+            self._status_failing = False
 
     def reload(self, path: str) -> bool:
         """SIGHUP: read the config again and apply added or removed remotes, changed rsync
@@ -261,6 +267,11 @@ class Replicator:
                 ("<inotify><modify>", self.config.inotify.modify, new.inotify.modify)):
             if old_value != new_value:
                 logger.warning("reload: %s changed; that takes a restart", what)
+        removed = set(self.config.filter.excludes) - set(new.filter.excludes)
+        if removed:
+            # Directories an exclude kept out have no watch; only a restart scans for them.
+            logger.warning("reload: removing an exclude (%s) takes a restart: the directories "
+                           "it kept out are not watched yet", ", ".join(sorted(removed)))
         old = self.config
         self.config = replace(new, sersync_plugin=old.sersync_plugin, plugins=old.plugins,
                               fail_log=old.fail_log)
@@ -349,8 +360,12 @@ def dead(threads: list[threading.Thread]) -> list[str]:
 
 def stop_runner(runner: Runner, drain_seconds: float = 2.0) -> None:
     runner.stop(drain_seconds)
+    # A delivery under way (a slow command) is not waited for long: the thread is a daemon
+    # thread, and what it still holds is lost with the process, as the log says.
+    runner.join(drain_seconds + 10.0)
     if runner.is_alive():
-        runner.join()
+        logger.warning("plugin %s: still delivering at stop; %d notices are dropped",
+                       runner.plugin.name, runner.pending())
 
 
 class PluginOnly:

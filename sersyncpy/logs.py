@@ -26,11 +26,19 @@ class ReopenableFileHandler(logging.FileHandler):
         self._redirect()
 
     def reopen(self) -> None:
+        try:
+            stream = self._open()
+        except OSError as exc:
+            # Keep writing to the old file rather than lose the log (or stop replicating).
+            logging.getLogger(__name__).error("cannot reopen the log file %s: %s; still "
+                                              "writing to the old one", self.baseFilename,
+                                              exc.strerror or exc)
+            return
         self.acquire()
         try:
-            if self.stream is not None:
-                self.stream.close()
-            self.stream = self._open()
+            old, self.stream = self.stream, stream
+            if old is not None:
+                old.close()
         finally:
             self.release()
         self._redirect()

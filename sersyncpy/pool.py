@@ -194,6 +194,8 @@ class Lane(threading.Thread):
 
     def offer(self, events: list[Event], seq: int = 0) -> None:
         with self._cond:
+            if self._abandoned:
+                return
             self._queue.push_many(events)
             self._seq = max(self._seq, seq)
             self._offers += 1
@@ -286,6 +288,8 @@ class Lane(threading.Thread):
                 self._inflight = []
                 self._inflight_oldest = None
                 self.version += 1
+                if self._abandoned:
+                    return
                 if (failed or held) and batch_oldest is not None:
                     self._oldest = min(batch_oldest, self._oldest or batch_oldest)
                 if held:

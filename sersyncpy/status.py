@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from typing import Any, Optional
 
@@ -76,12 +77,21 @@ def document(config: str, started: float, roots: list[dict], remotes: list[dict]
 
 
 def write(path: str, doc: dict) -> None:
-    """Atomically: a reader never sees half a file."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as file:
-        json.dump(doc, file, indent=1, ensure_ascii=False)
-        file.write("\n")
-    os.replace(tmp, path)
+    """Atomically: a reader never sees half a file. The temporary file has an unpredictable
+    name (mkstemp), so nobody can plant a symlink for it in a shared directory like /tmp."""
+    fd, tmp = tempfile.mkstemp(prefix=".status.", dir=os.path.dirname(path) or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(doc, file, indent=1, ensure_ascii=False)
+            file.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 # --- sersyncpy status ------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import requests
 
@@ -49,6 +49,9 @@ class HttpPlugin:
     def __init__(self, settings: HttpSettings):
         self.settings = settings
         self._session = requests.Session()
+        parts = urlsplit(settings.url)
+        # What the log shows: never a user:password@ the url may carry.
+        self._shown = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
     def deliver(self, notices: list[Notice]) -> None:
         if self.settings.format == "json":
@@ -62,13 +65,17 @@ class HttpPlugin:
             reply = self._session.post(self.settings.url, data=body, timeout=TIMEOUT,
                                        headers={"Content-Type": content_type})
         except requests.RequestException as exc:
-            raise DeliveryError(done, f"{self.settings.url}: {exc}") from None
+            raise DeliveryError(done, self._redact(f"{self._shown}: {exc}")) from None
         if reply.status_code in RETRY_STATUS:
-            raise DeliveryError(done, f"{self.settings.url}: HTTP {reply.status_code}")
+            raise DeliveryError(done, f"{self._shown}: HTTP {reply.status_code}")
         if not reply.ok:
             # The server refused these changes; sending them again would not help.
-            logger.error("http: %s refused %d change(s): HTTP %d %s", self.settings.url,
+            logger.error("http: %s refused %d change(s): HTTP %d %s", self._shown,
                          count, reply.status_code, " ".join(reply.text.split())[:300])
+
+    def _redact(self, text: str) -> str:
+        secret = urlsplit(self.settings.url).password
+        return text.replace(secret, "***") if secret else text
 
     def close(self) -> None:
         self._session.close()

@@ -864,3 +864,14 @@ def test_unexpected_exception_in_a_section_becomes_config_error(
 def test_parse_never_lets_a_raw_exception_escape(text) -> None:
     with pytest.raises(ConfigError, match=r"^in\.xml:1: malformed XML: "):
         config.parse(text, "in.xml")
+
+
+def test_the_same_remote_twice_in_one_localpath_is_refused(watch: str) -> None:
+    text = minimal(watch).replace(
+        b'<remote ip="10.0.0.1" name="mod"/>',
+        b'<remote ip="10.0.0.1" name="mod"/>\n<remote ip="10.0.0.1" name="mod"/>')
+    with pytest.raises(ConfigError) as caught:
+        config.parse(text, "x.xml")
+    assert str(caught.value) == ('x.xml:5: <remote name="mod">: same remote as the <remote> '
+                                 "at line 4")
+

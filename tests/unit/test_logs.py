@@ -37,3 +37,17 @@ def test_progress_on_a_terminal_rewrites_one_line_and_clears_it(monkeypatch):
         "\r\033[K-r full sync: 1 of 3 remotes done in 1 s (1/s)"
         "\r\033[K-r full sync: 3 of 3 remotes done in 2 s (2/s)"
         "\r\033[K")
+
+
+def test_a_log_file_that_cannot_be_reopened_keeps_the_old_one(tmp_path):
+    path = tmp_path / "logs" / "sersyncpy.log"
+    path.parent.mkdir()
+    handler = logs.ReopenableFileHandler(str(path))
+    try:
+        path.parent.rename(tmp_path / "gone")  # logrotate's directory went away
+        handler.reopen()  # must not raise: the old stream stays
+        handler.emit(logging.LogRecord("x", logging.INFO, "", 0, "still here", None, None))
+        handler.flush()
+        assert "still here" in (tmp_path / "gone" / "sersyncpy.log").read_text()
+    finally:
+        handler.close()
