@@ -26,7 +26,7 @@ NOTES = """\
 ## Rows that miss their target, and why
 
 - **B2 CPU.** About 0.1 s of sersyncpy's CPU is the Python process starting (interpreter,
-  lxml, the config); the rest is its rsync children, against ~0.35 s for the reference's
+  lxml, the config); most of the rest is its rsync children, against ~0.35 s for the reference's
   three recursive calls. rsync reads `--files-from` one byte per `read()` + `poll()` (strace
   of one call listing 10,000 paths: 140,294 reads and 130,841 polls), so a listed path costs
   the client ~25 us more than a recursed one: 10,000 files listed cost 304 ms of client CPU,
@@ -45,9 +45,10 @@ NOTES = """\
   rsync processes per remote). `SERSYNCPY_DELETE_HOLD_SECONDS` tunes it.
 - **B7.** The figure divides the lag by sersyncpy's CPU only, while the sixteen receiving
   daemons share the same two cores (their CPU is in the row). Counting them, sersyncpy's
-  figure equals plain rsync's (0.96 and 0.96 in the run of 2026-11-21); plain rsync's own
-  figure without them is 3.8, worse than sersyncpy's 2.4. With 16 remotes on 2 cores the
-  rsync processes queue for CPU, which the target does not allow for.
+  figure is close to plain rsync's (0.95-1.09 against 0.96-0.97 in the runs of
+  2026-11-21); plain rsync's own figure without them is 3.8, worse than sersyncpy's
+  2.3-2.7. With 16 remotes on 2 cores the rsync processes queue for CPU, which the target
+  does not allow for.
 """
 
 HEADER = ("| | what | measured | reference (same run) | ratio | target | |\n"
