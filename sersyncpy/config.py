@@ -64,6 +64,9 @@ class Inotify:
     move_to: bool
     attrib: bool
     modify: bool
+    # sersyncpy's <delete inFullSync="false">: full syncs (-r, crontab) delete nothing, so
+    # that two trees that diverged merge (a two-way pair's start); live deletions still go.
+    delete_in_full_sync: bool = True
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class Rsync:
     port: Optional[int]
     timeout: Optional[int]  # seconds
     ssh: bool
+    ssh_command: str = "ssh"  # sersyncpy's <ssh command>: the remote shell, rsync splits it
 
 
 @dataclass(frozen=True)
@@ -445,6 +449,11 @@ def _argv(value: str) -> tuple[str, ...]:
         raise ValueError(f"cannot be split into arguments: {exc}") from None
 
 
+def _remote_shell(value: str) -> str:
+    _program(value)  # rsync splits it the same way; check it names a program
+    return value.strip()
+
+
 def _program(value: str) -> tuple[str, ...]:
     argv = _argv(value)
     if not argv:
@@ -570,6 +579,8 @@ def _inotify(head) -> Inotify:
     for tag, name, default in _INOTIFY:
         child = _child(element, tag)
         flags[name] = default if child is None else _start(child)
+    delete = _child(element, "delete")
+    flags["delete_in_full_sync"] = _value(delete, "inFullSync", _boolean, True)
     return Inotify(**flags)
 
 
@@ -631,6 +642,7 @@ def _rsync(sersync) -> Rsync:
         port=_when_started(_child(element, "userDefinedPort"), "port", _port),
         timeout=_when_started(_child(element, "timeout"), "time", _seconds_for_rsync),
         ssh=_start(_child(element, "ssh")),
+        ssh_command=_value(_child(element, "ssh"), "command", _remote_shell, "ssh"),
     )
 
 

@@ -43,8 +43,9 @@ def target_for(cfg: configmod.Config, remote: configmod.Remote) -> Target:
     return Target(
         ip=remote.ip, module=remote.name, port=remote.port,
         user=r.users if r.auth else "", password_file=r.password_file if r.auth else None,
-        timeout=r.timeout, ssh=r.ssh, common_params=r.common_params,
+        timeout=r.timeout, ssh=r.ssh, rsh=r.ssh_command, common_params=r.common_params,
         deletes=cfg.inotify.delete,
+        full_deletes=cfg.inotify.delete and cfg.inotify.delete_in_full_sync,
         excludes=cfg.crontab.excludes if filtering else (),
         full_excludes=cfg.crontab.excludes,
     )

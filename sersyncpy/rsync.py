@@ -79,8 +79,10 @@ class Target:
     password_file: Optional[str] = None
     timeout: Optional[int] = None
     ssh: bool = False
+    rsh: str = "ssh"  # <ssh command>: the remote shell rsync runs in ssh mode (it splits it)
     common_params: tuple[str, ...] = ("-artuz",)
     deletes: bool = True  # <inotify><delete start>: propagate deletions
+    full_deletes: bool = True  # <delete inFullSync>: full syncs delete what the source lacks
     # rsync patterns (<crontabfilter>): `excludes` for live pushes, set only when <filter> is on
     # (so what the regexes keep out of events stays out of recursive pushes too), and
     # `full_excludes` for -r, <crontab> and overflow resyncs, as in sersync.
@@ -106,7 +108,7 @@ def base_argv(t: Target) -> list[str]:
     """rsync, commonParams, then the connection options sersync adds (port, auth, timeout, ssh)."""
     argv = [t.rsync_bin, *t.common_params]
     if t.ssh:
-        argv += ["-e", "ssh"]
+        argv += ["-e", t.rsh]
     else:
         # Nagle against delayed ACKs costs ~85 ms per daemon call (see DESIGN.md).
         argv += ["--sockopts=TCP_NODELAY", f"--contimeout={CONNECT_TIMEOUT}"]
@@ -129,12 +131,29 @@ def _exclude_options(patterns: tuple[str, ...]) -> list[str]:
     return [f"--exclude={pattern}" for pattern in patterns]
 
 
+def update_only(t: Target) -> bool:
+    """commonParams has -u (--update): never overwrite a newer file on the receiver."""
+    for param in t.common_params:
+        if param == "--update" or (param.startswith("-") and not param.startswith("--")
+                                   and "u" in param[1:]):
+            return True
+    return False
+
+
+def changed_option(t: Target) -> str:
+    """How listed paths escape rsync's quick check (size + whole-second mtime), which would
+    skip a same-size rewrite: `-I` sends them whatever the receiver has; with -u, `-c`
+    compares content, so that a file the receiver already has is left untouched. In a
+    two-way pair that is what ends the echo: the copy coming back is identical, nothing is
+    written, no event follows."""
+    return "-c" if update_only(t) else "-I"
+
+
 def listed_argv(t: Target) -> list[str]:
     """One call for the listed paths: files and symlinks as they are, missing paths deleted,
-    listed directories sent whole (SUBTREE). `-I` because we know these changed, and rsync's
-    quick check (size + whole-second mtime) would skip a same-size rewrite."""
+    listed directories sent whole (SUBTREE), past the quick check (changed_option)."""
     return [
-        *base_argv(t), "-r", "-I", "--from0", "--files-from=-",
+        *base_argv(t), "-r", changed_option(t), "--from0", "--files-from=-",
         *_delete_options(t, recursive=True), *_exclude_options(t.excludes),
         "--", ".", t.destination(),
     ]
@@ -166,8 +185,10 @@ def full_argv(t: Target) -> list[str]:
     """A recursive push of the listed directories (the root as "."), trusting rsync's quick
     check: overflow, -r, the unwatched. Names go on stdin, never into an argument, where the
     daemon would expand wildcards in them."""
+    deletes = (_delete_options(t, recursive=True) if t.full_deletes
+               else ["--ignore-missing-args"])
     return [
-        *base_argv(t), "-r", "--from0", "--files-from=-", *_delete_options(t, recursive=True),
+        *base_argv(t), "-r", "--from0", "--files-from=-", *deletes,
         *_exclude_options(t.full_excludes), "--", ".", t.destination(),
     ]
 

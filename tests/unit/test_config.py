@@ -875,3 +875,17 @@ def test_the_same_remote_twice_in_one_localpath_is_refused(watch: str) -> None:
     assert str(caught.value) == ('x.xml:5: <remote name="mod">: same remote as the <remote> '
                                  "at line 4")
 
+
+
+def test_ssh_command_and_delete_in_full_sync(watch: str) -> None:
+    inside = (b'<rsync><ssh start="true" command="ssh -p 2222 -i /k"/></rsync>')
+    head = b'<inotify><delete start="true" inFullSync="false"/></inotify>'
+    cfg = config.parse(minimal(watch, inside_head=head, inside_sersync=inside), "x.xml")
+    assert cfg.rsync.ssh and cfg.rsync.ssh_command == "ssh -p 2222 -i /k"
+    assert cfg.inotify.delete and not cfg.inotify.delete_in_full_sync
+    plain = config.parse(minimal(watch), "x.xml")
+    assert plain.rsync.ssh_command == "ssh" and plain.inotify.delete_in_full_sync
+    with pytest.raises(ConfigError) as caught:
+        config.parse(minimal(watch, inside_sersync=b'<rsync><ssh start="true" command=" "/>'
+                                                    b'</rsync>'), "x.xml")
+    assert '<ssh command=" ">: must name the program' in str(caught.value)

@@ -39,7 +39,7 @@ def test_destination(target, expected):
 
 def test_listed_call_reads_nul_separated_paths_and_deletes_missing_ones():
     argv = rsync.listed_argv(DAEMON)
-    for option in ("-r", "-I", "--from0", "--files-from=-", "--delete-missing-args", "--force",
+    for option in ("-r", "-c", "--from0", "--files-from=-", "--delete-missing-args", "--force",
                    "--delete"):
         assert option in argv
     assert argv[-3:] == ["--", ".", "sersync@127.0.0.1::backup/"]
@@ -197,3 +197,27 @@ def test_parse_stats_reads_files_and_bytes_sent():
     assert rsync.parse_stats(out) == (5, 12345)
     assert rsync.parse_stats(b"") == (0, 0)
     assert rsync.parse_stats(b"Total bytes sent: 1.23K\n") == (0, 0)  # -h: not a count
+
+
+@pytest.mark.parametrize("params, option", [
+    (("-artuz",), "-c"), (("-a", "--update"), "-c"), (("-a", "-u"), "-c"),
+    (("-a",), "-I"), (("-artz", "--usermap=a:b"), "-I"), (("-avz",), "-I"),
+])
+def test_listed_paths_pass_the_quick_check_by_checksum_with_update(params, option):
+    # -u: the copy a two-way peer sends back is identical, -c sees it, nothing is written.
+    argv = rsync.listed_argv(rsync.Target(ip="h", module="m", common_params=params))
+    assert option in argv and ({"-c", "-I"} - {option}).isdisjoint(argv)
+
+
+def test_full_sync_deletes_only_when_asked():
+    t = rsync.Target(ip="h", module="m", full_deletes=False)
+    argv = rsync.full_argv(t)
+    assert "--delete" not in argv and "--delete-missing-args" not in argv
+    assert "--ignore-missing-args" in argv
+    assert "--delete" in rsync.full_argv(rsync.Target(ip="h", module="m"))
+
+
+def test_ssh_command_goes_to_rsync_as_one_argument():
+    t = rsync.Target(ip="h", module="/srv/www", ssh=True, rsh="ssh -p 2222 -i '/k ey'")
+    argv = rsync.base_argv(t)
+    assert argv[argv.index("-e") + 1] == "ssh -p 2222 -i '/k ey'"
