@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shlex
 import socket
 import stat
 import threading
@@ -323,7 +324,11 @@ class Lane(threading.Thread):
         """Back off, but retry at once when a remote that could not be reached answers
         again: after an outage it converges within a second or two, not at the backoff."""
         deadline = time.monotonic() + seconds
-        probe = self.stats.last_code in UNREACHABLE_CODES
+        code = self.stats.last_code
+        # ssh says 255 for a refused connection and for a refused key alike: probe only when
+        # the port does not answer now, else a wrong key would be retried every second.
+        probe = code in UNREACHABLE_CODES or (
+            code == 255 and self.target.ssh and not reachable(self.target))
         while True:
             left = deadline - time.monotonic()
             with self._cond:
@@ -466,9 +471,31 @@ UNREACHABLE_CODES = frozenset({10, 12, 30, 35})
 PROBE_SECONDS = 1.0
 
 
+def ssh_port(rsh: str) -> int:
+    """The port the remote shell connects to: `-p N`, `-pN` or `-o Port=N`, else 22."""
+    try:
+        words = shlex.split(rsh)
+    except ValueError:
+        return 22
+    port = 22
+    for i, word in enumerate(words):
+        value = None
+        if word == "-p" and i + 1 < len(words):
+            value = words[i + 1]
+        elif word.startswith("-p") and len(word) > 2:
+            value = word[2:]
+        elif word == "-o" and i + 1 < len(words) and words[i + 1].lower().startswith("port="):
+            value = words[i + 1].split("=", 1)[1]
+        elif word.lower().startswith("-oport="):
+            value = word.split("=", 1)[1]
+        if value is not None and value.strip().isdigit():
+            port = int(value)
+    return port
+
+
 def reachable(target: rsync.Target) -> bool:
     """Whether the remote's daemon (or sshd) accepts a TCP connection within a second."""
-    port = 22 if target.ssh else (target.port or 873)
+    port = ssh_port(target.rsh) if target.ssh else (target.port or 873)
     try:
         socket.create_connection((target.ip, port), timeout=PROBE_SECONDS).close()
     except OSError:

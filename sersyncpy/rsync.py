@@ -50,6 +50,7 @@ EXIT_MEANINGS = {
     30: "timeout in data send/receive",
     35: "timeout waiting for daemon connection",
     127: "rsync not found",
+    255: "the remote shell failed (ssh could not connect or log in)",
 }
 
 

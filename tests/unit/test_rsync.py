@@ -221,3 +221,14 @@ def test_ssh_command_goes_to_rsync_as_one_argument():
     t = rsync.Target(ip="h", module="/srv/www", ssh=True, rsh="ssh -p 2222 -i '/k ey'")
     argv = rsync.base_argv(t)
     assert argv[argv.index("-e") + 1] == "ssh -p 2222 -i '/k ey'"
+
+
+@pytest.mark.parametrize("rsh, port", [
+    ("ssh", 22), ("ssh -p 2222", 2222), ("ssh -p2222 -i k", 2222),
+    ("ssh -o Port=2200", 2200), ("ssh -oPort=2201", 2201), ("ssh -i '/a b' -p 7", 7),
+    ("ssh -p", 22), ("ssh 'unclosed", 22),
+])
+def test_the_probe_uses_the_port_of_the_ssh_command(rsh, port):
+    from sersyncpy.pool import ssh_port
+
+    assert ssh_port(rsh) == port

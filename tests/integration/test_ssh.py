@@ -1,0 +1,283 @@
+"""ssh mode against a real sshd: rsync runs `-e COMMAND` (<ssh command>) to a remote directory.
+
+The sshd (Debian's openssh-server) runs in a network namespace made by `netns_host`, on a
+non-standard port, with its own host key and an authorized_keys file in tmp_path. ssh is
+given everything on its command line (-F /dev/null, a known_hosts file in tmp_path,
+BatchMode, StrictHostKeyChecking=yes), so nothing prompts and nothing is written to ~/.ssh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional
+
+import pytest
+from conftest import free_port, stop_process, wait_until
+
+from integration.conftest import confxml, same_tree, write
+from sersyncpy import pool, rsync
+
+SSHD = "/usr/sbin/sshd"
+RENAME_FILES = 500
+RENAME_FILE_SIZE = 4096
+RENAME_MAX_SHARE = 0.05  # bytes sent for the rename, as a share of the directory's size
+
+pytestmark = pytest.mark.skipif(not os.access(SSHD, os.X_OK),
+                                reason="openssh-server is not installed (scripts/setup)")
+
+
+def _keygen(path: Path) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name,
+                    "-f", str(path)], check=True, stdin=subprocess.DEVNULL,
+                   capture_output=True, timeout=30)
+    return path
+
+
+def _accepts(ip: str, port: int) -> bool:
+    try:
+        socket.create_connection((ip, port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+class Sshd:
+    """One sshd in a namespace, and the client side: a key it accepts, one it does not,
+    and a known_hosts file holding its host key."""
+
+    def __init__(self, home: Path, host) -> None:
+        self.home, self.host = home, host
+        self.ip, self.port = host.ip, free_port()
+        self.host_key = _keygen(home / "host_key")
+        self.key = _keygen(home / "client_key")
+        self.wrong_key = _keygen(home / "wrong_key")  # never in authorized_keys
+        self.authorized_keys = home / "authorized_keys"
+        self.authorized_keys.write_text((home / "client_key.pub").read_text())
+        self.known_hosts = home / "known_hosts"
+        key_type, key_data = (home / "host_key.pub").read_text().split()[:2]
+        self.known_hosts.write_text(f"[{self.ip}]:{self.port} {key_type} {key_data}\n")
+        self.config = home / "sshd_config"
+        self.config.write_text("\n".join([
+            f"ListenAddress {self.ip}",
+            f"Port {self.port}",
+            f"HostKey {self.host_key}",
+            f"AuthorizedKeysFile {self.authorized_keys}",
+            f"PidFile {home / 'sshd.pid'}",
+            "PermitRootLogin prohibit-password",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "StrictModes no",
+            "UsePAM no",
+            "LogLevel VERBOSE",
+            "",
+        ]))
+        self.log_path = home / "sshd.log"
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> Sshd:
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.host.exec_argv(SSHD, "-D", "-e", "-f", str(self.config)),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            )
+        wait_until(lambda: self.proc.poll() is not None or _accepts(self.ip, self.port),
+                   timeout=15, message="sshd did not listen")
+        assert self.proc.poll() is None, f"sshd exited:\n{self.log()}"
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+
+    def command(self, key: Optional[Path] = None) -> str:
+        """The <ssh command>: rsync splits it on spaces (tmp_path has none)."""
+        return " ".join([
+            "ssh", "-F", "/dev/null", "-i", str(key or self.key), "-p", str(self.port),
+            "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
+            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10",
+        ])
+
+    def ssh_argv(self, *remote: str) -> list[str]:
+        return [*self.command().split(), self.ip, *remote]
+
+
+@pytest.fixture
+def sshd(netns_host, tmp_path_factory):
+    """A started Sshd in its own namespace; stopped by its PID before the namespace goes."""
+    host = netns_host()
+    server = Sshd(tmp_path_factory.mktemp("sshd"), host)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+class _Remote:
+    """What confxml() wants of a remote; in ssh mode the port comes from the ssh command."""
+
+    user = ""
+    password_file = None
+
+    def __init__(self, address: str, port: int) -> None:
+        self.address, self.port = address, port
+
+
+def ssh_confxml(src: Path, sshd: Sshd, remote_dir: Path, key: Optional[Path] = None,
+                **kwargs) -> str:
+    text = confxml([(src, [(_Remote(sshd.ip, sshd.port), str(remote_dir))])], **kwargs)
+    # A remote's port is the daemon's; over ssh it is -p in the command, so leave it out.
+    text = text.replace(f' port="{sshd.port}"/>', "/>")
+    auth = [line for line in text.splitlines() if "<auth " in line]
+    assert len(auth) == 1
+    text = text.replace(auth[0].strip(), '<auth start="false" users="" passwordfile=""/>')
+    ssh_on = f'<ssh start="true" command="{sshd.command(key)}"/>'
+    assert '<ssh start="false"/>' in text
+    return text.replace('<ssh start="false"/>', ssh_on)
+
+
+def _status(proc) -> Optional[dict]:
+    try:
+        return json.loads(proc.fail_log.with_suffix(".status.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def settled_remote(proc, after: float) -> dict:
+    """The remote's status entry once two status files written after `after` agree on the
+    bytes sent, with nothing pending: every push made before `after` is counted."""
+    seen: list[tuple[float, int]] = []
+
+    def settled() -> Optional[dict]:
+        doc = _status(proc)
+        if doc is None or doc["updated"] <= after:
+            return None
+        remote = doc["remotes"][0]
+        if remote["pending"]:
+            seen.clear()
+            return None
+        if not seen or seen[-1][0] != doc["updated"]:
+            seen.append((doc["updated"], remote["bytes_sent"]))
+        if len(seen) >= 2 and seen[-1][1] == seen[-2][1]:
+            return remote
+        return None
+
+    return wait_until(settled, timeout=20, interval=0.2, message="status did not settle")
+
+
+def _remote_dir(tmp_path_factory) -> Path:
+    # Outside tmp_path and outside src: the remote end is the same file system here.
+    path = tmp_path_factory.mktemp("remote") / "replica"
+    path.mkdir()
+    return path
+
+
+def test_sshd_fixture_runs_commands_in_its_namespace(sshd):
+    result = subprocess.run(sshd.ssh_argv("rsync", "--version"), capture_output=True,
+                            text=True, stdin=subprocess.DEVNULL, timeout=30)
+    assert result.returncode == 0, f"{result.stderr}\nsshd log:\n{sshd.log()}"
+    assert result.stdout.startswith("rsync ")
+    assert f"Accepted publickey for root from {sshd.host.host_ip}" in sshd.log()
+
+
+def test_live_replication_over_ssh(sshd, sersyncpy, src, tmp_path_factory):
+    remote_dir = _remote_dir(tmp_path_factory)
+    proc = sersyncpy(ssh_confxml(src, sshd, remote_dir))
+
+    names = ["with space", "-leading dash", "non-ASCII ÿ é 日本", "new\nline"]
+    for index, name in enumerate(names):
+        write(src / name, f"file {index}\n".encode())
+    write(src / "tree/a/b/c/deep", b"deep")
+    write(src / "tree/a/other", b"other")
+    os.symlink("tree/a/other", src / "link")
+    same_tree(src, remote_dir)
+
+    (src / "with space").unlink()
+    (src / "tree/a/other").write_bytes(b"rewritten")
+    same_tree(src, remote_dir)
+    assert f"{sshd.ip}:{remote_dir}: " in proc.log()  # the lane's label: host:directory
+    assert " failed" not in proc.log(), proc.log()
+    assert "Accepted publickey" in sshd.log()
+
+
+def test_rename_of_a_directory_does_not_resend_its_data(sshd, sersyncpy, src,
+                                                        tmp_path_factory, record_property):
+    remote_dir = _remote_dir(tmp_path_factory)
+    proc = sersyncpy(ssh_confxml(src, sshd, remote_dir))
+    for index in range(RENAME_FILES):
+        write(src / "big" / f"f{index:04d}", os.urandom(RENAME_FILE_SIZE))
+    same_tree(src, remote_dir, timeout=30)
+    before = settled_remote(proc, time.time())["bytes_sent"]
+    size = RENAME_FILES * RENAME_FILE_SIZE
+    assert before >= size  # the first push did send the data
+
+    (src / "big").rename(src / "moved")
+    same_tree(src, remote_dir, timeout=30)
+    after = settled_remote(proc, time.time())["bytes_sent"]
+    sent = after - before
+    record_property("rename_bytes_sent", sent)
+    record_property("renamed_directory_bytes", size)
+    print(f"rename of {RENAME_FILES} x {RENAME_FILE_SIZE} B = {size} B: {sent} B sent "
+          f"({100 * sent / size:.2f} %)")
+    assert sent < RENAME_MAX_SHARE * size, (
+        f"the rename sent {sent} bytes for a {size}-byte directory\n{proc.log()}")
+    assert f"{sshd.ip}:{remote_dir}: rename of 1 paths, exit 0" in proc.log(), proc.log()
+    assert " failed" not in proc.log(), proc.log()
+
+
+def test_wrong_key_fails_and_retries_then_a_reload_with_the_right_key_loses_nothing(
+    sshd, sersyncpy, src, tmp_path_factory
+):
+    remote_dir = _remote_dir(tmp_path_factory)
+    proc = sersyncpy(ssh_confxml(src, sshd, remote_dir, key=sshd.wrong_key))
+    write(src / "first", b"written while the key is wrong")
+    write(src / "dir/second", b"also")
+    # ssh fails (Permission denied), rsync exits 255: the lane keeps the paths and retries.
+    wait_until(lambda: proc.log().count(" paths failed: ") >= 2, timeout=20,
+               message="no retried failure")
+    log = proc.log()
+    assert "Permission denied (publickey)" in log, log
+    assert "retrying" in log, log
+    assert not (remote_dir / "first").exists()
+
+    proc.config.write_text(proc.config.read_text().replace(str(sshd.wrong_key), str(sshd.key)))
+    proc.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "new options for" in proc.log(), timeout=10, message="no reload")
+    write(src / "third", b"after the reload")
+    same_tree(src, remote_dir, timeout=40)
+
+
+def test_reachable_probes_the_port_of_the_ssh_command(sshd):
+    target = rsync.Target(ip=sshd.ip, module="/srv/replica", ssh=True, rsh=sshd.command())
+    assert pool.reachable(target)
+
+
+def test_after_an_sshd_outage_the_lane_catches_up_within_seconds(
+    sshd, sersyncpy, src, tmp_path_factory
+):
+    remote_dir = _remote_dir(tmp_path_factory)
+    proc = sersyncpy(ssh_confxml(src, sshd, remote_dir))
+    write(src / "first", b"before the outage")
+    same_tree(src, remote_dir)
+    sshd.stop()
+    write(src / "second", b"during the outage")
+    # Four failures: the next wait is 8 s (+-20 %), long enough to tell a probe from none.
+    wait_until(lambda: proc.log().count("retrying") >= 4, timeout=30,
+               message="the lane did not keep retrying")
+    assert "(code 255)" in proc.log(), proc.log()
+    sshd.start()  # the same port: the remote is back
+    back = time.monotonic()
+    same_tree(src, remote_dir, timeout=20)
+    caught_up = time.monotonic() - back
+    assert caught_up < 3.0, f"caught up {caught_up:.1f} s after sshd came back\n{proc.log()}"
