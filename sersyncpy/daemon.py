@@ -46,6 +46,7 @@ def target_for(cfg: configmod.Config, remote: configmod.Remote) -> Target:
         timeout=r.timeout, ssh=r.ssh, rsh=r.ssh_command, common_params=r.common_params,
         deletes=cfg.inotify.delete,
         full_deletes=cfg.inotify.delete and cfg.inotify.delete_in_full_sync,
+        skip_rsync_temp=not cfg.filter.keep_dotfiles,
         excludes=cfg.crontab.excludes if filtering else (),
         full_excludes=cfg.crontab.excludes,
     )

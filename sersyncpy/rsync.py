@@ -84,6 +84,7 @@ class Target:
     common_params: tuple[str, ...] = ("-artuz",)
     deletes: bool = True  # <inotify><delete start>: propagate deletions
     full_deletes: bool = True  # <delete inFullSync>: full syncs delete what the source lacks
+    skip_rsync_temp: bool = True  # off with <filter keepDotfiles="true"> (see _peer_excludes)
     # rsync patterns (<crontabfilter>): `excludes` for live pushes, set only when <filter> is on
     # (so what the regexes keep out of events stays out of recursive pushes too), and
     # `full_excludes` for -r, <crontab> and overflow resyncs, as in sersync.
@@ -150,12 +151,26 @@ def changed_option(t: Target) -> str:
     return "-c" if update_only(t) else "-I"
 
 
+# rsync's receiver writes each file as ".NAME.XXXXXX" before renaming it into place. Where the
+# watched tree is itself an rsync destination (a relay, a two-way pair, a hub), a directory
+# pushed whole while a transfer into it runs would carry the half-written file, and, as
+# dotfiles are not replicated live, nothing would delete the copy: keep such names out.
+RSYNC_TEMP_PATTERN = ".*.??????"
+
+
+def _peer_excludes(t: Target) -> list[str]:
+    return [f"--exclude={RSYNC_TEMP_PATTERN}"] if t.skip_rsync_temp else []
+
+
 def listed_argv(t: Target) -> list[str]:
     """One call for the listed paths: files and symlinks as they are, missing paths deleted,
     listed directories sent whole (SUBTREE), past the quick check (changed_option)."""
     return [
         *base_argv(t), "-r", changed_option(t), "--from0", "--files-from=-",
-        *_delete_options(t, recursive=True), *_exclude_options(t.excludes),
+        # With -u nothing is deleted inside a directory sent whole: a two-way peer pushing
+        # back a directory it is still receiving would delete what has not reached it yet.
+        *_delete_options(t, recursive=not update_only(t)), *_peer_excludes(t),
+        *_exclude_options(t.excludes),
         "--", ".", t.destination(),
     ]
 
@@ -176,9 +191,10 @@ def link_dest_for(src: str, dst: str) -> str:
 
 def rename_argv(t: Target, src: str, dst: str) -> list[str]:
     """Send directory `dst` letting the receiver hard-link unchanged files from `src`."""
+    delete = [] if update_only(t) else ["--delete"]  # as listed_argv
     return [
-        *base_argv(t), "-r", "--delete", "--mkpath", f"--link-dest={link_dest_for(src, dst)}",
-        *_exclude_options(t.excludes), "--", f"./{dst}/", t.destination(dst),
+        *base_argv(t), "-r", *delete, "--mkpath", f"--link-dest={link_dest_for(src, dst)}",
+        *_peer_excludes(t), *_exclude_options(t.excludes), "--", f"./{dst}/", t.destination(dst),
     ]
 
 
@@ -189,7 +205,7 @@ def full_argv(t: Target) -> list[str]:
     deletes = (_delete_options(t, recursive=True) if t.full_deletes
                else ["--ignore-missing-args"])
     return [
-        *base_argv(t), "-r", "--from0", "--files-from=-", *deletes,
+        *base_argv(t), "-r", "--from0", "--files-from=-", *deletes, *_peer_excludes(t),
         *_exclude_options(t.full_excludes), "--", ".", t.destination(),
     ]
 

@@ -1,5 +1,7 @@
 """rsync argv building and exit-code classes: pure functions, table tests."""
 
+from dataclasses import replace
+
 import pytest
 
 from sersyncpy import rsync
@@ -38,11 +40,15 @@ def test_destination(target, expected):
 
 
 def test_listed_call_reads_nul_separated_paths_and_deletes_missing_ones():
-    argv = rsync.listed_argv(DAEMON)
-    for option in ("-r", "-c", "--from0", "--files-from=-", "--delete-missing-args", "--force",
+    argv = rsync.listed_argv(replace(DAEMON, common_params=("-artz",)))
+    for option in ("-r", "-I", "--from0", "--files-from=-", "--delete-missing-args", "--force",
                    "--delete"):
         assert option in argv
     assert argv[-3:] == ["--", ".", "sersync@127.0.0.1::backup/"]
+    # With -u (sersync's sample -artuz) nothing is deleted inside a listed directory.
+    update = rsync.listed_argv(DAEMON)
+    assert "--delete" not in update and "--delete-missing-args" in update and "-c" in update
+    assert "--delete" not in rsync.rename_argv(DAEMON, "a", "b")
 
 
 def test_no_deletes_when_delete_events_are_off():
@@ -232,3 +238,12 @@ def test_the_probe_uses_the_port_of_the_ssh_command(rsh, port):
     from sersyncpy.pool import ssh_port
 
     assert ssh_port(rsh) == port
+
+
+def test_rsync_temp_files_stay_out_of_pushes_unless_dotfiles_are_replicated():
+    pattern = f"--exclude={rsync.RSYNC_TEMP_PATTERN}"
+    t = rsync.Target(ip="h", module="m")
+    for argv in (rsync.listed_argv(t), rsync.full_argv(t), rsync.rename_argv(t, "a", "b")):
+        assert pattern in argv
+    kept = rsync.Target(ip="h", module="m", skip_rsync_temp=False)
+    assert pattern not in rsync.listed_argv(kept) and pattern not in rsync.full_argv(kept)
