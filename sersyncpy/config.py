@@ -64,8 +64,9 @@ class Inotify:
     move_to: bool
     attrib: bool
     modify: bool
-    # sersyncpy's <delete inFullSync="false">: full syncs (-r, crontab) delete nothing, so
-    # that two trees that diverged merge (a two-way pair's start); live deletions still go.
+    # sersyncpy's <delete inFullSync="false">: recursive pushes (-r, crontab, directories sent
+    # whole) delete nothing, so that trees merge (two-way pairs, hubs); deletions seen live
+    # still go.
     delete_in_full_sync: bool = True
 
 

@@ -83,7 +83,9 @@ class Target:
     rsh: str = "ssh"  # <ssh command>: the remote shell rsync runs in ssh mode (it splits it)
     common_params: tuple[str, ...] = ("-artuz",)
     deletes: bool = True  # <inotify><delete start>: propagate deletions
-    full_deletes: bool = True  # <delete inFullSync>: full syncs delete what the source lacks
+    # <delete inFullSync>: recursive pushes (full syncs, directories sent whole) delete what
+    # the source lacks; off for peers that merge (two-way, hub and spoke).
+    full_deletes: bool = True
     skip_rsync_temp: bool = True  # off with <filter keepDotfiles="true"> (see _peer_excludes)
     # rsync patterns (<crontabfilter>): `excludes` for live pushes, set only when <filter> is on
     # (so what the regexes keep out of events stays out of recursive pushes too), and
@@ -167,9 +169,10 @@ def listed_argv(t: Target) -> list[str]:
     listed directories sent whole (SUBTREE), past the quick check (changed_option)."""
     return [
         *base_argv(t), "-r", changed_option(t), "--from0", "--files-from=-",
-        # With -u nothing is deleted inside a directory sent whole: a two-way peer pushing
-        # back a directory it is still receiving would delete what has not reached it yet.
-        *_delete_options(t, recursive=not update_only(t)), *_peer_excludes(t),
+        # With inFullSync="false" (peers that merge) nothing is deleted inside a directory
+        # sent whole: a two-way peer pushing back a directory it is still receiving would
+        # delete what has not reached it yet. Listed deletions still go.
+        *_delete_options(t, recursive=t.full_deletes), *_peer_excludes(t),
         *_exclude_options(t.excludes),
         "--", ".", t.destination(),
     ]
@@ -191,7 +194,7 @@ def link_dest_for(src: str, dst: str) -> str:
 
 def rename_argv(t: Target, src: str, dst: str) -> list[str]:
     """Send directory `dst` letting the receiver hard-link unchanged files from `src`."""
-    delete = [] if update_only(t) else ["--delete"]  # as listed_argv
+    delete = ["--delete"] if t.full_deletes else []  # as listed_argv
     return [
         *base_argv(t), "-r", *delete, "--mkpath", f"--link-dest={link_dest_for(src, dst)}",
         *_peer_excludes(t), *_exclude_options(t.excludes), "--", f"./{dst}/", t.destination(dst),

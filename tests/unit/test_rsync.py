@@ -45,10 +45,12 @@ def test_listed_call_reads_nul_separated_paths_and_deletes_missing_ones():
                    "--delete"):
         assert option in argv
     assert argv[-3:] == ["--", ".", "sersync@127.0.0.1::backup/"]
-    # With -u (sersync's sample -artuz) nothing is deleted inside a listed directory.
-    update = rsync.listed_argv(DAEMON)
-    assert "--delete" not in update and "--delete-missing-args" in update and "-c" in update
-    assert "--delete" not in rsync.rename_argv(DAEMON, "a", "b")
+    assert "-c" in rsync.listed_argv(DAEMON)  # -u (sersync's sample -artuz): checksums
+    # Merging peers (inFullSync="false"): nothing deleted inside a listed directory.
+    merge = rsync.listed_argv(replace(DAEMON, full_deletes=False))
+    assert "--delete" not in merge and "--delete-missing-args" in merge
+    assert "--delete" not in rsync.rename_argv(replace(DAEMON, full_deletes=False), "a", "b")
+    assert "--delete" in rsync.rename_argv(DAEMON, "a", "b")
 
 
 def test_no_deletes_when_delete_events_are_off():
