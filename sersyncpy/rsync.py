@@ -161,7 +161,9 @@ RSYNC_TEMP_PATTERN = ".*.??????"
 
 
 def _peer_excludes(t: Target) -> list[str]:
-    return [f"--exclude={RSYNC_TEMP_PATTERN}"] if t.skip_rsync_temp else []
+    # "H" (hide): excluded on the sending side only, so that such a file left on a receiver
+    # (a transfer killed there) is not protected from --delete, as an exclude would make it.
+    return [f"--filter=H {RSYNC_TEMP_PATTERN}"] if t.skip_rsync_temp else []
 
 
 def listed_argv(t: Target) -> list[str]:
