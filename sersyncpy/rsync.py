@@ -161,9 +161,10 @@ RSYNC_TEMP_PATTERN = ".*.??????"
 
 
 def _peer_excludes(t: Target) -> list[str]:
-    # "H" (hide): excluded on the sending side only, so that such a file left on a receiver
-    # (a transfer killed there) is not protected from --delete, as an exclude would make it.
-    return [f"--filter=H {RSYNC_TEMP_PATTERN}"] if t.skip_rsync_temp else []
+    # An exclude, not a sender-side hide: a file of that shape on the receiver (a dotfile
+    # of the user's, .name.backup) stays protected from --delete. The price: a temporary
+    # file that a killed rsync left on a receiver is not cleaned up by later pushes either.
+    return [f"--exclude={RSYNC_TEMP_PATTERN}"] if t.skip_rsync_temp else []
 
 
 def listed_argv(t: Target) -> list[str]:

@@ -243,7 +243,7 @@ def test_the_probe_uses_the_port_of_the_ssh_command(rsh, port):
 
 
 def test_rsync_temp_files_stay_out_of_pushes_unless_dotfiles_are_replicated():
-    pattern = f"--filter=H {rsync.RSYNC_TEMP_PATTERN}"
+    pattern = f"--exclude={rsync.RSYNC_TEMP_PATTERN}"
     t = rsync.Target(ip="h", module="m")
     for argv in (rsync.listed_argv(t), rsync.full_argv(t), rsync.rename_argv(t, "a", "b")):
         assert pattern in argv
