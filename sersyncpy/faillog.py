@@ -125,16 +125,17 @@ def parse(data: bytes) -> tuple[Optional[str], dict[str, list[Event]]]:
     return state, pending
 
 
-def write_atomically(path: str, data: bytes) -> None:
-    """Replace `path` so that a reader, or a crash, sees the old file or the new, whole."""
+def write_atomically(path: str, data: bytes, mode: int = 0o700) -> None:
+    """Replace `path` so that a reader, or a crash, sees the old file or the new, whole. The
+    temporary file's name is unpredictable (mkstemp): no symlink can be planted for it."""
     directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".sersyncpy-faillog-", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o700)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:

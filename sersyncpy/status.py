@@ -9,11 +9,11 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from typing import Any, Optional
 
 from sersyncpy.errors import UsageError
+from sersyncpy.faillog import write_atomically
 
 STATUS_SECONDS = 2.0  # how often the running process rewrites the file
 DEFAULT_MAX_LAG = 60.0  # seconds; `sersyncpy status` exits 1 beyond it
@@ -77,21 +77,9 @@ def document(config: str, started: float, roots: list[dict], remotes: list[dict]
 
 
 def write(path: str, doc: dict) -> None:
-    """Atomically: a reader never sees half a file. The temporary file has an unpredictable
-    name (mkstemp), so nobody can plant a symlink for it in a shared directory like /tmp."""
-    fd, tmp = tempfile.mkstemp(prefix=".status.", dir=os.path.dirname(path) or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            json.dump(doc, file, indent=1, ensure_ascii=False)
-            file.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Atomically: a reader never sees half a file."""
+    text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+    write_atomically(path, text.encode("utf-8"), mode=0o644)
 
 
 # --- sersyncpy status ------------------------------------------------------------------------

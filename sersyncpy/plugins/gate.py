@@ -106,9 +106,7 @@ class Gate:
                 if not waiting.lanes:
                     del self._waiting[key]
                     released.append(waiting)
-        if released:
-            released.sort(key=lambda w: w.order)
-            self._release([w.notice for w in released])
+        self._hand_over(released)
 
     def set_lanes(self, root_index: int, lanes: Sequence[Hashable]) -> None:
         """A reload changed the remotes of a root: a removed one is waited for no more."""
@@ -122,6 +120,10 @@ class Gate:
                 if not waiting.lanes:
                     del self._waiting[key]
                     released.append(waiting)
+        self._hand_over(released)
+
+    def _hand_over(self, released: list[_Waiting]) -> None:
+        """Outside the lock: to the plugin, in the order the changes were seen."""
         if released:
             released.sort(key=lambda w: w.order)
             self._release([w.notice for w in released])

@@ -19,37 +19,21 @@ from sersyncpy.config import (
 from sersyncpy.errors import ConfigError
 from sersyncpy.plugins import build, standalone_roots
 from sersyncpy.plugins.command import command_argv
+from unit.test_config import SAMPLE
 
 REPO_CONFXML = Path(__file__).resolve().parents[2] / "confxml.xml"
 
 # The plugin sections of sersync 2.5.4's sample, and the http section of the repository's
 # confxml.xml (sersync's sample has none).
-SAMPLE_PLUGINS = rb"""
-    <plugin name="command">
-        <param prefix="/bin/sh" suffix="" ignoreError="true"/>
-        <filter start="false">
-            <include expression="(.*)\.php"/>
-            <include expression="(.*)\.sh"/>
-        </filter>
-    </plugin>
-    <plugin name="socket">
-        <localpath watch="/opt/tongbu">
-            <deshost ip="192.168.138.20" port="8009"/>
-        </localpath>
-    </plugin>
-    <plugin name="refreshCDN">
-        <localpath watch="/data0/htdocs/cms.xoyo.com/site/">
-            <cdninfo domainname="ccms.chinacache.com" port="80" username="xxxx" passwd="xxxx"/>
-            <sendurl base="http://pic.xoyo.com/cms"/>
-            <regexurl regex="false" match="cms.xoyo.com/site([/a-zA-Z0-9]*).xoyo.com/images"/>
-        </localpath>
-    </plugin>
-    <plugin name="http">
+SAMPLE_PLUGINS = (
+    SAMPLE[SAMPLE.index(b'    <plugin name="command">'):SAMPLE.index(b"</head>")]
+    + rb"""    <plugin name="http">
         <localpath watch="/opt/tongbu">
             <deshost url="http://192.168.138.20/sersync" port="8080"/>
         </localpath>
     </plugin>
 """
+)
 
 SOCKET_LOCALPATH = b'<localpath watch="/opt/tongbu">\n            <deshost ip='
 SAMPLE_CDN_WATCH = "/data0/htdocs/cms.xoyo.com/site"
