@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Optional
 
+from sersyncpy import statefiles
 from sersyncpy.errors import SersyncpyError
 
 
@@ -18,31 +19,27 @@ class AlreadyRunning(SersyncpyError):
     exit_code = 1
 
 
-def _user_dir() -> str:
-    """Not root: the user's own runtime directory when there is one (another user cannot
-    create our files there first), else /tmp."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    return runtime if runtime and os.path.isdir(runtime) else "/tmp"
-
-
 def default_pidfile() -> str:
     if os.geteuid() == 0:
         return "/run/sersyncpy.pid"
-    return os.path.join(_user_dir(), f"sersyncpy-{os.geteuid()}.pid")
+    return os.path.join(statefiles.runtime_dir(), "sersyncpy.pid")
 
 
 def default_log_file() -> str:
     if os.geteuid() == 0:
         return "/var/log/sersyncpy.log"
-    return os.path.join(_user_dir(), f"sersyncpy-{os.geteuid()}.log")
+    return os.path.join(statefiles.state_dir(), "sersyncpy.log")
 
 
 class PidFile:
-    """A pid file held under an exclusive lock for the daemon's life: a second instance on
-    the same file is refused, and a stale file left by a crash is no obstacle."""
+    """A file holding our pid under an exclusive lock for the process's life: a second
+    instance on the same file is refused (naming `what` the file guards), and a stale file
+    left by a crash is no obstacle. Never opened through a symlink, never another user's."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, what: str = ""):
         self.path = os.path.abspath(path)
+        self.what = what or f"the pid file {self.path}"
+        statefiles.ensure_dir_of(self.path)
         for _ in range(10):
             self._lock()
             # Locked, but is it still the file at `path`? An instance that was just stopping
@@ -56,11 +53,7 @@ class PidFile:
         raise SersyncpyError(f"{self.path}: the pid file keeps being replaced")
 
     def _lock(self) -> None:
-        try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise SersyncpyError(f"{self.path}: cannot open the pid file: {exc.strerror}") \
-                from None
+        self._fd = statefiles.open_own(self.path, os.O_RDWR, 0o644, "the pid file")
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -68,7 +61,7 @@ class PidFile:
             os.close(self._fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise AlreadyRunning(f"another sersyncpy (pid {other or '?'}) is running with "
-                                     f"the pid file {self.path}") from None
+                                     f"{self.what}") from None
             raise SersyncpyError(f"{self.path}: cannot lock the pid file: {exc.strerror}") \
                 from None
 

@@ -13,7 +13,7 @@ import sys
 from dataclasses import replace
 from typing import Optional
 
-from sersyncpy import __version__, background, logs
+from sersyncpy import __version__, background, logs, statefiles
 from sersyncpy.errors import SersyncpyError, UsageError
 
 logger = logging.getLogger("sersyncpy")
@@ -132,13 +132,11 @@ def _main(argv: list[str]) -> int:
 
 
 def _check_writable(path: Optional[str]) -> None:
-    if path is None:
-        return
-    try:
-        with open(path, "a"):
-            pass
-    except OSError as exc:
-        raise SersyncpyError(f"{path}: cannot write the log file: {exc.strerror}") from None
+    """-d: a log file that cannot be opened is said before the terminal is gone."""
+    if path is not None:
+        statefiles.ensure_dir_of(path)
+        os.close(statefiles.open_own(path, os.O_WRONLY | os.O_APPEND, logs.LOG_MODE,
+                                          "the log file"))
 
 
 def main(argv: Optional[list[str]] = None) -> int:

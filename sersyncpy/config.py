@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from lxml import etree
 
+from sersyncpy import statefiles
 from sersyncpy.errors import ConfigError
 
 PLUGIN_NAMES = ("command", "socket", "refreshCDN", "http")
@@ -22,7 +23,8 @@ DEFAULT_PLUGIN_QUEUE = 10000  # notices waiting for a plugin; more are dropped a
 DEFAULT_PLUGIN_RETRY_SECONDS = 300.0  # a notice not delivered by then is dropped
 DEFAULT_COMMAND_TIMEOUT = 600.0  # seconds a command plugin's program may run
 DEFAULT_COMMON_PARAMS = ("-artuz",)
-DEFAULT_FAIL_LOG = "/tmp/rsync_fail_log.sh"
+DEFAULT_MAX_PENDING = 100_000  # pending paths per remote (<failLog maxPending>)
+FAIL_LOG_NAME = "rsync_fail_log.sh"  # in statefiles.state_dir() when <failLog> names none
 DEFAULT_TIME_TO_EXECUTE = 60  # minutes, when <failLog> is absent
 EMPTY_TIME_TO_EXECUTE = 120  # minutes, when timeToExecute is empty (as sersync)
 DEFAULT_SCHEDULE = 600  # minutes
@@ -97,6 +99,9 @@ class Rsync:
 class FailLog:
     path: str
     time_to_execute: int  # minutes
+    # sersyncpy's <failLog maxPending>: pending paths per remote beyond which they collapse
+    # into one full sync of the root, so that memory stays bounded while a remote is down.
+    max_pending: int = DEFAULT_MAX_PENDING
 
 
 @dataclass(frozen=True)
@@ -507,13 +512,20 @@ def _password_file(value: str) -> Optional[str]:
     return path
 
 
+def default_fail_log() -> str:
+    """/var/lib/sersyncpy/rsync_fail_log.sh for root (sersync's sample said /tmp, where any
+    local user can create the file first)."""
+    return os.path.join(statefiles.state_dir(), FAIL_LOG_NAME)
+
+
 def _fail_log_path(value: str) -> str:
-    if not value:
-        return DEFAULT_FAIL_LOG  # sersync would run "/bin/sh " on stdin
-    path = os.path.abspath(value)
+    if not value.strip():
+        return default_fail_log()  # sersync would run "/bin/sh " on stdin
+    path = os.path.abspath(value.strip())
     if os.path.isdir(path):
         raise ValueError("is a directory")
-    if not os.path.isdir(os.path.dirname(path)):
+    # The state directory is created at start; any other must be there already.
+    if not os.path.isdir(os.path.dirname(path)) and os.path.dirname(path) != statefiles.state_dir():
         raise ValueError("its directory does not exist")
     return path
 
@@ -651,10 +663,11 @@ def _rsync(sersync) -> Rsync:
 def _fail_log(sersync) -> FailLog:
     element = _child(sersync, "failLog")
     if element is None:
-        return FailLog(DEFAULT_FAIL_LOG, DEFAULT_TIME_TO_EXECUTE)
+        return FailLog(default_fail_log(), DEFAULT_TIME_TO_EXECUTE)
     return FailLog(
-        path=_value(element, "path", _fail_log_path, DEFAULT_FAIL_LOG),
+        path=_value(element, "path", _fail_log_path, default_fail_log()),
         time_to_execute=_value(element, "timeToExecute", _time_to_execute, EMPTY_TIME_TO_EXECUTE),
+        max_pending=_value(element, "maxPending", _positive, DEFAULT_MAX_PENDING),
     )
 
 

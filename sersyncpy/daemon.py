@@ -15,7 +15,8 @@ from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from sersyncpy import config as configmod
-from sersyncpy import faillog, fullsync, logs, plugins, status, systemd
+from sersyncpy import faillog, fullsync, logs, plugins, statefiles, status, systemd
+from sersyncpy.diskstate import Unreadable
 from sersyncpy.errors import SersyncpyError, UsageError
 from sersyncpy.events import FULL, Event
 from sersyncpy.plugins.gate import Gate
@@ -98,6 +99,8 @@ class Replicator:
         if cfg.sersync_plugin:
             settings = configmod.plugin_settings(cfg, cfg.sersync_plugin, standalone=False)
             self.runner = Runner(plugins.build(cfg.sersync_plugin, settings), settings.delivery)
+        # Per root, the paths that could not be read: named once, whatever the remotes.
+        self.unreadable = [Unreadable(lp.watch) for lp in cfg.localpaths]
         self.lanes: list[list[Lane]] = [
             [self._lane(index, lp.watch, remote) for remote in lp.remotes]
             for index, lp in enumerate(cfg.localpaths)
@@ -113,8 +116,8 @@ class Replicator:
                                               retry_minutes=cfg.fail_log.time_to_execute)
         self._replayed = False  # until then the fail log on disk is the last run's: keep it
         self.status_path = status_path or status.default_path(cfg.fail_log.path)
+        self.status_health = faillog.WriteHealth(self.status_path)
         self._status_due = 0.0
-        self._status_failing = False
         self._started = time.time()
         self.start_dir: Optional[str] = None  # where sersyncpy started (-d moves to /)
         self._crontab = fullsync.Schedule(fullsync.crontab_minutes(cfg), time.monotonic())
@@ -128,7 +131,9 @@ class Replicator:
     def _lane(self, index: int, root: str, remote: configmod.Remote) -> Lane:
         on_pushed = functools.partial(self._pushed, index) if self.runner else None
         return Lane(root, target_for(self.config, remote), self._slots,
-                    self.tuning.delete_hold, on_pushed=on_pushed)
+                    self.tuning.delete_hold, on_pushed=on_pushed,
+                    max_pending=self.config.fail_log.max_pending,
+                    unreadable=self.unreadable[index])
 
     def _sink(self, root_index: int, events: list[Event]) -> None:
         seq = self.gate.record(root_index, events) if self.gate else 0
@@ -225,25 +230,29 @@ class Replicator:
         roots = [status.root_entry(lp.watch, watched, unwatched, remotes)
                  for lp, (watched, unwatched) in zip(self.config.localpaths,
                                                      self.watcher.counts())]
+        for root, unreadable, directories in zip(roots, self.unreadable,
+                                                 self.watcher.unreadable_counts()):
+            root["unreadable"] = unreadable.count() + directories
         plugin = None
         if self.runner is not None:
             s = self.runner.stats
             plugin = {"name": self.runner.plugin.name, "queued": self.runner.pending(),
                       "waiting_for_remotes": self.gate.waiting(), "delivered": s.delivered,
                       "dropped": s.dropped, "failures": s.failures}
-        return status.document(self.config.source, self._started, roots, remotes, plugin,
-                               running)
+        doc = status.document(self.config.source, self._started, roots, remotes, plugin,
+                              running)
+        health = self.fail_log.health
+        doc["fail_log"] = {"path": health.path, "error": health.error,
+                           "failing_since": health.failing_since, "failures": health.failures}
+        return doc
 
     def write_status(self, running: bool = True) -> None:
         try:
             status.write(self.status_path, self.status_document(running))
-        except OSError as exc:
-            if not self._status_failing:  # once, not every 2 s
-                logger.warning("cannot write the status file %s: %s", self.status_path,
-                               exc.strerror or exc)
-            self._status_failing = True
+        except Exception as exc:  # a full disk: said once, tried again in 2 s, never fatal
+            self.status_health.failed(exc, "the status file")
         else:
-            self._status_failing = False
+            self.status_health.worked("the status file")
 
     def reload(self, path: str) -> bool:
         """SIGHUP: read the config again and apply added or removed remotes, changed rsync
@@ -422,11 +431,25 @@ def run(cfg: configmod.Config, threads: int = 10, full_first: bool = False,
         config_path: Optional[str] = None, status_path: Optional[str] = None,
         on_ready: Optional[Callable[[], None]] = None,
         start_dir: Optional[str] = None) -> int:
-    """Replicate in the foreground until SIGTERM or SIGINT; returns the exit code."""
-    replicator = Replicator(cfg, threads, tuning, status_path)
-    replicator.start_dir = start_dir
-    return serve(replicator, lambda: replicator.start(full_first=full_first),
-                 config_path or cfg.source, stop_event, on_ready)
+    """Replicate in the foreground until SIGTERM or SIGINT; returns the exit code. The fail
+    log is this run's alone (its lock, held to the end), kept in the state directory unless
+    the config says otherwise (a shared directory such as /tmp gets a WARNING)."""
+    path = cfg.fail_log.path
+    statefiles.ensure_dir_of(path)  # the default state directory, at the first start
+    shared = statefiles.shared_directory(path)
+    if shared:
+        logger.warning("the fail log %s is in %s, where every local user may create or replace "
+                       "files: prefer <failLog path=\"%s\">", path, shared,
+                       configmod.default_fail_log())
+    lock = faillog.lock(path)
+    try:
+        lock.write()
+        replicator = Replicator(cfg, threads, tuning, status_path)
+        replicator.start_dir = start_dir
+        return serve(replicator, lambda: replicator.start(full_first=full_first),
+                     config_path or cfg.source, stop_event, on_ready)
+    finally:
+        lock.remove()
 
 
 def run_plugin(cfg: configmod.Config, name: str, tuning: Optional[Tuning] = None,

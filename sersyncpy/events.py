@@ -24,6 +24,17 @@ KIND_NAMES = {
 COVERING = frozenset({SUBTREE, RENAME, FULL})
 
 
+def is_clean(path: str) -> bool:
+    """Whether `path` is relative, normalised and inside its root: no leading "/", no empty,
+    "." or ".." component, no NUL ("" is the root). Only such paths ever reach rsync; the fail
+    log, read back from disk, is checked against this before a line is replayed."""
+    if not path:
+        return True
+    if "\0" in path:
+        return False
+    return all(part not in ("", ".", "..") for part in path.split("/"))
+
+
 class Event(NamedTuple):
     """One change as the watcher reports it and as a batch carries it."""
 

@@ -18,12 +18,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
-from sersyncpy import rsync
-from sersyncpy.events import DELETE, FULL, RENAME, Event
+from sersyncpy import rsync, statefiles
+from sersyncpy.background import PidFile
+from sersyncpy.events import DELETE, FULL, KIND_NAMES, RENAME, Event, is_clean
 
 logger = logging.getLogger(__name__)
 
 MAGIC = b"# sersyncpy fail log v1"
+# A fail log longer than this is not read (a sparse or planted file must not fill memory):
+# some 2 million pending paths, beyond the pending cap of every remote together.
+MAX_BYTES = 512 * 1024 * 1024
+BAD_LINES_NAMED = 10  # damaged lines named one by one in the log; the rest are counted
 # How often at most the file is rewritten while lanes change. After a kill, what the last
 # second added is recovered by the resync of every root at the next start.
 WRITE_SECONDS = 1.0
@@ -101,27 +106,58 @@ def render(state: str, lanes: Sequence[LaneState]) -> bytes:
     return b"\n".join(out) + b"\n"
 
 
+class BadLine(ValueError):
+    """A data line that cannot be replayed; its message says why."""
+
+
+def _event(fields: list[bytes]) -> Event:
+    """The Event of a `#P ID KIND ISDIR PATH [SRC]` line, checked as input from another user:
+    a known kind, a clean relative path (events.is_clean), a source for a RENAME only."""
+    if len(fields) not in (5, 6) or fields[3] not in (b"0", b"1"):
+        raise BadLine("not a #P ID KIND ISDIR PATH [SRC] line")
+    if not fields[2].isdigit() or int(fields[2]) not in KIND_NAMES:
+        raise BadLine(f"unknown kind {fields[2][:20]!r}")
+    kind = int(fields[2])
+    path = _unb64(fields[4])
+    src = _unb64(fields[5]) if len(fields) == 6 else None
+    if (src is None) != (kind != RENAME):
+        raise BadLine("a source path is for a RENAME, and a RENAME needs one")
+    for name in (path, src):
+        if name is not None and not is_clean(name):
+            raise BadLine(f"{name[:200]!r} is not a clean path below the root")
+    return Event(kind, path, fields[3] == b"1", src)
+
+
 def parse(data: bytes) -> tuple[Optional[str], dict[str, list[Event]]]:
-    """(state, {lane key: events}) from a file's bytes; state None if it is not ours."""
+    """(state, {lane key: events}) from a file's bytes; state None if it is not ours. A line
+    that cannot be replayed is skipped with a WARNING (the first few are named)."""
     lines = data.split(b"\n")
     if len(lines) < 2 or lines[1] != MAGIC:
         return None, {}
     state = RUNNING
     keys: dict[bytes, str] = {}
     pending: dict[str, list[Event]] = {}
-    for line in lines:
+    bad = 0
+    for number, line in enumerate(lines, 1):
         fields = line.split(b" ")
         try:
             if fields[0] == b"#S":
-                state = fields[1].decode()
+                # Anything but a clean stop is taken for a crash: the roots are resynced.
+                state = CLEAN if fields[1:] == [CLEAN.encode()] else RUNNING
             elif fields[0] == b"#L":
+                if len(fields) != 4:
+                    raise BadLine("not a #L ID ROOT REMOTE line")
                 keys[fields[1]] = f"{_unb64(fields[2])}\0{_unb64(fields[3])}"
             elif fields[0] == b"#P":
-                src = _unb64(fields[5]) if len(fields) > 5 else None
-                event = Event(int(fields[2]), _unb64(fields[4]), fields[3] == b"1", src)
-                pending.setdefault(keys[fields[1]], []).append(event)
-        except (IndexError, KeyError, ValueError) as exc:
-            logger.warning("fail log: skipping a damaged line (%s)", exc)
+                if len(fields) < 2 or fields[1] not in keys:
+                    raise BadLine("its lane has no #L line before it")
+                pending.setdefault(keys[fields[1]], []).append(_event(fields))
+        except (BadLine, ValueError) as exc:  # binascii.Error is a ValueError
+            bad += 1
+            if bad <= BAD_LINES_NAMED:
+                logger.warning("fail log: skipping line %d: %s", number, exc)
+    if bad > BAD_LINES_NAMED:
+        logger.warning("fail log: skipped %d damaged lines in all", bad)
     return state, pending
 
 
@@ -148,11 +184,19 @@ def write_atomically(path: str, data: bytes, mode: int = 0o700) -> None:
 def load(path: str) -> tuple[Optional[str], dict[str, list[Event]]]:
     """Read the fail log left by the previous run: (state or None, pending per lane key).
 
-    A sersync 2.5 fail log (shell commands) is moved aside, never run."""
+    The file is input from whoever could write there: it is used only if it is a regular
+    file of ours that nobody else may write, under MAX_BYTES. Otherwise it is moved aside
+    and the state is RUNNING with nothing pending, so that every root is resynced. A sersync
+    2.5 fail log (shell commands) is moved aside, never run."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
+        data = statefiles.read_trusted(path, MAX_BYTES)
+    except statefiles.Untrusted as exc:
+        aside, why_not = statefiles.move_aside(path)
+        where = f"moved to {aside}" if aside else f"left in place, it cannot be moved: {why_not}"
+        logger.error("fail log %s is not used: %s (%s); every root is resynced instead",
+                     path, exc, where)
+        return RUNNING, {}
+    if data is None:
         return None, {}
     state, pending = parse(data)
     if state is None and data.strip():
@@ -164,9 +208,42 @@ def load(path: str) -> tuple[Optional[str], dict[str, list[Event]]]:
     return state, pending
 
 
+def lock(path: str) -> PidFile:
+    """Hold PATH.lock for the whole run, so that no second sersyncpy shares this fail log
+    (both would push, and one's clean stop would hide the other's crash)."""
+    return PidFile(path + ".lock", what=f"the fail log {path}")
+
+
+@dataclass
+class WriteHealth:
+    """Whether the last write of one of our files worked: shown in the status and metrics."""
+
+    path: str
+    error: str = ""  # why the last write failed; "" when it worked
+    failing_since: Optional[float] = None  # time.time() of the first failure in a row
+    failures: int = 0  # failed writes since start
+
+    def failed(self, exc: BaseException, what: str) -> None:
+        """Count one failure; the first of a run of them is logged, as an ERROR."""
+        self.failures += 1
+        reason = getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}"
+        if not self.error:
+            self.failing_since = time.time()
+            logger.error("cannot write %s %s: %s; replication goes on, the write is tried "
+                         "again", what, self.path, reason,
+                         exc_info=not isinstance(exc, OSError))
+        self.error = reason
+
+    def worked(self, what: str) -> None:
+        if self.error:
+            logger.warning("%s %s is written again", what, self.path)
+        self.error, self.failing_since = "", None
+
+
 class FailLogWriter(threading.Thread):
     """Rewrites the fail log whenever a lane's pending set changed, at most every
-    `interval` seconds; the last write on stop marks a clean shutdown."""
+    `interval` seconds; the last write on stop marks a clean shutdown. A write that fails
+    (a full disk, a directory in the way) is an ERROR and is tried again, never the end."""
 
     def __init__(self, path: str, lanes: Sequence, interval: float = WRITE_SECONDS,
                  retry_minutes: float = 60):
@@ -175,39 +252,43 @@ class FailLogWriter(threading.Thread):
         self.lanes = list(lanes)  # objects with .root, .target, .snapshot(), .retry_now()
         self.interval = interval
         self.retry_seconds = retry_minutes * 60  # sersync's timeToExecute
-        self.writes = 0
+        self.health = WriteHealth(path)
         self._stopping = threading.Event()
         self._seen: dict[int, int] = {}
 
-    def write(self, state: str) -> None:
+    def write(self, state: str) -> bool:
+        """Write the file now; False (logged, counted in `health`) when that failed."""
         snapshots = [(lane, *lane.snapshot()) for lane in self.lanes]
-        self._seen = {id(lane): version for lane, version, _ in snapshots}
         lanes = [LaneState(lane.root, lane.target, tuple(events))
                  for lane, _, events in snapshots]
         started = time.monotonic()
-        write_atomically(self.path, render(state, lanes))
-        self.writes += 1
+        try:
+            write_atomically(self.path, render(state, lanes))
+        except Exception as exc:  # a full disk or any other failure: never the end of us
+            self.health.failed(exc, "the fail log")
+            return False
+        # Only now: after a failed write, changed() stays true and the next tick retries.
+        self._seen = {id(lane): version for lane, version, _ in snapshots}
+        self.health.worked("the fail log")
         # A large backlog makes each write slow: never spend more than a tenth of the time.
         self.interval = max(self.interval, 10 * (time.monotonic() - started))
+        return True
 
     def changed(self) -> bool:
-        return any(self._seen.get(id(lane)) != lane.version for lane in self.lanes)
+        return bool(self.health.error) or any(
+            self._seen.get(id(lane)) != lane.version for lane in self.lanes)
 
     def run(self) -> None:
         next_retry = time.monotonic() + self.retry_seconds
-        try:
-            while not self._stopping.wait(self.interval):
-                if self.changed():
-                    self.write(RUNNING)
-                if self.retry_seconds > 0 and time.monotonic() >= next_retry:
-                    # sersync ran its fail log every timeToExecute minutes; lanes retry on
-                    # their own much sooner, so this only cuts a long backoff short.
-                    next_retry = time.monotonic() + self.retry_seconds
-                    for lane in self.lanes:
-                        lane.retry_now()
-        except Exception:
-            logger.exception("the fail log writer failed; pending paths are not persisted")
-            raise
+        while not self._stopping.wait(self.interval):
+            if self.changed():
+                self.write(RUNNING)
+            if self.retry_seconds > 0 and time.monotonic() >= next_retry:
+                # sersync ran its fail log every timeToExecute minutes; lanes retry on
+                # their own much sooner, so this only cuts a long backoff short.
+                next_retry = time.monotonic() + self.retry_seconds
+                for lane in self.lanes:
+                    lane.retry_now()
 
     def stop(self) -> None:
         self._stopping.set()

@@ -11,28 +11,39 @@ import sys
 import time
 from typing import Optional
 
-from sersyncpy import systemd
+from sersyncpy import statefiles, systemd
+from sersyncpy.errors import SersyncpyError
 
 TIMED = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 UNTIMED = "%(levelname)s %(name)s: %(message)s"
 
 
+# Names of changed files are private to the tree's users: not readable by everyone.
+LOG_MODE = 0o640
+
+
 class ReopenableFileHandler(logging.FileHandler):
-    """A log file that reopen() closes and opens again by name (logrotate moved it)."""
+    """A log file that reopen() closes and opens again by name (logrotate moved it). Created
+    0640, never opened through a symlink or as another user's file (statefiles.open_own)."""
 
     def __init__(self, path: str, redirect_std: bool = False):
+        statefiles.ensure_dir_of(path)
         super().__init__(path, mode="a", encoding="utf-8", delay=False)
         self.redirect_std = redirect_std  # -d: stdout and stderr go to the file too
         self._redirect()
 
+    def _open(self):
+        fd = statefiles.open_own(self.baseFilename, os.O_WRONLY | os.O_APPEND, LOG_MODE,
+                                  "the log file")
+        return os.fdopen(fd, "a", encoding="utf-8", errors=self.errors)
+
     def reopen(self) -> None:
         try:
             stream = self._open()
-        except OSError as exc:
+        except (SersyncpyError, OSError) as exc:
             # Keep writing to the old file rather than lose the log (or stop replicating).
-            logging.getLogger(__name__).error("cannot reopen the log file %s: %s; still "
-                                              "writing to the old one", self.baseFilename,
-                                              exc.strerror or exc)
+            logging.getLogger(__name__).error("cannot reopen the log file: %s; still writing "
+                                              "to the old one", exc)
             return
         self.acquire()
         try:

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from sersyncpy import rsync
-from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
+from sersyncpy.config import DEFAULT_MAX_PENDING
+from sersyncpy.diskstate import State, Unreadable, disk_state
+from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event, is_clean
 from sersyncpy.filterqueue import FilterQueue
 
 logger = logging.getLogger(__name__)
@@ -47,57 +49,50 @@ class Plan:
     root_gone: bool = False  # the watcher saw the root itself go: push nothing
     missing: list[Event] = field(default_factory=list)  # in `listed`: deletions on the remote
     skipped: list[Event] = field(default_factory=list)  # left to their parent's deletion
+    unreadable: list[Event] = field(default_factory=list)  # we may not read them: not sent
+    unclean: list[Event] = field(default_factory=list)  # not a clean path below the root
 
 
-# What a path is on disk when its batch is planned.
-DIR, OTHER, MISSING, SHADOWED = "dir", "other", "missing", "shadowed"
-
-
-def disk_state(root: str, rel: str) -> str:
-    """DIR, OTHER (file, symlink, device), MISSING, or SHADOWED: a parent is no longer a
-    directory, so the path is gone along with that parent's change of type."""
-    try:
-        mode = os.lstat(os.path.join(root, rel) if rel else root).st_mode
-    except FileNotFoundError:
-        return MISSING
-    except NotADirectoryError:
-        return SHADOWED
-    except OSError:
-        return MISSING
-    return DIR if stat.S_ISDIR(mode) else OTHER
-
-
-def plan(batch: list[Event], state: Callable[[str], str]) -> Plan:
+def plan(batch: list[Event], state: Callable[[str], State],
+         renamable: Callable[[str, str], bool]) -> Plan:
     """Sort a batch into rsync calls by kind and by what each path is on disk now.
 
     The disk decides because the batch may be older than the tree: a renamed directory that
     has gone again is just a deletion, a directory whose metadata changed must not be
     recursed into, and whatever a listed path is now is what rsync will send. A shadowed
-    path is left out: rsync would fail on it (ENOTDIR is not "missing" to
-    --delete-missing-args), and the parent that became a file carries its deletion.
+    path is left out: rsync would fail on it or, below a symlink, follow it out of the tree;
+    the ancestor that became a file or a symlink carries its deletion. An unreadable one is
+    left out too: rsync could not read it either, and retrying would not help.
     """
     p = Plan()
     for event in batch:
         if event.path == "" and event.kind == DELETE:
             p.root_gone = True
             continue
-        now = state(event.path)
-        if now == SHADOWED:
+        if not is_clean(event.path) or (event.src is not None and not is_clean(event.src)):
+            p.unclean.append(event)  # never produced here; a bug, not input to trust
             continue
-        if (now == MISSING and "/" in event.path
-                and state(event.path.rsplit("/", 1)[0]) == MISSING):
+        now = state(event.path)
+        if now is State.SHADOWED:
+            continue
+        if now is State.UNREADABLE:
+            p.unreadable.append(event)
+            continue
+        if (now is State.MISSING and "/" in event.path
+                and state(event.path.rsplit("/", 1)[0]) is State.MISSING):
             # Its parent went too: the parent's own event deletes (or renames) it whole.
             p.skipped.append(event)
             continue
-        if event.kind == RENAME and now == DIR and rsync.safe_in_destination(event.path):
+        if (event.kind == RENAME and now is State.DIR
+                and renamable(event.src or "", event.path)):
             p.renames.append(event)
-        elif event.kind == FULL and now == DIR:
+        elif event.kind == FULL and now is State.DIR:
             p.full.append(event)
-        elif event.kind == UPDATE and now == DIR:
+        elif event.kind == UPDATE and now is State.DIR:
             p.dirs.append(event)
         else:
             p.listed.append(event)
-            if now == MISSING:
+            if now is State.MISSING:
                 p.missing.append(event)
     return p
 
@@ -154,6 +149,7 @@ class LaneStats:
     last_full_sync: Optional[float] = None  # time.time() of the last full push that worked
     last_error: str = ""
     last_code: int = 0
+    collapses: int = 0  # times the pending paths became one full sync (max_pending)
 
 
 class Lane(threading.Thread):
@@ -161,11 +157,17 @@ class Lane(threading.Thread):
 
     def __init__(self, root: str, target: rsync.Target, slots: Slots,
                  delete_hold: float = DELETE_HOLD_SECONDS,
-                 on_pushed: Optional[Callable[[Lane, list[Event], int], None]] = None):
+                 on_pushed: Optional[Callable[[Lane, list[Event], int], None]] = None,
+                 max_pending: int = DEFAULT_MAX_PENDING, unreadable: Optional[Unreadable] = None):
         super().__init__(name=f"lane {target.label}", daemon=True)
         self.root = root
         self.target = target
         self.stats = LaneStats()
+        # Past this many pending paths (a remote down for long under churn), they become
+        # one full sync of the root: memory stays bounded whatever the outage.
+        self.max_pending = max_pending
+        self.unreadable = unreadable or Unreadable(root)
+        self._push_failing = False  # the last push raised: its traceback is logged once
         self.version = 0  # changes whenever what is pending changes (for the fail log)
         self._root_dev = os.stat(root).st_dev
         self._slots = slots  # -n: how many rsync processes may run at once, over all lanes
@@ -198,6 +200,8 @@ class Lane(threading.Thread):
             if self._abandoned:
                 return
             self._queue.push_many(events)
+            if len(self._queue) > self.max_pending:
+                self._collapse()
             self._seq = max(self._seq, seq)
             self._offers += 1
             self.stats.events_in += len(events)
@@ -206,6 +210,18 @@ class Lane(threading.Thread):
             self.version += 1
             self._paused = False
             self._cond.notify()
+
+    def _collapse(self) -> None:
+        """Too many pending paths: one full sync of the root replaces them (under _cond)."""
+        count = len(self._queue)
+        self._queue.take()
+        self._queue.push(FULL, "", True)
+        self.stats.collapses += 1
+        deletions = ("deletions included" if self.target.full_deletes else
+                     "without deletions, as <delete inFullSync=\"false\"> asks")
+        logger.warning("%s: %d paths pending (more than %d): they are replaced by one full "
+                       "sync of %s (rsync's quick check, %s)", self.target.label, count,
+                       self.max_pending, self.root, deletions)
 
     def snapshot(self) -> tuple[int, list[Event]]:
         """(version, everything not yet on the remote): the batch in flight, then the queue."""
@@ -277,7 +293,7 @@ class Lane(threading.Thread):
                     batch_oldest, self._oldest = self._oldest, None
                     self._inflight_oldest = batch_oldest
                     self.stats.events_out += len(batch)
-                failed, held, skipped = self._push(batch)
+                failed, held, skipped = self._push_safely(batch)
             if self._on_pushed is not None:
                 # A skipped path is not on the remote's side yet: its parent's deletion,
                 # still to come, removes it (and tells the plugins).
@@ -322,7 +338,9 @@ class Lane(threading.Thread):
 
     def _wait_before_retry(self, seconds: float) -> None:
         """Back off, but retry at once when a remote that could not be reached answers
-        again: after an outage it converges within a second or two, not at the backoff."""
+        again: after an outage it converges within a second or two, not at the backoff.
+        A stop cuts the wait to the drain deadline, never shorter: a dead remote is not
+        retried in a busy loop while the others drain."""
         deadline = time.monotonic() + seconds
         code = self.stats.last_code
         # ssh says 255 for a refused connection and for a refused key alike: probe only when
@@ -330,15 +348,13 @@ class Lane(threading.Thread):
         probe = code in UNREACHABLE_CODES or (
             code == 255 and self.target.ssh and not reachable(self.target))
         while True:
-            left = deadline - time.monotonic()
             with self._cond:
-                if left <= 0 or self._stopping or self._retry_now:
+                end = min(deadline, self._deadline) if self._stopping else deadline
+                left = end - time.monotonic()
+                if left <= 0 or self._retry_now or self._abandoned:
                     self._retry_now = False
                     return
                 self._cond.wait(min(left, PROBE_SECONDS) if probe else left)
-                if self._stopping or self._retry_now:
-                    self._retry_now = False
-                    return
             if probe and reachable(self.target):
                 return
 
@@ -379,15 +395,40 @@ class Lane(threading.Thread):
         p.listed = [e for e in p.listed if id(e) not in held]
         return p.missing
 
+    def _push_safely(self, batch: list[Event]) -> tuple[list[Event], list[Event], list[Event]]:
+        """_push, but whatever goes wrong in it (a bug, an error nobody foresaw) leaves the
+        batch pending, backs off and is retried: one bad push never ends the lane."""
+        try:
+            result = self._push(batch)
+        except Exception as exc:
+            self.stats.failures += 1
+            self.stats.failed_batches += 1
+            self.stats.last_code = 0  # no rsync failed: back off at the usual pace
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            if not self._push_failing:
+                logger.exception("%s: a push of %d paths failed unexpectedly; they stay "
+                                 "pending and are retried", self.target.label, len(batch))
+            self._push_failing = True
+            return batch, [], []
+        self._push_failing = False
+        return result
+
     def _push(self, batch: list[Event]) -> tuple[list[Event], list[Event], list[Event]]:
         """Push one batch; return the events that did not reach the remote, the deletions
         held back for now, and those left to their parent's deletion."""
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s: batch: %s", self.target.label, ", ".join(map(str, batch)))
-        p = plan(batch, lambda rel: disk_state(self.root, rel))
+        seen: dict[str, State] = {}  # the directories of this batch, each checked once
+        p = plan(batch, lambda rel: disk_state(self.root, rel, seen),
+                 lambda src, dst: rsync.renamable(self.target, src, dst))
         if p.root_gone or not self._root_present():
             self._pause(f"the watch root {self.root} is gone or was replaced")
             return batch, [], []
+        if p.unclean:
+            logger.error("%s: refusing %d paths that are not clean paths below the root: %s",
+                         self.target.label, len(p.unclean), ", ".join(map(str, p.unclean[:5])))
+        if p.unreadable:
+            self.unreadable.report(e.path for e in p.unreadable)
         held = self._hold_deletions(p)
         failed: list[Event] = []
         for event in p.renames:
@@ -397,7 +438,7 @@ class Lane(threading.Thread):
                 p.listed.append(Event(SUBTREE, event.path, True))
         full = []
         for event in p.full:
-            if self.target.deletes and not os.listdir(os.path.join(self.root, event.path)):
+            if self.target.deletes and _is_empty(os.path.join(self.root, event.path)):
                 # An empty root is more often a failed mount than a wish to delete it all.
                 logger.warning("%s: skipping the full push of %s: it is empty (a failed "
                                "mount?), and a full push would delete everything below it "
@@ -426,15 +467,16 @@ class Lane(threading.Thread):
         else:
             self.stats.failures = 0
             self.stats.last_success = time.time()
+            self.unreadable.readable(e.path for e in batch)
         self.stats.batches += 1
-        return failed, held, p.skipped
+        return failed, held, p.skipped + p.unreadable + p.unclean
 
     def _which_failed(self, result: rsync.Result, events: list[Event]) -> list[Event]:
         """After a partial transfer (23), only the paths rsync names failed; otherwise, or
         when it cannot be told, the whole call."""
         if result.code != 23:
             return events
-        directories = ([e.path for e in events if disk_state(self.root, e.path) == DIR]
+        directories = ([e.path for e in events if disk_state(self.root, e.path) is State.DIR]
                        if self.target.deletes else ())
         names = rsync.failed_paths(result.stderr, [e.path for e in events], self.root,
                                    directories=directories)
@@ -464,6 +506,15 @@ class Lane(threading.Thread):
                    len(events), self.stats.last_error,
                    "".join(f"\n    {line}" for line in lines[:10]))
         return result
+
+
+def _is_empty(directory: str) -> bool:
+    """Whether a directory has nothing in it; False when that cannot be told (rsync will)."""
+    try:
+        with os.scandir(directory) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False
 
 
 # rsync exit codes that mean the remote could not be reached or stopped answering.

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import string
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Optional
+
+from sersyncpy.events import is_clean
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +115,10 @@ def base_argv(t: Target) -> list[str]:
     """rsync, commonParams, then the connection options sersync adds (port, auth, timeout, ssh)."""
     argv = [t.rsync_bin, *t.common_params]
     if t.ssh:
-        argv += ["-e", t.rsh]
+        # -s (--protect-args, rsync >= 3.0): names and options travel inside rsync's protocol,
+        # not on the command line that ssh hands to the remote user's shell, which rsync up
+        # to 3.2.3 (and any rsync with RSYNC_OLD_ARGS=1) leaves unescaped.
+        argv += ["-s", "-e", t.rsh]
     else:
         # Nagle against delayed ACKs costs ~85 ms per daemon call (see DESIGN.md).
         argv += ["--sockopts=TCP_NODELAY", f"--contimeout={CONNECT_TIMEOUT}"]
@@ -196,7 +202,10 @@ def link_dest_for(src: str, dst: str) -> str:
 
 
 def rename_argv(t: Target, src: str, dst: str) -> list[str]:
-    """Send directory `dst` letting the receiver hard-link unchanged files from `src`."""
+    """Send directory `dst` letting the receiver hard-link unchanged files from `src`; only
+    for names `renamable` allows."""
+    if not (src and dst and is_clean(src) and is_clean(dst) and renamable(t, src, dst)):
+        raise ValueError(f"refusing to send {dst!r} against {src!r}: not a renamable name")
     delete = ["--delete"] if t.full_deletes else []  # as listed_argv
     return [
         *base_argv(t), "-r", *delete, "--mkpath", f"--link-dest={link_dest_for(src, dst)}",
@@ -217,6 +226,8 @@ def full_argv(t: Target) -> list[str]:
 
 
 GLOB_CHARS = frozenset("*?[")
+# Bytes that no shell, no wildcard expansion and no option parser gives a meaning to.
+CONSERVATIVE_CHARS = frozenset(string.ascii_letters + string.digits + "._+,@%=-")
 
 
 def safe_in_destination(rel: str) -> bool:
@@ -225,10 +236,36 @@ def safe_in_destination(rel: str) -> bool:
     return not GLOB_CHARS.intersection(rel)
 
 
+def conservative(rel: str) -> bool:
+    """Whether every component of `rel` is made of CONSERVATIVE_CHARS only (and is no "."
+    or ".."): a name that means the same to any remote shell, quoted or not."""
+    return bool(rel) and all(
+        part not in ("", ".", "..") and CONSERVATIVE_CHARS.issuperset(part)
+        for part in rel.split("/"))
+
+
+def renamable(t: Target, src: str, dst: str) -> bool:
+    """Whether a directory renamed from `src` to `dst` may be sent with rename_argv, which puts
+    `dst` into the destination argument and `src` into --link-dest. Over ssh both would reach
+    the remote shell's command line if -s were not honoured (an old rsync on either side,
+    RSYNC_OLD_ARGS): conservative names only, else the directory is sent whole. A daemon
+    runs no shell but expands wildcards in the destination."""
+    if t.ssh:
+        return conservative(src) and conservative(dst)
+    return safe_in_destination(dst)
+
+
 def encode_list(paths: Iterable[str]) -> bytes:
     """NUL-separated bytes for --from0, each path as ./path ("" the root, is "."): rsync takes
-    a listed line starting with # or ; for a comment, even with --from0, and skips it."""
-    return b"".join(b"./" + os.fsencode(p) + b"\0" if p else b".\0" for p in paths)
+    a listed line starting with # or ; for a comment, even with --from0, and skips it.
+    A path that is not clean (events.is_clean: "..", absolute, a NUL) never gets here: the
+    lane drops it, so this refusal is the last line of defence, not the check."""
+    out = []
+    for p in paths:
+        if not is_clean(p):
+            raise ValueError(f"refusing to list {p!r} for rsync: not a clean relative path")
+        out.append(b"./" + os.fsencode(p) + b"\0" if p else b".\0")
+    return b"".join(out)
 
 
 STDERR_KEPT = 256 * 1024
@@ -262,6 +299,20 @@ def parse_stats(stdout: bytes) -> tuple[int, int]:
     return files, sent
 
 
+# rsync reads these to decide how it passes names to a remote shell: RSYNC_OLD_ARGS=1 puts
+# them on ssh's command line unescaped, RSYNC_PROTECT_ARGS=0 turns -s's default off. Never
+# inherited, whoever started sersyncpy.
+SCRUBBED_ENVIRONMENT = ("RSYNC_OLD_ARGS", "RSYNC_PROTECT_ARGS")
+
+
+def environment() -> dict[str, str]:
+    """The environment rsync runs in: ours, without SCRUBBED_ENVIRONMENT."""
+    env = dict(os.environ)
+    for name in SCRUBBED_ENVIRONMENT:
+        env.pop(name, None)
+    return env
+
+
 def run(
     argv: Sequence[str], cwd: str, stdin: bytes = b"", timeout: Optional[float] = None,
 ) -> Result:
@@ -271,7 +322,7 @@ def run(
     try:
         proc = subprocess.Popen(
             list(argv), cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=environment(),
         )
     except FileNotFoundError as exc:
         return Result(127, time.monotonic() - start, str(exc))

@@ -40,6 +40,7 @@ ROOT_CHECK_SECONDS = 1.0
 # How often directories that could not be watched (the inotify watch limit) are tried again
 # and, while they stay unwatched, resynced whole; SERSYNCPY_UNWATCHED_RESYNC_SECONDS sets it.
 UNWATCHED_RESYNC_SECONDS = 60.0
+UNREADABLE_NAMED = 20  # unreadable directories named one by one in the log
 # How long a directory that vanished before it could be watched is remembered, in case the
 # rename that moved it is still to be read.
 MISSED_SECONDS = 5.0
@@ -136,6 +137,10 @@ class Watcher(threading.Thread):
         self.rules = rules
         self._sink = sink
         self._unwatched: set[tuple[int, str]] = set()  # (root index, rel dir) not watched
+        # (root index, rel dir) we may not read (mkdir -m 700 by another user, when we are
+        # not root or the tree is root_squash NFS): not watched, not pushed, tried again.
+        self._unreadable: set[tuple[int, str]] = set()
+        self._unreadable_named = 0
         # (root index, rel dir) -> when: gone (ENOENT) as we tried to watch it; perhaps
         # renamed by an event not read yet (mkdir -p a/b && mv a c).
         self._missed: dict[tuple[int, str], float] = {}
@@ -153,6 +158,13 @@ class Watcher(threading.Thread):
         self._progress_count = 0
 
     # -- set-up and bookkeeping ---------------------------------------------------------
+
+    def unreadable_counts(self) -> list[int]:
+        """Per root: directories that could not be watched because we may not read them."""
+        counts = [0] * len(self._roots)
+        for index, _rel in list(self._unreadable):
+            counts[index] += 1
+        return counts
 
     def counts(self) -> list[tuple[int, int]]:
         """Per root: (directories watched, directories that could not be watched)."""
@@ -208,6 +220,9 @@ class Watcher(threading.Thread):
                 # Deleted (its parent reports it) or renamed: _move_tree retries it there.
                 self._missed[(root.index, rel)] = time.monotonic()
                 return False
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                self._cannot_read(root, rel)
+                return False
             if exc.errno != errno.ENOSPC:
                 logger.error("cannot watch %s: %s", self._abs(root, rel), exc.strerror)
             # Not watched, so not silently missed: resynced whole until it can be watched.
@@ -222,6 +237,21 @@ class Watcher(threading.Thread):
         self._by_wd[wd] = (root, rel)
         root.wds[rel] = wd
         return True
+
+    def _cannot_read(self, root: _Root, rel: str) -> None:
+        """A directory we may not read: named (the first UNREADABLE_NAMED of them; another
+        user could make thousands), not pushed (rsync could not read it either), and tried
+        again every unwatched-resync period."""
+        key = (root.index, rel)
+        if key in self._unreadable:
+            return
+        self._unreadable.add(key)
+        self._unreadable_named += 1
+        if self._unreadable_named <= UNREADABLE_NAMED:
+            logger.warning("cannot read the directory %s (permission denied): it is not "
+                           "watched or replicated until it can be read", self._abs(root, rel))
+        elif self._unreadable_named == UNREADABLE_NAMED + 1:
+            logger.warning("more directories cannot be read; the status file counts them")
 
     def _watch_tree(self, root: _Root, rel: str) -> None:
         """Watch `rel` and every directory below it: each watch first, then its listing, so
@@ -461,8 +491,19 @@ class Watcher(threading.Thread):
         return out
 
     def _resync_unwatched(self) -> list:
-        """Try the unwatched directories again; push those still unwatched whole."""
+        """Try the unwatched directories again; push those still unwatched whole. Try the
+        unreadable ones again too, and push those that can be read now."""
         out: list = []
+        for index, rel in sorted(self._unreadable):
+            root = self._roots[index]
+            if root.gone:
+                continue
+            self._watch_tree(root, rel)
+            if rel in root.wds:  # readable now: watched, and sent whole
+                self._unreadable.discard((index, rel))
+                out.append((root, Event(FULL, rel, True)))
+            elif not os.path.isdir(self._abs(root, rel)):  # deleted or moved away
+                self._unreadable.discard((index, rel))
         if not self._unwatched:
             return out
         todo, self._unwatched = self._unwatched, set()

@@ -30,12 +30,12 @@ TIMESTAMPED = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WAR
                          r"|CRITICAL) [\w.]+: ")
 UNTIMED = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")
 
-ROOT_FIELDS = {"path", "watches", "unwatched", "last_full_sync"}
+ROOT_FIELDS = {"path", "watches", "unwatched", "unreadable", "last_full_sync"}
 REMOTE_FIELDS = {"root", "remote", "pending", "lag_seconds", "last_success",
                  "consecutive_failures", "failed_batches", "last_error", "files_sent",
                  "bytes_sent", "rsync_runs", "batches", "last_full_sync", "paused"}
 DOCUMENT_FIELDS = {"format", "pid", "config", "running", "started", "updated", "interval",
-                   "roots", "remotes", "plugin"}
+                   "roots", "remotes", "plugin", "fail_log"}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -469,7 +469,8 @@ def test_status_file_fields_counters_and_idle_refresh(daemon, src, sersyncpy):
     assert first["started"] <= first["updated"] <= time.time()
     (root,) = first["roots"]
     assert set(root) == ROOT_FIELDS
-    assert root == {"path": str(src), "watches": 1, "unwatched": 0, "last_full_sync": None}
+    assert root == {"path": str(src), "watches": 1, "unwatched": 0, "unreadable": 0,
+                    "last_full_sync": None}
     (remote,) = first["remotes"]
     assert set(remote) == REMOTE_FIELDS
     assert remote == {

@@ -1,12 +1,16 @@
 """The fail log: its data survives any name, its script quotes every name, its writes are
 atomic, and the replay rules."""
 
+import base64
 import os
+import resource
 import subprocess
 
+import pytest
 from conftest import assert_trees_equal
 
 from sersyncpy import faillog, rsync
+from sersyncpy.background import AlreadyRunning
 from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
 
 HOSTILE = [
@@ -126,3 +130,136 @@ def test_running_the_script_by_hand_replicates_hostile_names_and_executes_nothin
     assert_trees_equal(root, daemon.modules["backup"])
     for place in (tmp_path, root, workdir, daemon.modules["backup"]):
         assert not (place / "MARKER").exists(), place
+
+
+# --- what is read back is not trusted (issue 12) --------------------------------------------
+
+
+def _b(text: str) -> bytes:
+    return base64.b64encode(os.fsencode(text))
+
+
+def _fail_log(*lines: bytes, state: bytes = b"clean") -> bytes:
+    header = [b"#!/bin/sh", faillog.MAGIC, b"#S " + state,
+              b"#L 0 " + _b("/srv/www") + b" " + _b("127.0.0.1::backup")]
+    return b"\n".join(header + list(lines)) + b"\n"
+
+
+GOOD = b"#P 0 1 0 " + _b("ok.txt")
+
+
+@pytest.mark.parametrize("line", [
+    b"#P 0 4 1 " + _b("../secret") + b" " + _b("d"),  # a rename out of the root
+    b"#P 0 1 0 " + _b("../secret"),
+    b"#P 0 1 0 " + _b("/etc/shadow"),
+    b"#P 0 1 0 " + _b("a/../../b"),
+    b"#P 0 1 0 " + _b("./a"),
+    b"#P 0 1 0 " + _b("a//b"),
+    b"#P 0 1 0 " + _b("nul\0byte"),
+    b"#P 0 4 1 " + _b("renamed"),  # a RENAME without its source
+    b"#P 0 1 0 " + _b("x") + b" " + _b("y"),  # a source on an UPDATE
+    b"#P 0 4 1 " + _b("new") + b" " + _b("../old"),
+    b"#P 0 2147483648 0 " + _b("x"),  # a kind past the compiled queue's int
+    b"#P 0 99 0 " + _b("x"),
+    b"#P 0 -1 0 " + _b("x"),
+    b"#P 0 abc 0 " + _b("x"),
+    b"#P 0 1 2 " + _b("x"),
+    b"#P 0 1 0 not-base64!",
+    b"#P 0 1",
+    b"#P",
+    b"#P 7 1 0 " + _b("x"),  # no such lane
+    b"#L 1 bad! " + _b("x"),
+    b"#L",
+])
+def test_a_damaged_or_planted_line_is_skipped_and_the_rest_replayed(line, caplog):
+    state, pending = faillog.parse(_fail_log(line, GOOD))
+    assert state == faillog.CLEAN
+    assert pending == {"/srv/www\x00127.0.0.1::backup": [Event(UPDATE, "ok.txt")]}
+    assert any("fail log: skipping line" in r.getMessage() for r in caplog.records)
+
+
+def test_only_a_clean_stop_counts_as_clean():
+    for state in (b"clean-ish", b"", b"clean extra", b"\xff"):
+        assert faillog.parse(_fail_log(GOOD, state=state))[0] == faillog.RUNNING
+
+
+def test_many_bad_lines_are_counted_not_each_logged(caplog):
+    faillog.parse(_fail_log(*[b"#P 0 9 0 " + _b("x")] * 1000))
+    assert len(caplog.records) == faillog.BAD_LINES_NAMED + 1
+
+
+def _write(path, data: bytes, mode: int = 0o600) -> None:
+    path.write_bytes(data)
+    os.chmod(path, mode)
+
+
+def _rejected(directory) -> list[str]:
+    return [name for name in os.listdir(directory) if ".rejected." in name]
+
+
+def test_a_fail_log_others_may_write_is_moved_aside_and_every_root_resynced(tmp_path):
+    path = tmp_path / "fail.sh"
+    _write(path, _fail_log(GOOD), 0o666)
+    assert faillog.load(str(path)) == (faillog.RUNNING, {})
+    assert not path.exists() and len(_rejected(tmp_path)) == 1
+
+
+def test_a_fail_log_of_another_user_is_not_used(tmp_path):
+    path = tmp_path / "fail.sh"
+    _write(path, _fail_log(GOOD))
+    os.chown(path, 65534, 65534)
+    assert faillog.load(str(path)) == (faillog.RUNNING, {})
+    assert not path.exists()
+
+
+def test_a_symlink_at_the_fail_log_path_is_not_followed(tmp_path):
+    target = tmp_path / "elsewhere.sh"
+    _write(target, _fail_log(GOOD))
+    path = tmp_path / "fail.sh"
+    path.symlink_to(target)
+    assert faillog.load(str(path)) == (faillog.RUNNING, {})
+    assert target.read_bytes() == _fail_log(GOOD)  # untouched, and the link moved aside
+
+
+def test_a_fifo_at_the_fail_log_path_neither_blocks_nor_is_read(tmp_path):
+    path = tmp_path / "fail.sh"
+    os.mkfifo(path, 0o600)
+    assert faillog.load(str(path)) == (faillog.RUNNING, {})
+
+
+def test_a_huge_sparse_fail_log_is_not_read(tmp_path):
+    path = tmp_path / "fail.sh"
+    with open(path, "wb") as f:
+        f.truncate(faillog.MAX_BYTES + 1)
+    os.chmod(path, 0o600)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert faillog.load(str(path)) == (faillog.RUNNING, {})
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024  # KiB
+
+
+def test_a_failed_write_is_counted_and_tried_again_never_raised(tmp_path):
+    path = tmp_path / "fail.sh"
+    path.mkdir()  # a directory in the way: every write fails
+    lane = FakeLane("/srv", target(), [Event(UPDATE, "a")])
+    writer = faillog.FailLogWriter(str(path), [lane])
+    assert writer.write(faillog.RUNNING) is False
+    assert writer.health.error and writer.health.failures == 1
+    assert writer.changed()  # so the next tick tries again
+    path.rmdir()
+    assert writer.write(faillog.RUNNING) is True
+    assert writer.health.error == "" and writer.health.failing_since is None
+    assert not writer.changed()
+    assert faillog.load(str(path))[1] == {faillog.lane_key("/srv", lane.target):
+                                         [Event(UPDATE, "a")]}
+
+
+def test_a_second_instance_on_one_fail_log_is_refused_with_the_first_ones_pid(tmp_path):
+    path = str(tmp_path / "fail.sh")
+    first = faillog.lock(path)
+    first.write()
+    try:
+        with pytest.raises(AlreadyRunning, match=f"pid {os.getpid()}.*{path}"):
+            faillog.lock(path)
+    finally:
+        first.remove()
+    faillog.lock(path).remove()  # free again once the first is gone

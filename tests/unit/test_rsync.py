@@ -5,11 +5,19 @@ from dataclasses import replace
 import pytest
 
 from sersyncpy import rsync
+from sersyncpy.diskstate import State, disk_state
 from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
-from sersyncpy.pool import DIR, MISSING, OTHER, SHADOWED, disk_state, next_backoff, plan
+from sersyncpy.pool import next_backoff, plan
+
+DIR, MISSING, OTHER, SHADOWED = State.DIR, State.MISSING, State.OTHER, State.SHADOWED
 
 DAEMON = rsync.Target(ip="127.0.0.1", module="backup", port=8730, user="sersync",
                       password_file="/etc/rsync.pas", timeout=100, common_params=("-artuz",))
+
+
+
+def DAEMON_RENAMES(src: str, dst: str) -> bool:  # noqa: N802 - a constant-like predicate
+    return rsync.renamable(DAEMON, src, dst)
 
 
 def test_base_argv_carries_sersyncs_options_in_order():
@@ -26,7 +34,8 @@ def test_a_hung_connection_is_always_cut():
 
 def test_ssh_mode_uses_remote_shell_and_single_colon():
     t = rsync.Target(ip="198.18.0.2", module="/srv/www", ssh=True, user="root")
-    assert rsync.base_argv(t) == ["rsync", "-artuz", "-e", "ssh", "--timeout=60", "--stats"]
+    assert rsync.base_argv(t) == ["rsync", "-artuz", "-s", "-e", "ssh", "--timeout=60",
+                                  "--stats"]
     assert t.destination() == "root@198.18.0.2:/srv/www/"
     assert t.destination("a b") == "root@198.18.0.2:/srv/www/a b/"
 
@@ -96,6 +105,54 @@ def test_names_with_wildcards_never_go_into_a_destination_argument(rel, safe):
     assert rsync.safe_in_destination(rel) is safe
 
 
+SSH = rsync.Target(ip="198.18.0.2", module="/srv/www", ssh=True)
+
+
+@pytest.mark.parametrize("src, dst, over_ssh, over_daemon", [
+    ("old", "new", True, True),
+    ("a/b-1.2_x+y,z@h%20=", "c/d", True, True),
+    ("old", "d;id>PWNED;", False, True),  # a shell would run id on the backup
+    ("d;id>PWNED;", "new", False, True),  # the old name goes into --link-dest
+    ("old", "sp ace", False, True),
+    ("old", "$(id)", False, True),
+    ("old", "`id`", False, True),
+    ("old", "new\nline", False, True),
+    ("old", "non-ASCII é", False, True),
+    ("old", "wild*", False, False),  # the daemon would expand it
+    ("old", "~root", False, True),
+    ("old", "a/../b", False, True),
+])
+def test_a_rename_puts_only_conservative_names_on_an_ssh_command_line(
+        src, dst, over_ssh, over_daemon):
+    assert rsync.renamable(SSH, src, dst) is over_ssh
+    assert rsync.renamable(DAEMON, src, dst) is over_daemon
+    if not over_ssh:
+        with pytest.raises(ValueError):
+            rsync.rename_argv(SSH, src, dst)
+
+
+def test_rsync_never_inherits_the_variables_that_unprotect_its_arguments(monkeypatch):
+    monkeypatch.setenv("RSYNC_OLD_ARGS", "1")
+    monkeypatch.setenv("RSYNC_PROTECT_ARGS", "0")
+    monkeypatch.setenv("SERSYNCPY_KEPT", "yes")
+    env = rsync.environment()
+    assert "RSYNC_OLD_ARGS" not in env and "RSYNC_PROTECT_ARGS" not in env
+    assert env["SERSYNCPY_KEPT"] == "yes"
+
+
+@pytest.mark.parametrize("bad", ["../secret", "a/../../etc", "/etc/shadow", "a//b", "./a",
+                                 "a/.", "nul\0byte", "a/"])
+def test_no_path_outside_the_root_is_ever_listed_for_rsync(bad):
+    with pytest.raises(ValueError):
+        rsync.encode_list(["fine", bad])
+
+
+def test_plan_sends_an_unsafe_rename_over_ssh_as_a_whole_directory():
+    batch = [Event(RENAME, "d;id>PWNED;", True, "d")]
+    p = plan(batch, lambda rel: DIR, lambda s, d: rsync.renamable(SSH, s, d))
+    assert not p.renames and [e.path for e in p.listed] == ["d;id>PWNED;"]
+
+
 def test_live_excludes_only_when_set():
     t = rsync.Target(ip="h", module="m", excludes=("*.gz",))
     assert "--exclude=*.gz" in rsync.listed_argv(t)
@@ -127,7 +184,7 @@ def test_plan_sorts_a_batch_by_kind_and_by_disk():
         Event(FULL, "full", True), Event(SUBTREE, "sub", True),
         Event(DELETE, "was/below/a/file"),
     ]
-    p = plan(batch, lambda rel: on_disk.get(rel, MISSING))
+    p = plan(batch, lambda rel: on_disk.get(rel, MISSING), DAEMON_RENAMES)
     assert [e.path for e in p.renames] == ["renamed"]
     assert [e.path for e in p.full] == ["full"]
     assert [e.path for e in p.dirs] == ["meta"]
@@ -162,13 +219,13 @@ def test_plan_skips_a_missing_path_whose_parent_went_too():
     on_disk = {"kept": DIR}
     batch = [Event(DELETE, "d/sub/f"), Event(DELETE, "d/sub", True), Event(DELETE, "d", True),
              Event(UPDATE, "kept/gone-file"), Event(DELETE, "top-file")]
-    p = plan(batch, lambda rel: on_disk.get(rel, MISSING))
+    p = plan(batch, lambda rel: on_disk.get(rel, MISSING), DAEMON_RENAMES)
     assert [e.path for e in p.listed] == ["d", "kept/gone-file", "top-file"]
     assert p.missing == p.listed
 
 
 def test_plan_marks_the_root_gone():
-    p = plan([Event(DELETE, "", True), Event(UPDATE, "x")], lambda rel: OTHER)
+    p = plan([Event(DELETE, "", True), Event(UPDATE, "x")], lambda rel: OTHER, DAEMON_RENAMES)
     assert p.root_gone and [e.path for e in p.listed] == ["x"]
 
 

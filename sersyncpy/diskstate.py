@@ -1,0 +1,118 @@
+"""What a path is on disk when its batch is planned, seen as rsync would meet it, and the paths
+of a root that cannot be read. A tree writer may race any path: a directory replaced by a
+symlink makes everything listed below it SHADOWED, never followed out of the tree.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import stat
+import threading
+from collections.abc import Iterable
+from typing import Optional
+
+logger = logging.getLogger(__name__)
+
+# An unreadable path is named once; beyond this many the rest are counted, not remembered.
+UNREADABLE_REMEMBERED = 10000
+UNREADABLE_NAMED = 10  # paths named in one warning
+
+
+class State(str, enum.Enum):
+    DIR = "dir"  # a real directory, below real directories
+    OTHER = "other"  # a file, a symlink, a device
+    MISSING = "missing"  # not there (a deletion to pass on)
+    SHADOWED = "shadowed"  # an ancestor is no longer a real directory: gone with it
+    UNREADABLE = "unreadable"  # there, but we may not read it, and rsync could not either
+
+
+def _own_state(path: str) -> State:
+    """The state of `path` itself, its parent being a real directory."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return State.MISSING
+    except NotADirectoryError:
+        return State.SHADOWED
+    except PermissionError:  # a parent we may not search (mkdir -m 700 by another user)
+        return State.UNREADABLE
+    except OSError:
+        return State.MISSING
+    if stat.S_ISDIR(mode):
+        return State.DIR if _may(path, os.R_OK | os.X_OK) else State.UNREADABLE
+    if stat.S_ISREG(mode) and not _may(path, os.R_OK):
+        return State.UNREADABLE
+    return State.OTHER
+
+
+def _may(path: str, mode: int) -> bool:
+    # With our effective uid, as rsync's open() will be: a service user, or root on an NFS
+    # root_squash mount, cannot read another user's 0700 directory.
+    return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)
+
+
+def _ancestor_state(root: str, rel: str, cache: dict[str, State]) -> State:
+    """DIR when `rel` and every directory between it and the root are real directories
+    (readable or not), else MISSING or SHADOWED; `cache` keeps the verdict of each."""
+    todo = []
+    probe = rel
+    while probe and probe not in cache:
+        todo.append(probe)
+        probe = probe.rpartition("/")[0]
+    state = cache[probe] if probe else State.DIR
+    for path in reversed(todo):
+        if state is State.DIR:
+            own = _own_state(os.path.join(root, path))
+            # A file or a symlink in the middle of a path: rsync's open() would go through
+            # it (a symlink to /root/.ssh, say). What was below it is gone with it.
+            state = {State.OTHER: State.SHADOWED, State.UNREADABLE: State.DIR}.get(own, own)
+        cache[path] = state
+    return state
+
+
+def disk_state(root: str, rel: str, cache: Optional[dict[str, State]] = None) -> State:
+    """What `rel` (below `root`, "" the root) is now. Every ancestor below the root is checked
+    with lstat, never followed: `cache`, shared by the paths of one batch, keeps the cost at
+    one lstat per directory."""
+    head = rel.rpartition("/")[0]
+    if head:
+        above = _ancestor_state(root, head, {} if cache is None else cache)
+        if above is not State.DIR:
+            return above
+    return _own_state(os.path.join(root, rel) if rel else root)
+
+
+class Unreadable:
+    """The paths of one root that could not be read, shared by its lanes: each is named once
+    in the log (not once per remote and retry), and counted for the status."""
+
+    def __init__(self, root: str):
+        self.root = root
+        self._paths: set[str] = set()
+        self._uncounted = 0  # beyond UNREADABLE_REMEMBERED
+        self._lock = threading.Lock()
+
+    def report(self, paths: Iterable[str]) -> None:
+        with self._lock:
+            new = [p for p in paths if p not in self._paths]
+            room = max(0, UNREADABLE_REMEMBERED - len(self._paths))
+            self._paths.update(new[:room])
+            self._uncounted += len(new) - len(new[:room])
+        if new:
+            shown = ", ".join(repr(os.path.join(self.root, p)) for p in new[:UNREADABLE_NAMED])
+            more = f" and {len(new) - UNREADABLE_NAMED} more" if len(new) > UNREADABLE_NAMED \
+                else ""
+            logger.warning("cannot read %s%s (permission denied): not replicated until it "
+                           "can be read and changes again", shown, more)
+
+    def readable(self, paths: Iterable[str]) -> None:
+        """These were pushed: if they had been unreadable, they are no more."""
+        with self._lock:
+            if self._paths:
+                self._paths.difference_update(paths)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._paths) + self._uncounted

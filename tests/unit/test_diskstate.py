@@ -1,0 +1,90 @@
+"""What a path is on disk as a push sees it: never through a symlinked or replaced ancestor,
+and unreadable for a user who may not read it (a real second uid)."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from sersyncpy.diskstate import State, Unreadable, disk_state
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "root"
+    (root / "d" / "sub").mkdir(parents=True)
+    (root / "d" / "sub" / "f").write_text("x")
+    (root / "file").write_text("x")
+    secret = tmp_path / "secret"
+    (secret / ".ssh").mkdir(parents=True)
+    (secret / ".ssh" / "id_rsa").write_text("key")
+    (root / "t").symlink_to(secret)  # a directory replaced by a symlink out of the tree
+    return root
+
+
+@pytest.mark.parametrize("rel, expected", [
+    ("", State.DIR), ("d", State.DIR), ("d/sub", State.DIR), ("d/sub/f", State.OTHER),
+    ("file", State.OTHER), ("t", State.OTHER), ("nope", State.MISSING),
+    ("nope/deeper/f", State.MISSING),
+    ("t/.ssh/id_rsa", State.SHADOWED),  # never followed out of the tree
+    ("t/.ssh", State.SHADOWED),
+    ("file/below", State.SHADOWED),
+    ("d/sub/f/below/more", State.SHADOWED),
+])
+def test_disk_state(tree, rel, expected):
+    assert disk_state(str(tree), rel) is expected
+    assert disk_state(str(tree), rel, {}) is expected
+
+
+def test_the_cache_checks_each_directory_of_a_batch_once(tree):
+    cache: dict = {}
+    assert disk_state(str(tree), "d/sub/f", cache) is State.OTHER
+    assert cache == {"d": State.DIR, "d/sub": State.DIR}
+    assert disk_state(str(tree), "t/.ssh/id_rsa", cache) is State.SHADOWED
+    assert cache["t"] is State.SHADOWED and cache["t/.ssh"] is State.SHADOWED
+
+
+def _as_nobody(root: str, rels: list[str]) -> list[str]:
+    code = ("import sys; from sersyncpy.diskstate import disk_state; "
+            "print(' '.join(disk_state(sys.argv[1], r).value for r in sys.argv[2:]))")
+    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+                          sys.executable, "-c", code, root, *rels],
+                         capture_output=True, text=True, timeout=30, check=True,
+                         env={**os.environ, "PYTHONPATH": os.getcwd()})
+    return out.stdout.split()
+
+
+@pytest.fixture
+def open_dir():
+    """A directory another user may reach (pytest's own tmp_path is root's alone)."""
+    path = tempfile.mkdtemp(prefix="sersyncpy-diskstate-")
+    os.chmod(path, 0o755)
+    yield Path(path)
+    shutil.rmtree(path)
+
+
+def test_what_a_service_user_may_not_read_is_unreadable(open_dir):
+    root = open_dir
+    (root / "private").mkdir(parents=True)
+    (root / "private" / "f").write_text("x")
+    (root / "secret.txt").write_text("x")
+    (root / "open.txt").write_text("x")
+    os.chmod(root / "private", 0o700)
+    os.chmod(root / "secret.txt", 0o600)
+    os.chmod(root / "open.txt", 0o644)
+    assert _as_nobody(str(root), ["private", "private/f", "secret.txt", "open.txt"]) == [
+        "unreadable", "unreadable", "unreadable", "other"]
+
+
+def test_an_unreadable_path_is_named_once_whatever_the_remotes(caplog):
+    unreadable = Unreadable("/srv/www")
+    unreadable.report(["a", "b"])
+    unreadable.report(["a", "b"])  # a second remote, or a retry
+    assert unreadable.count() == 2
+    assert len([r for r in caplog.records if "cannot read" in r.getMessage()]) == 1
+    unreadable.readable(["a"])
+    assert unreadable.count() == 1
