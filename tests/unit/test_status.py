@@ -6,6 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -166,6 +173,10 @@ def _remote(name="127.0.0.1:873::backup", lag=0.0, **fields):
     return entry
 
 
+def _parsed(doc):
+    return None if doc is None else status.parse(doc)
+
+
 def _doc(remotes=(), age=1.0, running=True, interval=2.0, roots=None, plugin=None):
     return {"format": 1, "pid": 1, "config": "/c.xml", "running": running,
             "started": NOW - 100, "updated": NOW - age, "interval": interval,
@@ -192,12 +203,19 @@ def _doc(remotes=(), age=1.0, running=True, interval=2.0, roots=None, plugin=Non
     (_doc([]), 60, 0, "every remote is current"),
 ])
 def test_verdict(doc, max_lag, code, why):
-    assert status.verdict(doc, max_lag, NOW) == (code, why)
+    assert status.verdict(_parsed(doc), max_lag, NOW) == (code, why)
 
 
 def test_verdict_stale_before_lagging():
     doc = _doc([_remote(lag=1000)], age=60)
-    assert status.verdict(doc, 1, NOW)[0] == status.UNKNOWN
+    assert status.verdict(status.parse(doc), 1, NOW)[0] == status.UNKNOWN
+
+
+def test_verdict_of_a_file_dated_ahead_is_unknown():
+    # A clock set back after sersyncpy stopped: "updated" cannot tell whether it still runs.
+    assert status.verdict(status.parse(_doc(age=-9.9)), 60, NOW)[0] == status.CURRENT
+    assert status.verdict(status.parse(_doc(age=-3600)), 60, NOW) == (
+        status.UNKNOWN, "the status file is dated 3600 s ahead: is the clock right?")
 
 
 # --------------------------------------------------------------------------- table
@@ -210,7 +228,7 @@ def test_table_lines():
         _remote("10.0.0.2::m", lag=42.25, pending=7, consecutive_failures=3),
     ], roots=[{"path": "/src", "watches": 12, "unwatched": 0, "last_full_sync": NOW - 3600},
               {"path": "/other", "watches": 5, "unwatched": 2, "last_full_sync": None}])
-    lines = status.table(doc, NOW).splitlines()
+    lines = status.table(status.parse(doc), NOW).splitlines()
     assert [line.split() for line in lines[:3]] == [
         ["REMOTE", "ROOT", "PENDING", "LAG", "LAST", "OK", "FAILS", "FILES", "BYTES"],
         ["127.0.0.1:873::backup", "/src", "0", "0.0s", "3s", "ago", "0", "12", "3456"],
@@ -229,7 +247,7 @@ def test_table_plugin_line_and_a_future_timestamp():
     doc = _doc([_remote(last_success=NOW + 5)], plugin={
         "name": "http", "queued": 1, "waiting_for_remotes": 2, "delivered": 3, "dropped": 4,
         "failures": 0})
-    lines = status.table(doc, NOW).splitlines()
+    lines = status.table(status.parse(doc), NOW).splitlines()
     assert lines[-1] == "plugin http: 1 queued, 2 waiting for remotes, 3 delivered, 4 dropped"
     assert "0s ago" in lines[1]  # a clock step back is not "-5s ago"
 
@@ -256,7 +274,7 @@ def test_status_command_current_lagging_and_json(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(status.time, "time", lambda: NOW)
     code, out, err = _run(capsys, "--status-file", str(path))
     assert (code, err) == (0, "OK: every remote is current\n")
-    assert out == status.table(doc, NOW) + "\n"
+    assert out == status.table(status.parse(doc), NOW) + "\n"
     code, out, err = _run(capsys, "--status-file", str(path), "--max-lag", "4.5")
     assert (code, err) == (1, "LAGGING: 1 remote(s) lag more than 4.5 s: "
                               "127.0.0.1:873::backup (5 s)\n")
@@ -265,12 +283,13 @@ def test_status_command_current_lagging_and_json(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("content", ["{not json", ""])
-def test_status_command_with_an_unreadable_file_is_a_one_line_error(tmp_path, capsys, content):
+def test_status_command_with_an_unreadable_file_is_unknown_in_one_line(tmp_path, capsys,
+                                                                        content):
     path = tmp_path / "s.json"
     path.write_text(content)
     code, out, err = _run(capsys, "--status-file", str(path))
-    assert (code, out) == (2, "")
-    assert err.startswith(f"sersyncpy: {path}: cannot read the status file: ")
+    assert (code, out) == (3, "")
+    assert err.startswith(f"UNKNOWN: {path}: not JSON: ")
     assert len(err.splitlines()) == 1
 
 
@@ -294,3 +313,174 @@ def test_status_command_finds_the_file_through_the_config(tmp_path, capsys):
     status.write(str(tmp_path / "logs" / "fail.status.json"), _doc(running=False))
     code, _, err = _run(capsys, "-o", str(conf))
     assert (code, err) == (3, "UNKNOWN: sersyncpy has stopped\n")
+
+
+# --------------------------------------------------------------------------- files not believed
+
+
+def _fresh_doc(**fields):
+    """A document that says "running, every remote current", written just now."""
+    doc = _doc([_remote()])
+    doc.update(updated=time.time(), started=time.time() - 100, **fields)
+    return doc
+
+
+def _with(change):
+    doc = _doc([_remote()], plugin={"name": "http", "queued": 1, "waiting_for_remotes": 2,
+                                    "delivered": 3, "dropped": 4, "failures": 0})
+    change(doc)
+    return doc
+
+
+def test_parse_reads_what_document_writes():
+    stats = LaneStats(batches=1, files_sent=2, bytes_sent=3, last_success=NOW - 1)
+    remotes = [status.remote_entry("/src", "10.0.0.2::m", stats, 4, 5.5, False)]
+    roots = [status.root_entry("/src", 6, 1, remotes)]
+    plugin = {"name": "http", "queued": 1, "waiting_for_remotes": 0, "delivered": 2,
+              "dropped": 0, "failures": 0}
+    doc = status.parse(json.loads(json.dumps(status.document("/c.xml", NOW, roots, remotes,
+                                                             plugin))))
+    assert doc.remotes == (status.RemoteStatus("10.0.0.2::m", "/src", 4, 5.5, NOW - 1, 0, 2,
+                                               3),)
+    assert doc.roots == (status.RootStatus("/src", 6, 1, None),)
+    assert doc.plugin == status.PluginStatus("http", 1, 0, 2, 0)
+    assert (doc.format, doc.running, doc.interval) == (status.FORMAT, True, 2.0)
+
+
+def test_parse_ignores_fields_it_does_not_read():
+    doc = _doc([_remote(later="a field of a newer sersyncpy")])
+    doc["fail_log"] = {"path": "/var/lib/sersyncpy/fail.sh", "error": "", "failures": 0}
+    doc["roots"][0]["unreadable"] = 2
+    assert status.verdict(status.parse(doc), 60, NOW) == (0, "every remote is current")
+
+
+@pytest.mark.parametrize("change, why", [
+    (lambda d: d.pop("updated"), 'the document has no "updated"'),
+    (lambda d: d.update(running="yes"), 'running is "yes", not true or false'),
+    (lambda d: d.update(updated=None), "updated is null, not a finite number"),
+    (lambda d: d.update(updated=float("inf")), "updated is Infinity, not a finite number"),
+    (lambda d: d.update(interval=True), "interval is true, not a finite number"),
+    (lambda d: d.update(format="1"), 'format is "1", not a whole number of zero or more'),
+    (lambda d: d.update(format=2), "format 2, where this sersyncpy reads 1"),
+    (lambda d: d.update(remotes={"a": 1}), 'remotes is {"a": 1}, not a list'),
+    (lambda d: d["remotes"].append(7), "remotes[1] is 7, not an object"),
+    (lambda d: d["remotes"][0].update(lag_seconds="5"),
+     'remotes[0].lag_seconds is "5", not a finite number'),
+    (lambda d: d["remotes"][0].update(lag_seconds=float("nan")),
+     "remotes[0].lag_seconds is NaN, not a finite number"),
+    (lambda d: d["remotes"][0].update(pending=-1),
+     "remotes[0].pending is -1, not a whole number of zero or more"),
+    (lambda d: d["remotes"][0].update(pending=1.5),
+     "remotes[0].pending is 1.5, not a whole number of zero or more"),
+    (lambda d: d["remotes"][0].update(remote=["x" * 50]),
+     'remotes[0].remote is ["' + "x" * 35 + '..., not a string'),  # cut at 40
+    (lambda d: d["remotes"][0].update(last_success="never"),
+     'remotes[0].last_success is "never", not a finite number'),
+    (lambda d: d["roots"][0].pop("watches"), 'roots[0] has no "watches"'),
+    (lambda d: d.update(plugin=[]), "plugin is [], not an object"),
+    (lambda d: d["plugin"].update(queued=None), "plugin.queued is null, not a whole number "
+     "of zero or more"),
+])
+def test_parse_names_the_first_field_of_the_wrong_shape(change, why):
+    with pytest.raises(status.Malformed) as raised:
+        status.parse(_with(change))
+    assert str(raised.value) == why
+
+
+def _status_command(path, *argv):
+    """The real command, as a monitoring system runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "sersyncpy", "status", "--status-file", str(path), *argv],
+        capture_output=True, text=True, timeout=30)
+
+
+def _assert_unknown(result, path, why=""):
+    assert (result.returncode, result.stdout) == (3, ""), result
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"UNKNOWN: {path}: {why}"), result.stderr
+
+
+def _write_json(path, value):
+    path.write_text(json.dumps(value))
+
+
+MALFORMED_FILES = {
+    "invalid JSON": lambda p: p.write_text('{"format": 1, "running": true,'),
+    "not UTF-8": lambda p: p.write_bytes(b'{"config": "\xff"}'),
+    "a list": lambda p: _write_json(p, [_fresh_doc()]),
+    "remotes not a list": lambda p: _write_json(p, _fresh_doc(remotes={"r": _remote()})),
+    "lag a string": lambda p: _write_json(p, _fresh_doc(remotes=[_remote(lag="5")])),
+    "lag NaN": lambda p: p.write_text(json.dumps(_fresh_doc(remotes=[_remote(lag=1e999)]))),
+    "missing updated": lambda p: _write_json(
+        p, {k: v for k, v in _fresh_doc().items() if k != "updated"}),
+    "nested too deep": lambda p: p.write_text("[" * 200_000),
+    "a 100 MB file": lambda p: (p.touch(), os.truncate(p, 100 << 20)),  # sparse
+    "a FIFO": lambda p: os.mkfifo(p),
+    "a symlink to a good file": lambda p: (status.write(str(p.with_name("good")), _fresh_doc()),
+                                           p.symlink_to("good")),
+    "a directory": lambda p: p.mkdir(),
+}
+
+
+@pytest.mark.parametrize("make", MALFORMED_FILES.values(), ids=MALFORMED_FILES.keys())
+def test_status_command_on_a_malformed_file_is_unknown_without_a_traceback(tmp_path, make):
+    path = tmp_path / "s.status.json"
+    make(path)
+    _assert_unknown(_status_command(path), path)
+
+
+def test_status_command_on_a_good_file_is_current(tmp_path):
+    path = tmp_path / "s.status.json"
+    status.write(str(path), _fresh_doc())
+    result = _status_command(path)
+    assert (result.returncode, result.stderr) == (0, "OK: every remote is current\n")
+
+
+@pytest.mark.parametrize("mode", [0o664, 0o646, 0o666])
+def test_status_file_others_may_write_is_unknown(tmp_path, mode):
+    path = tmp_path / "s.status.json"
+    status.write(str(path), _fresh_doc())
+    os.chmod(path, mode)
+    _assert_unknown(_status_command(path), path, "not trusted: ")
+
+
+NOBODY = 65534
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="acts as a second uid: needs root")
+
+
+@pytest.fixture
+def sticky_tmp():
+    """A world-writable sticky directory standing in for /tmp (tmp_path is root's, 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="sersyncpy-status-", dir="/tmp"))
+    path.chmod(0o1777)
+    yield path
+    shutil.rmtree(path)
+
+
+@needs_root
+def test_another_users_status_file_saying_current_is_unknown(sticky_tmp):
+    # A local user creates the file before sersyncpy does, saying all is well.
+    path = sticky_tmp / "rsync_fail_log.status.json"
+    as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    subprocess.run([*as_nobody, "tee", str(path)], input=json.dumps(_fresh_doc()), text=True,
+                   stdout=subprocess.DEVNULL, check=True, timeout=30)
+    subprocess.run([*as_nobody, "chmod", "644", str(path)], check=True, timeout=30)
+    assert (path.stat().st_uid, stat.S_IMODE(path.stat().st_mode)) == (NOBODY, 0o644)
+    result = _status_command(path)
+    _assert_unknown(result, path, "not trusted: ")
+    assert str(NOBODY) in result.stderr
+
+
+@needs_root
+def test_the_config_owners_status_file_is_trusted(tmp_path):
+    # sersyncpy run by a dedicated user writes its status file as that user: asked with that
+    # user's config, root believes it.
+    path, config = tmp_path / "s.status.json", tmp_path / "confxml.xml"
+    status.write(str(path), _fresh_doc())
+    config.write_text("<head/>")
+    for owned in (path, config):
+        os.chown(owned, NOBODY, NOBODY)
+    _assert_unknown(_status_command(path), path, "not trusted: ")
+    result = _status_command(path, "-o", str(config))
+    assert (result.returncode, result.stderr) == (0, "OK: every remote is current\n")
