@@ -1,5 +1,6 @@
 """The command plugin: runs prefix, the changed path, suffix as one argv per change, never
-through a shell (sersync's system() call ran `a;touch X;b.php` as three commands).
+through a shell (sersync's system() call ran `a;touch X;b.php` as three commands). Says at
+start when the prefix is an interpreter that would run each changed file as its script.
 """
 
 from __future__ import annotations
@@ -7,10 +8,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import subprocess
 
 from sersyncpy.config import CommandSettings
 from sersyncpy.plugins import Notice
+from sersyncpy.plugins.interpreter import interpreter_hazard
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +34,14 @@ class CommandPlugin:
         # DOTALL: sersync's Boost regexes let "." match a newline in a file name.
         self._includes = [re.compile(expression, re.DOTALL)
                           for expression in settings.includes]
+        hazard = interpreter_hazard(settings.prefix)
+        if hazard:
+            # sersync 2.5's sample had prefix="/bin/sh": every uploaded file ran as root.
+            who = "root" if os.geteuid() == 0 else f"uid {os.geteuid()}"
+            logger.warning("command: prefix=%s %s: whoever can write in the watched tree runs "
+                           "code as %s; name the script after the interpreter in the prefix, or "
+                           "pass the code inline (sh -c '...' sh)",
+                           shlex.join(settings.prefix), hazard, who)
 
     def wanted(self, path: str) -> bool:
         """<filter start="true">: only paths an include expression matches in full."""

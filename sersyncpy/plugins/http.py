@@ -1,6 +1,6 @@
 """The http plugin, which sersync 2.5 wrote but never shipped: a form POST per change of
 watchroot, isdir, inotifyPath and mask, as its code sends them; format="json" sends one JSON
-POST per batch instead.
+POST per batch instead. Logs show the url's scheme, host, port and path, never more.
 """
 
 from __future__ import annotations
@@ -8,16 +8,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from urllib.parse import urlencode, urlsplit, urlunsplit
-
-import requests
+from urllib.parse import urlencode
 
 from sersyncpy.config import HttpSettings
 from sersyncpy.plugins import DeliveryError, Notice, record
+from sersyncpy.plugins.httpclient import DEFAULT_LIMITS, Client, HttpError, Limits, Url, redact
 
 logger = logging.getLogger(__name__)
 
-TIMEOUT = (5.0, 15.0)
 RETRY_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
 FORM = "application/x-www-form-urlencoded"
 
@@ -46,36 +44,34 @@ def json_body(notices: list[Notice]) -> bytes:
 class HttpPlugin:
     name = "http"
 
-    def __init__(self, settings: HttpSettings):
+    def __init__(self, settings: HttpSettings, limits: Limits = DEFAULT_LIMITS):
         self.settings = settings
-        self._session = requests.Session()
-        parts = urlsplit(settings.url)
-        # What the log shows: never a user:password@ the url may carry.
-        self._shown = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        self._url = Url.parse(settings.url)
+        self._client = Client(self.name, limits)
 
     def deliver(self, notices: list[Notice]) -> None:
-        if self.settings.format == "json":
-            self._post(json_body(notices), "application/json", 0, len(notices))
-            return
-        for done, notice in enumerate(notices):
-            self._post(form_body(notice), FORM, done, 1)
+        with self._client.delivery():
+            if self.settings.format == "json":
+                self._post(json_body(notices), "application/json", 0, len(notices))
+                return
+            for done, notice in enumerate(notices):
+                self._post(form_body(notice), FORM, done, 1)
 
     def _post(self, body: bytes, content_type: str, done: int, count: int) -> None:
+        shown = self._url.shown
         try:
-            reply = self._session.post(self.settings.url, data=body, timeout=TIMEOUT,
-                                       headers={"Content-Type": content_type})
-        except requests.RequestException as exc:
-            raise DeliveryError(done, self._redact(f"{self._shown}: {exc}")) from None
-        if reply.status_code in RETRY_STATUS:
-            raise DeliveryError(done, f"{self._shown}: HTTP {reply.status_code}")
-        if not reply.ok:
-            # The server refused these changes; sending them again would not help.
-            logger.error("http: %s refused %d change(s): HTTP %d %s", self._shown,
-                         count, reply.status_code, " ".join(reply.text.split())[:300])
-
-    def _redact(self, text: str) -> str:
-        secret = urlsplit(self.settings.url).password
-        return text.replace(secret, "***") if secret else text
+            reply = self._client.request("POST", self._url, body, {"Content-Type": content_type})
+        except HttpError as exc:
+            raise DeliveryError(done, f"{shown}: {exc.reason}") from None
+        if reply.status in RETRY_STATUS:
+            raise DeliveryError(done, f"{shown}: HTTP {reply.status}")
+        if reply.status >= 300:
+            # The server refused these changes; sending them again would not help. Nor is a
+            # redirect followed: a hook's url is the config's to fix (requests followed one,
+            # turning the POST into a GET without the changes after a 301, 302 or 303).
+            excerpt = " ".join(redact(reply.text, self._url.secrets).split())[:300]
+            logger.error("http: %s refused %d change(s): HTTP %d %s", shown, count,
+                         reply.status, excerpt)
 
     def close(self) -> None:
-        self._session.close()
+        self._client.close()

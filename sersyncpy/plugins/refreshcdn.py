@@ -1,6 +1,7 @@
 """The refreshCDN plugin: asks the ChinaCache CDN API to refresh the URL of each change, built
 from <sendurl base> and <regexurl> exactly as sersync built it, then URL-encoded. Replies go
-to the log (sersync wrote errorlog.txt in its working directory); the password never does.
+to the log (sersync wrote errorlog.txt in its working directory); the request's query, with
+the user and password, never does.
 """
 
 from __future__ import annotations
@@ -11,14 +12,12 @@ import re
 from typing import Optional
 from urllib.parse import quote
 
-import requests
-
 from sersyncpy.config import CdnSettings
 from sersyncpy.plugins import DeliveryError, Notice
+from sersyncpy.plugins.httpclient import DEFAULT_LIMITS, Client, HttpError, Limits, Url, redact
 
 logger = logging.getLogger(__name__)
 
-TIMEOUT = (5.0, 15.0)  # seconds to connect, to read the reply
 RETRY_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
 
 
@@ -54,49 +53,48 @@ def request_url(settings: CdnSettings, notice: Notice) -> Optional[str]:
 
 
 def whatsup(text: str) -> str:
-    """The part of a reply sersync kept: from "whatsup" to the end of that line, or all."""
+    """The part of a reply sersync kept: from "whatsup" to the end of that line, or all;
+    300 characters at most either way, for one log line."""
     start = text.find("whatsup")
     if start == -1:
         return " ".join(text.split())[:300]
     end = text.find("\n", start)
-    return text[start:end if end != -1 else None].strip()
+    return text[start:end if end != -1 else None].strip()[:300]
 
 
 class CdnPlugin:
     name = "refreshCDN"
 
-    def __init__(self, settings: CdnSettings):
+    def __init__(self, settings: CdnSettings, limits: Limits = DEFAULT_LIMITS):
         self.settings = settings
-        self._session = requests.Session()
-        # urllib3 logs each request line, password included, at DEBUG: keep it quiet.
-        logging.getLogger("urllib3").setLevel(logging.WARNING)
+        self._client = Client(self.name, limits)
+        # A reply may quote the request: the password, raw and as the query spells it.
+        spellings = {settings.password, quote(settings.password, safe="")}
+        self._secrets = tuple(sorted(spellings, key=len, reverse=True))
 
     def deliver(self, notices: list[Notice]) -> None:
-        for done, notice in enumerate(notices):
-            url = request_url(self.settings, notice)
-            if url is None:
-                logger.debug("refreshCDN: %r does not match regexurl, nothing to refresh",
-                             notice.path)
-                continue
-            target = refresh_target(self.settings, notice)
-            try:
-                reply = self._session.request(self.settings.method, url, timeout=TIMEOUT,
-                                              allow_redirects=False)
-            except requests.RequestException as exc:
-                raise DeliveryError(done, self._redact(f"{self.settings.domain}: {exc}")) \
-                    from None
-            said = whatsup(reply.text) if reply.text else ""
-            if reply.status_code in RETRY_STATUS:
-                raise DeliveryError(done, f"{self.settings.domain}: HTTP {reply.status_code}")
-            level = logging.INFO if reply.ok else logging.ERROR
-            logger.log(level, "refreshCDN: %s %s: HTTP %d%s", "dirs" if notice.is_dir
-                       else "urls", target, reply.status_code,
-                       self._redact(f" {said}") if said else "")
+        with self._client.delivery():
+            for done, notice in enumerate(notices):
+                self._refresh(done, notice)
 
-    def _redact(self, text: str) -> str:
-        for secret in {self.settings.password, quote(self.settings.password, safe="")}:
-            text = text.replace(secret, "***")
-        return text
+    def _refresh(self, done: int, notice: Notice) -> None:
+        url = request_url(self.settings, notice)
+        if url is None:
+            logger.debug("refreshCDN: %r does not match regexurl, nothing to refresh",
+                         notice.path)
+            return
+        api = Url.parse(url)
+        what = f"{'dirs' if notice.is_dir else 'urls'} {refresh_target(self.settings, notice)}"
+        try:
+            reply = self._client.request(self.settings.method, api)
+        except HttpError as exc:
+            raise DeliveryError(done, f"{api.shown}: {exc.reason}, refreshing {what}") from None
+        if reply.status in RETRY_STATUS:
+            raise DeliveryError(done, f"{api.shown}: HTTP {reply.status}, refreshing {what}")
+        said = whatsup(redact(reply.text, self._secrets)) if reply.body else ""
+        level = logging.INFO if reply.status < 400 else logging.ERROR
+        logger.log(level, "refreshCDN: %s: HTTP %d%s", what, reply.status,
+                   f" {said}" if said else "")
 
     def close(self) -> None:
-        self._session.close()
+        self._client.close()

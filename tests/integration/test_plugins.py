@@ -572,6 +572,19 @@ def test_alone_command_include_filter_matches_a_name_with_a_newline(
         os.fsencode(src / "new\nline.php"), os.fsencode(src / "marker.php")]
 
 
+def test_alone_command_warns_at_start_that_a_shell_prefix_runs_each_changed_file(
+        src, sersyncpy, tmp_path):
+    # sersync 2.5's sample: prefix="/bin/sh" runs every uploaded file as root.
+    section = command_section(["/bin/sh"], "", (), True)
+    text = with_plugin(no_rsync_config(tmp_path, src), "command", section, start=False)
+    proc = start_alone(sersyncpy, text, "command")
+    warning = re.compile(r"WARNING sersyncpy\.plugins\.command: command: prefix=/bin/sh runs "
+                         r"each changed file as a /bin/sh script: whoever can write in the "
+                         r"watched tree runs code as ")
+    wait_until(lambda: warning.search(proc.log()), timeout=10)
+    assert len(warning.findall(proc.log())) == 1
+
+
 # --------------------------------------------------------------------------- 4, 5. -m socket
 
 
@@ -834,8 +847,9 @@ def test_alone_refreshcdn_outage_every_refresh_arrives_and_the_password_stays_se
     assert requests_seen(first) == before
 
     log = proc.log()
-    # the failures were logged, with the request's URL, password redacted
-    assert "Connection refused" in log and "&pswd=***&ok=ok&urls=" in log
+    # the failures were logged, naming the API's address and path, never its query
+    assert f"http://127.0.0.1:{port}/index.jsp: Connection refused" in log
+    assert "pswd" not in log
     for spelling in {password, quote(password, safe=""), quote(password), quote_plus(password),
                      quote(password, safe="/"), PASSWORD}:
         assert spelling not in log, f"password spelled {spelling!r} in the log"
@@ -949,6 +963,42 @@ def test_alone_http_form_retries_a_503_until_it_is_taken(tmp_path, src, sersyncp
     want = [("watchroot", os.fsencode(watch)), ("isdir", b"0"),
             ("inotifyPath", os.fsencode(watch / "f")), ("mask", b"%d" % IN_CLOSE_WRITE)]
     assert [form_of(r) for r in http.requests] == [want] * count
+
+
+def test_alone_http_url_token_and_password_stay_out_of_the_log_at_debug(tmp_path, src,
+                                                                        sersyncpy, servers):
+    watch = tmp_path / "plugin-watch"
+    watch.mkdir()
+    token, password = "tok-S3CRET-4711", "pw-S3CRET-0815"
+    # refuses, quoting the request as some error pages do
+    http = servers(HttpRecorder(status=403, reply=lambda r: f"no: {r.path}?{r.query}".encode()))
+    url = f"http://hook:{password}@127.0.0.1:{http.port}/hook?site=img&token={token}"
+    section = f"""    <plugin name="http">
+        <localpath watch={quoteattr(str(watch))}>
+            <deshost url={quoteattr(url)} format="form"/>
+        </localpath>
+    </plugin>"""
+    text = with_plugin(no_rsync_config(tmp_path, src), "http", section, start=False)
+    proc = start_alone(sersyncpy, text, "http", "--debug")
+    write(watch / "refused", b"1")
+    wait_until(lambda: "refused 1 change(s): HTTP 403" in proc.log(), timeout=5)
+    http.status = 503
+    write(watch / "retried", b"2")
+    wait_until(lambda: "HTTP 503" in proc.log(), timeout=5)
+    http.stop()  # and now nothing listens
+    wait_until(lambda: "Connection refused" in proc.log(), timeout=15)
+
+    sent = http.requests[0]
+    assert sent.query == f"site=img&token={token}"  # they were used, and only there
+    assert sent.headers["Authorization"] == "Basic " + base64.b64encode(
+        f"hook:{password}".encode()).decode()
+    log = proc.log()
+    for secret in (token, password, quote(password), sent.headers["Authorization"][6:]):
+        assert secret not in log, f"{secret!r} in the log"
+    shown = f"http://127.0.0.1:{http.port}/hook"
+    assert f"http: {shown} refused 1 change(s): HTTP 403 no: /hook?site=img&token=***" in log
+    assert f"plugin http: {shown}: HTTP 503" in log
+    assert f"plugin http: {shown}: Connection refused" in log
 
 
 # --------------------------------------------------------------------------- 9. bad config

@@ -146,7 +146,8 @@ def test_repo_confxml_plugin_sections(tmp_path: Path, watch: str) -> None:
     text = REPO_CONFXML.read_bytes().replace(b'watch="/opt/tongbu"', b'watch="%s"'
                                               % watch.encode())
     cfg = load(tmp_path, text)
-    assert config.plugin_settings(cfg, "command", True).prefix == ("/bin/sh",)
+    assert config.plugin_settings(cfg, "command", True).prefix == (
+        "/usr/bin/logger", "-t", "sersyncpy-command", "--")
     assert config.plugin_settings(cfg, "socket", True).watch == watch
     assert config.plugin_settings(cfg, "http", True).url == "http://192.168.138.20:8080/sersync"
     assert config.plugin_settings(cfg, "refreshCDN", False).watch == SAMPLE_CDN_WATCH

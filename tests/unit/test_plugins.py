@@ -1,27 +1,34 @@
-"""Pure unit tests of the plugins: what they are told (notices_for, record), what each sends
+"""Unit tests of the plugins: what they are told (notices_for, record), what each sends
 (command argv, socket payload, refreshCDN URL, http body), the sync-mode Gate and the Runner
-thread. Fakes stand in for the network; the command plugin runs a real tiny Python program.
+thread. http and refreshCDN ask real servers on 127.0.0.1 (integration/servers.py), good and
+bad; the command plugin runs a real tiny Python program.
 """
 
 from __future__ import annotations
 
 import ast
 import base64
+import dataclasses
 import json
 import logging
 import os
 import shlex
+import shutil
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, quote_plus, unquote_to_bytes
 
+import hypothesis
 import pytest
-import requests
-from conftest import wait_until
+from conftest import free_port, wait_until
+from hypothesis import strategies as st
+from integration.servers import HttpRecorder, HugeReplyServer, Request, TrickleServer
 
+from sersyncpy import config
 from sersyncpy.config import (
     CdnSettings,
     CommandSettings,
@@ -41,6 +48,7 @@ from sersyncpy.plugins import (
     IN_MOVED_TO,
     DeliveryError,
     Notice,
+    Plugin,
     build,
     notices_for,
     record,
@@ -51,11 +59,14 @@ from sersyncpy.plugins import http as httpmod
 from sersyncpy.plugins.command import CommandPlugin, command_argv
 from sersyncpy.plugins.gate import Gate
 from sersyncpy.plugins.http import HttpPlugin, form_body, json_body
+from sersyncpy.plugins.httpclient import DEFAULT_LIMITS, Limits, Url
+from sersyncpy.plugins.interpreter import interpreter_hazard
 from sersyncpy.plugins.refreshcdn import CdnPlugin, refresh_target, request_url, whatsup
 from sersyncpy.plugins.runner import Runner
 from sersyncpy.plugins.socket import SocketPlugin, json_line, sersync_payload
 
 NOW = 1700000000.5
+REPO_CONFXML = Path(__file__).resolve().parents[2] / "confxml.xml"
 CAFE = os.fsdecode(b"caf\xe9")  # not UTF-8: "caf\udce9"
 
 
@@ -360,6 +371,136 @@ def test_command_timeout_kills_the_program(caplog: pytest.LogCaptureFixture) -> 
     # The leak guard checks that the killed child was also waited for.
 
 
+# --- command: a prefix that runs what was uploaded ------------------------------------------
+
+
+def runs_file(program: str, noun: str = "script") -> str:
+    article = "an" if program[0] in "aeiou" else "a"
+    return f"runs each changed file as {article} {program} {noun}"
+
+
+def runs_name(program: str) -> str:
+    return f"runs the name of each changed path as {program} code"
+
+
+@pytest.mark.parametrize(("prefix", "expected"), [
+    # The changed file is the script: its content runs.
+    ("/bin/sh", runs_file("/bin/sh")),
+    ("sh -e", runs_file("sh")),
+    ("/usr/bin/bash -o pipefail +x --norc", runs_file("/usr/bin/bash")),
+    ("dash", runs_file("dash")),
+    ("ash", runs_file("ash")),
+    ("zsh", runs_file("zsh")),
+    ("ksh", runs_file("ksh")),
+    ("mksh", runs_file("mksh")),
+    ("csh", runs_file("csh")),
+    ("tcsh", runs_file("tcsh")),
+    ("fish", runs_file("fish")),
+    ("sh -", runs_file("sh")),  # "-" ends a shell's options
+    ("sh --", runs_file("sh")),
+    ("/bin/busybox sh", runs_file("/bin/busybox sh")),
+    ("busybox ash -e", runs_file("busybox ash")),
+    ("python", runs_file("python")),
+    ("python3 -u -W ignore", runs_file("python3")),
+    ("/usr/bin/python3.11 -X dev", runs_file("/usr/bin/python3.11")),
+    ("pypy3", runs_file("pypy3")),
+    ("perl -w -I /opt/lib", runs_file("perl")),
+    ("perl -x", runs_file("perl")),
+    ("ruby", runs_file("ruby")),
+    ("ruby -r", runs_file("ruby")),  # the changed file is required
+    ("php", runs_file("php")),
+    ("php8.2 -d display_errors=1 -f", runs_file("php8.2")),
+    ("node", runs_file("node")),
+    ("nodejs --require", runs_file("nodejs")),
+    ("lua5.4 -e x=1", runs_file("lua5.4")),  # lua runs its script after -e
+    ("luajit", runs_file("luajit")),
+    ("tclsh8.6 -encoding utf-8", runs_file("tclsh8.6")),
+    ("awk -f", runs_file("awk", "program")),
+    ("/usr/bin/gawk -v x=1 --file", runs_file("/usr/bin/gawk", "program")),
+    ("sed -n -f", runs_file("sed")),
+    # ... behind env.
+    ("/usr/bin/env bash", runs_file("bash")),
+    ("env -i PATH=/usr/bin perl", runs_file("perl")),
+    ("env -u HOME -S 'python3 -u'", runs_file("python3")),
+    ("env --split-string=node", runs_file("node")),
+    ("env -- ruby", runs_file("ruby")),
+    ("env busybox sh", runs_file("busybox sh")),
+    # The changed path's name is the code.
+    ("/bin/sh -c", runs_name("/bin/sh")),
+    ("bash -ec", runs_name("bash")),
+    ("fish -c", runs_name("fish")),
+    ("python3 -Bc", runs_name("python3")),
+    ("perl -lne", runs_name("perl")),
+    ("perl -l0e", runs_name("perl")),
+    ("ruby -e", runs_name("ruby")),
+    ("php -r", runs_name("php")),
+    ("node --eval", runs_name("node")),
+    ("awk", runs_name("awk")),
+    ("gawk -i inplace", runs_name("gawk")),
+    ("sed -i", runs_name("sed")),
+    # The prefix names the script or passes the code: the path is only an argument.
+    ("/usr/bin/logger -t sersyncpy-command --", None),
+    ("/bin/sh /usr/local/bin/purge", None),
+    ("/bin/sh -c 'purge \"$1\"' sh", None),
+    ("/bin/bash -ec 'purge \"$1\"' sh", None),
+    ("bash -o errexit /usr/local/bin/purge", None),
+    ("sh - /usr/local/bin/purge", None),
+    ("sh -s", None),  # the script is stdin (/dev/null), the path $1
+    ("sh -n", None),  # read, never run
+    ("python3 /opt/purge.py", None),
+    ("python3 -c 'import sys; print(sys.argv[1])'", None),
+    ("python3 -cimport\\ sys", None),
+    ("python3 -m purge", None),
+    ("python3 -", None),
+    ("perl -lne print", None),
+    ("perl -Mstrict /opt/purge.pl", None),
+    ("ruby -r json /opt/purge.rb", None),
+    ("php -r 'echo $argv[1];'", None),
+    ("php -f /opt/purge.php", None),
+    ("php -l", None),
+    ("node --require=./x.js /opt/purge.js", None),
+    ("node --check", None),
+    ("lua -e x=1 /opt/purge.lua", None),
+    ("tclsh -encoding utf-8 /opt/purge.tcl", None),
+    ("awk '{print}'", None),
+    ("gawk -e 'BEGIN { print ARGV[1] }'", None),
+    ("sed -e s/a/b/", None),
+    ("sed -i.bak s/a/b/", None),
+    ("sed --sandbox", None),
+    ("/usr/bin/env purge-cache", None),
+    ("env -S 'python3 /opt/purge.py'", None),
+    ("busybox rm", None),
+    ("busybox", None),
+    ("ssh -p 22 backup purge", None),
+    ("/usr/local/bin/purge.sh", None),
+    ("shred -u", None),
+    ("php-fpm", None),
+])
+def test_interpreter_hazard(prefix: str, expected: Optional[str]) -> None:
+    assert interpreter_hazard(tuple(shlex.split(prefix))) == expected
+
+
+def test_command_plugin_warns_once_about_a_shell_prefix(caplog: pytest.LogCaptureFixture,
+                                                        tmp_path: Path) -> None:
+    with caplog.at_level(logging.DEBUG, logger="sersyncpy.plugins.command"):
+        CommandPlugin(command_settings("/bin/sh"))
+        CommandPlugin(recorder(tmp_path / "argv.txt"))  # python -c CODE: the path is argv[1]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        "command: prefix=/bin/sh runs each changed file as a /bin/sh script: ")
+
+
+def test_the_shipped_sample_command_runs_no_uploaded_file(tmp_path: Path) -> None:
+    text = REPO_CONFXML.read_bytes().replace(b'watch="/opt/tongbu"',
+                                             b'watch="%s"' % os.fsencode(tmp_path))
+    cfg = config.parse(text, str(REPO_CONFXML))
+    settings = config.plugin_settings(cfg, "command", True)
+    assert interpreter_hazard(settings.prefix) is None
+    assert settings.prefix[0] == "/usr/bin/logger"  # the prefix the test above knows
+    assert interpreter_hazard(("/bin/sh",))  # sersync 2.5's sample
+
+
 # --- refreshCDN ---------------------------------------------------------------------------
 
 WATCH = "/data0/htdocs/cms.xoyo.com/site"
@@ -473,65 +614,74 @@ def test_whatsup_without_whatsup_is_the_text_on_one_line() -> None:
     assert len(long) == 300 and "\n" not in long and long.startswith("word word")
 
 
-def test_cdn_redact_hides_the_password_raw_and_encoded() -> None:
-    plugin = CdnPlugin(cdn(password="s3cr&t/é"))
-    try:
-        text = plugin._redact("url ?pswd=s3cr%26t%2F%C3%A9&ok=ok and raw s3cr&t/é end")
-    finally:
-        plugin.close()
-    assert text == "url ?pswd=***&ok=ok and raw *** end"
+def test_whatsup_is_one_short_line_however_long_the_reply() -> None:
+    assert whatsup("whatsup: " + "x" * 70000) == "whatsup: " + "x" * 291
 
 
-class FakeReply:
-    def __init__(self, status: int, text: str = ""):
-        self.status_code = status
-        self.text = text
-        self.ok = status < 400
+@pytest.mark.parametrize("url, shown, target, host", [
+    ("http://u:p%40ss@h:8080/x/y?token=SECRET#frag", "http://h:8080/x/y", "/x/y?token=SECRET",
+     "h:8080"),
+    ("https://[::1]/hook", "https://[::1]/hook", "/hook", "[::1]"),
+    ("http://h", "http://h", "/", "h"),
+    ("http://H:80/a b?q=é x", "http://H:80/a b", "/a%20b?q=%C3%A9%20x", "h"),
+    ("http://bücher.de/x", "http://bücher.de/x", "/x", "xn--bcher-kva.de"),
+])
+def test_url_shows_scheme_host_port_and_path_only(url: str, shown: str, target: str,
+                                                  host: str) -> None:
+    parsed = Url.parse(url)
+    assert (parsed.shown, parsed.target, parsed.host_header) == (shown, target, host)
+    assert "SECRET" not in repr(parsed) and "p%40ss" not in repr(parsed)
 
 
-class FakeSession:
-    """Stands in for requests.Session: records the calls, answers from `replies` in turn (an
-    exception instance is raised instead)."""
+def test_url_user_and_password_are_basic_auth_and_secrets() -> None:
+    parsed = Url.parse("http://u:p%40ss@h/x?a=1&token=SECRET&flag")
+    assert parsed.authorization == "Basic " + base64.b64encode(b"u:p@ss").decode()
+    assert {"p%40ss", "p@ss", "SECRET", "flag"} <= set(parsed.secrets)
+    assert "1" not in parsed.secrets  # too short to be a secret, and too common to hide
+    # as requests did: a user without a password sends no credentials
+    assert Url.parse("http://u@h/").authorization is None
+    assert Url.parse("http://h/").authorization is None
 
-    def __init__(self, *replies):
-        self.replies = list(replies)
-        self.calls: list[tuple] = []
-        self.closed = False
 
-    def _answer(self):
-        reply = self.replies.pop(0)
-        if isinstance(reply, BaseException):
-            raise reply
-        return reply
+@pytest.fixture
+def servers():
+    """servers(server) -> server, stopped at teardown."""
+    started = []
 
-    def request(self, method, url, **kwargs):
-        self.calls.append((method, url, kwargs))
-        return self._answer()
+    def keep(server):
+        started.append(server)
+        return server
 
-    def post(self, url, **kwargs):
-        self.calls.append(("POST", url, kwargs))
-        return self._answer()
+    yield keep
+    for server in reversed(started):
+        server.stop()
 
-    def close(self):
-        self.closed = True
+
+def local_cdn(port: int, **kwargs) -> CdnSettings:
+    """cdn(...) asking a server of ours on 127.0.0.1 instead of ChinaCache."""
+    return dataclasses.replace(cdn(**kwargs), domain="127.0.0.1", port=port)
+
+
+def seen(server: HttpRecorder) -> list[tuple[str, str, str]]:
+    return [(r.method, r.path, r.query) for r in list(server.requests)]
 
 
 def test_cdn_deliver_requests_each_url_and_logs_the_reply(
-    caplog: pytest.LogCaptureFixture,
+    servers, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    plugin = CdnPlugin(cdn(method="GET", password="hunter2"))
-    session = FakeSession(FakeReply(200, "HTTP/1.0 200 OK\nwhatsup: succeed\n"), FakeReply(200))
-    plugin._session = session  # type: ignore[assignment]
+    server = servers(HttpRecorder(answers=[(200, b"HTTP/1.0 200 OK\nwhatsup: succeed\n"),
+                                           (200, b"")]))
+    plugin = CdnPlugin(local_cdn(server.port, method="GET", password="hunter2"))
     with caplog.at_level(logging.INFO, logger="sersyncpy.plugins.refreshcdn"):
         plugin.deliver([notice(WATCH + "/a.jpg", root=WATCH),
                         notice(WATCH + "/d", root=WATCH, is_dir=True)])
     plugin.close()
-    assert session.closed
-    assert [(m, u) for m, u, _ in session.calls] == [
-        ("GET", API2 + "&urls=http://pic.xoyo.com/cms/a.jpg"),
-        ("GET", API2 + "&dirs=http://pic.xoyo.com/cms/d/"),
+    query = "user=u&pswd=hunter2&ok=ok"
+    assert seen(server) == [
+        ("GET", "/index.jsp", query + "&urls=http://pic.xoyo.com/cms/a.jpg"),
+        ("GET", "/index.jsp", query + "&dirs=http://pic.xoyo.com/cms/d/"),
     ]
-    assert all(kw["allow_redirects"] is False and kw["timeout"] for _, _, kw in session.calls)
+    assert server.requests[0].headers["Host"] == f"127.0.0.1:{server.port}"
     infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert infos == [
         "refreshCDN: urls http://pic.xoyo.com/cms/a.jpg: HTTP 200 whatsup: succeed",
@@ -539,51 +689,54 @@ def test_cdn_deliver_requests_each_url_and_logs_the_reply(
     ]
 
 
-def test_cdn_deliver_skips_paths_the_regex_does_not_match() -> None:
-    plugin = CdnPlugin(cdn(regex=True))
-    session = FakeSession(FakeReply(200))
-    plugin._session = session  # type: ignore[assignment]
+def test_cdn_deliver_skips_paths_the_regex_does_not_match(servers) -> None:
+    server = servers(HttpRecorder())
+    plugin = CdnPlugin(local_cdn(server.port, regex=True))
     plugin.deliver([notice(WATCH + "/x.jpg", root=WATCH),
                     notice(WATCH + "/jx3.xoyo.com/images/a.jpg", root=WATCH)])
-    assert [(m, u) for m, u, _ in session.calls] == [
-        ("HEAD", API + "&urls=http://pic.xoyo.com/cms/jx3/a.jpg")
+    plugin.close()
+    assert seen(server) == [
+        ("HEAD", "/index.jsp", "user=u&pswd=p&ok=ok&urls=http://pic.xoyo.com/cms/jx3/a.jpg")
     ]
 
 
-def test_cdn_deliver_retries_server_errors_and_says_how_many_arrived() -> None:
-    plugin = CdnPlugin(cdn())
-    plugin._session = FakeSession(FakeReply(200), FakeReply(503))  # type: ignore[assignment]
+def test_cdn_deliver_retries_server_errors_and_says_how_many_arrived(servers) -> None:
+    server = servers(HttpRecorder(answers=[(200, b""), (503, b"")]))
+    plugin = CdnPlugin(local_cdn(server.port))
     with pytest.raises(DeliveryError) as caught:
         plugin.deliver([notice(WATCH + "/a", root=WATCH), notice(WATCH + "/b", root=WATCH),
                         notice(WATCH + "/c", root=WATCH)])
+    plugin.close()
     assert caught.value.done == 1
-    assert "HTTP 503" in caught.value.reason
+    assert caught.value.reason == (f"http://127.0.0.1:{server.port}/index.jsp: HTTP 503, "
+                                   "refreshing urls http://pic.xoyo.com/cms/b")
 
 
 def test_cdn_deliver_logs_a_refusal_as_error_without_retrying(
-    caplog: pytest.LogCaptureFixture,
+    servers, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    plugin = CdnPlugin(cdn(password="hunter2"))
-    reply = FakeReply(403, "whatsup: bad password hunter2")
-    plugin._session = FakeSession(reply, FakeReply(200))  # type: ignore[assignment]
+    password = "s3cr&t/é"
+    server = servers(HttpRecorder(answers=[
+        (403, "whatsup: bad password s3cr&t/é or s3cr%26t%2F%C3%A9".encode())]))
+    plugin = CdnPlugin(local_cdn(server.port, method="GET", password=password))
     with caplog.at_level(logging.INFO, logger="sersyncpy.plugins.refreshcdn"):
         plugin.deliver([notice(WATCH + "/a", root=WATCH), notice(WATCH + "/b", root=WATCH)])
+    plugin.close()
+    assert len(server.requests) == 2
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert errors == ["refreshCDN: urls http://pic.xoyo.com/cms/a: HTTP 403 whatsup: bad "
-                      "password ***"]
-    assert "hunter2" not in caplog.text
+                      "password *** or ***"]
 
 
-def test_cdn_deliver_connection_error_is_redacted() -> None:
-    plugin = CdnPlugin(cdn(password="s&cret"))
-    error = requests.ConnectionError(f"cannot reach {API.replace('pswd=p', 'pswd=s%26cret')}")
-    plugin._session = FakeSession(FakeReply(200), error)  # type: ignore[assignment]
+def test_cdn_deliver_connection_error_names_no_query() -> None:
+    port = free_port()
+    plugin = CdnPlugin(local_cdn(port, password="s&cret"))
     with pytest.raises(DeliveryError) as caught:
         plugin.deliver([notice(WATCH + "/a", root=WATCH), notice(WATCH + "/b", root=WATCH)])
-    assert caught.value.done == 1
-    assert "s%26cret" not in caught.value.reason and "s&cret" not in caught.value.reason
-    assert "pswd=***" in caught.value.reason
-    assert caught.value.reason.startswith("ccms.chinacache.com: ")
+    plugin.close()
+    assert caught.value.done == 0
+    assert caught.value.reason == (f"http://127.0.0.1:{port}/index.jsp: Connection refused "
+                                   "(connecting), refreshing urls http://pic.xoyo.com/cms/a")
 
 
 def test_cdn_retry_status_set() -> None:
@@ -637,61 +790,259 @@ def test_json_body_is_utf8_without_escapes() -> None:
     assert "/图片/é".encode() in body and b"\\u" not in body
 
 
-def http_plugin(fmt: str, *replies) -> tuple[HttpPlugin, FakeSession]:
-    plugin = HttpPlugin(HttpSettings(watch="/w", url="http://h:8080/x", format=fmt))
-    session = FakeSession(*replies)
-    plugin._session = session  # type: ignore[assignment]
-    return plugin, session
+def http_plugin(server: HttpRecorder, fmt: str = "form") -> HttpPlugin:
+    return HttpPlugin(HttpSettings(watch="/w", url=f"http://127.0.0.1:{server.port}/x",
+                                   format=fmt))
 
 
-def test_http_form_posts_one_change_each() -> None:
-    plugin, session = http_plugin("form", FakeReply(200), FakeReply(204))
+def test_http_form_posts_one_change_each(servers) -> None:
+    server = servers(HttpRecorder(answers=[(200, b""), (204, b"")]))
+    plugin = http_plugin(server)
     notices = [notice("/w/a"), notice("/w/b", kind="delete")]
     plugin.deliver(notices)
-    assert [(m, u, kw["data"], kw["headers"]["Content-Type"]) for m, u, kw in session.calls] == [
-        ("POST", "http://h:8080/x", form_body(n), "application/x-www-form-urlencoded")
-        for n in notices
-    ]
     plugin.close()
-    assert session.closed
+    assert [(r.method, r.path, r.body, r.headers["Content-Type"]) for r in server.requests] == [
+        ("POST", "/x", form_body(n), "application/x-www-form-urlencoded") for n in notices
+    ]
 
 
-def test_http_json_posts_one_batch() -> None:
-    plugin, session = http_plugin("json", FakeReply(200))
+def test_http_json_posts_one_batch(servers) -> None:
+    server = servers(HttpRecorder())
+    plugin = http_plugin(server, "json")
     notices = [notice("/w/a"), notice("/w/b", kind="delete")]
     plugin.deliver(notices)
-    ((method, url, kwargs),) = session.calls
-    assert (method, url, kwargs["data"]) == ("POST", "http://h:8080/x", json_body(notices))
-    assert kwargs["headers"]["Content-Type"] == "application/json"
+    plugin.close()
+    [request] = server.requests
+    assert (request.method, request.path, request.body) == ("POST", "/x", json_body(notices))
+    assert request.headers["Content-Type"] == "application/json"
 
 
-def test_http_server_error_says_how_many_arrived() -> None:
-    plugin, _ = http_plugin("form", FakeReply(200), FakeReply(200), FakeReply(502))
+def test_http_server_error_says_how_many_arrived(servers) -> None:
+    server = servers(HttpRecorder(answers=[(200, b""), (200, b""), (502, b"")]))
+    plugin = http_plugin(server)
     with pytest.raises(DeliveryError) as caught:
         plugin.deliver([notice("/w/a"), notice("/w/b"), notice("/w/c"), notice("/w/d")])
-    assert caught.value.done == 2 and "HTTP 502" in caught.value.reason
+    plugin.close()
+    assert caught.value.done == 2
+    assert caught.value.reason == f"http://127.0.0.1:{server.port}/x: HTTP 502"
 
 
 def test_http_connection_error_in_json_mode_delivers_nothing() -> None:
-    plugin, _ = http_plugin("json", requests.ConnectionError("refused"))
+    port = free_port()
+    plugin = HttpPlugin(HttpSettings(watch="/w", url=f"http://127.0.0.1:{port}/x",
+                                     format="json"))
     with pytest.raises(DeliveryError) as caught:
         plugin.deliver([notice("/w/a"), notice("/w/b")])
+    plugin.close()
     assert caught.value.done == 0
-    assert caught.value.reason == "http://h:8080/x: refused"
+    assert caught.value.reason == f"http://127.0.0.1:{port}/x: Connection refused (connecting)"
 
 
-def test_http_refusal_is_logged_not_retried(caplog: pytest.LogCaptureFixture) -> None:
-    plugin, session = http_plugin("form", FakeReply(400, "bad\n  request"), FakeReply(200))
+@pytest.mark.parametrize("status", [400, 302])
+def test_http_refusal_or_redirect_is_logged_not_retried(
+    servers, caplog: pytest.LogCaptureFixture, status: int,
+) -> None:
+    server = servers(HttpRecorder(answers=[(status, b"bad\n  request"), (200, b"")]))
+    plugin = http_plugin(server)
     with caplog.at_level(logging.INFO, logger="sersyncpy.plugins.http"):
         plugin.deliver([notice("/w/a"), notice("/w/b")])
-    assert len(session.calls) == 2
+    plugin.close()
+    assert [r.path for r in server.requests] == ["/x", "/x"]  # no redirect followed
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert errors == ["http: http://h:8080/x refused 1 change(s): HTTP 400 bad request"]
+    assert errors == [f"http: http://127.0.0.1:{server.port}/x refused 1 change(s): "
+                      f"HTTP {status} bad request"]
 
 
 def test_http_retry_status_set() -> None:
     assert {408, 429, 500, 503} <= httpmod.RETRY_STATUS
     assert not {200, 204, 400, 404} & httpmod.RETRY_STATUS
+
+
+def test_http_keeps_its_connection_and_takes_another_once_the_server_closed_it(
+    servers,
+) -> None:
+    server = servers(HttpRecorder(idle=0.5))
+    plugin = http_plugin(server)
+    plugin.deliver([notice("/w/a"), notice("/w/b")])
+    wait_until(lambda: server.closed == 1, timeout=5, message="the server kept it open")
+    plugin.deliver([notice("/w/c")])  # not an error: the closed connection is not used
+    plugin.close()
+    peers = [r.peer for r in server.requests]
+    assert peers[0] == peers[1] != peers[2]
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and its key (files)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command")
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
+def test_http_over_https_checks_the_certificate(servers, certificate: tuple[str, str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    server = servers(HttpRecorder(tls=certificate))
+    url = f"https://127.0.0.1:{server.port}/x"
+    untrusting = HttpPlugin(HttpSettings(watch="/w", url=url, format="form"))
+    with pytest.raises(DeliveryError) as caught:
+        untrusting.deliver([notice("/w/a")])
+    untrusting.close()
+    assert "CERTIFICATE_VERIFY_FAILED" in caught.value.reason and not server.requests
+    monkeypatch.setenv("SSL_CERT_FILE", certificate[0])  # what the default context trusts
+    plugin = HttpPlugin(HttpSettings(watch="/w", url=url, format="form"))
+    plugin.deliver([notice("/w/a"), notice("/w/b")])
+    plugin.close()
+    assert [r.body for r in server.requests] == [form_body(notice("/w/a")),
+                                                 form_body(notice("/w/b"))]
+    assert server.requests[0].peer == server.requests[1].peer  # one connection, kept
+
+
+def test_https_handshake_ends_at_the_deadline(servers) -> None:
+    server = servers(TrickleServer())  # takes the connection, never says a TLS word
+    plugin = HttpPlugin(HttpSettings(watch="/w", url=f"https://127.0.0.1:{server.port}/x",
+                                     format="form"), Limits(deadline=0.5))
+    with pytest.raises(DeliveryError) as caught:
+        plugin.deliver([notice("/w/a")])
+    plugin.close()
+    assert caught.value.reason.endswith("no complete reply within 0.5 s (in the TLS handshake)")
+
+
+# --- http and refreshCDN against bad servers: deadline, cap, secrets -----------------------
+
+SECRET = "tok-S3CRET-4711"  # the http url's query token
+URL_PASSWORD = "pw-S3CRET-0815"  # the http url's user:password@
+CDN_PASSWORD = "cdn-S3CRET&+/ é%"
+
+
+def plugin_for(name: str, port: int, limits: Limits = DEFAULT_LIMITS) -> Plugin:
+    """The http plugin (its url with a token and a password) or refreshCDN (GET), asking
+    127.0.0.1:port."""
+    if name == "http":
+        url = f"http://hook:{URL_PASSWORD}@127.0.0.1:{port}/hook?site=img&token={SECRET}#f"
+        return HttpPlugin(HttpSettings(watch="/w", url=url, format="form"), limits)
+    return CdnPlugin(local_cdn(port, method="GET", password=CDN_PASSWORD), limits)
+
+
+def shown_for(name: str, port: int) -> str:
+    return f"http://127.0.0.1:{port}/{'hook' if name == 'http' else 'index.jsp'}"
+
+
+def a_notice(name: str) -> Notice:
+    return notice("/w/a") if name == "http" else notice(WATCH + "/a", root=WATCH)
+
+
+@pytest.mark.parametrize("part", ["head", "body"])
+@pytest.mark.parametrize("name", ["http", "refreshCDN"])
+def test_a_trickling_server_ends_the_delivery_at_the_deadline(servers, name: str,
+                                                              part: str) -> None:
+    # One byte every 0.1 s: each read is quick, and before, each restarted the timeout.
+    server = servers(TrickleServer(part, interval=0.1, seconds=8))
+    plugin = plugin_for(name, server.port, Limits(deadline=1.0))
+    started = time.monotonic()
+    with pytest.raises(DeliveryError) as caught:
+        plugin.deliver([a_notice(name)])
+    took = time.monotonic() - started
+    plugin.close()
+    assert took < 1.0 + 0.75, f"the delivery took {took:.1f} s"
+    assert caught.value.done == 0
+    assert caught.value.reason.startswith(f"{shown_for(name, server.port)}: no complete reply "
+                                          "within 1 s")
+
+
+def test_a_trickling_server_is_tried_again_after_each_deadline(servers, make_runner) -> None:
+    server = servers(TrickleServer("body", interval=0.1, seconds=8))
+    runner = make_runner(plugin_for("http", server.port, Limits(deadline=0.5)),
+                         retry_seconds=60)
+    runner.offer([notice("/w/a")])
+    runner.start()
+    wait_until(lambda: server.connections >= 3, timeout=5)
+    finish(runner, 0)
+    assert runner.stats.delivered == 0 and runner.stats.failures >= 2
+    assert runner.stats.last_error == (f"http://127.0.0.1:{server.port}/hook: no complete "
+                                       "reply within 0.5 s (reading the reply)")
+
+
+def test_a_delivery_outstanding_for_long_is_named_once(
+    servers, caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = servers(TrickleServer("body", interval=0.1, seconds=8))
+    plugin = plugin_for("http", server.port, Limits(deadline=1.5, slow=0.5))
+    with caplog.at_level(logging.WARNING):
+        for _ in range(2):  # failed, tried again: still the same stall
+            with pytest.raises(DeliveryError):
+                plugin.deliver([notice("/w/a")])
+    plugin.close()
+    said = [r.getMessage() for r in caplog.records if "in progress" in r.getMessage()]
+    assert len(said) == 1, said
+    assert said[0].startswith(f"http: a delivery to http://127.0.0.1:{server.port}/hook has "
+                              "been in progress for ")
+    assert said[0].endswith(" s, reading the reply (each request gives up after 1.5 s)")
+
+
+HUGE = 256 << 20
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("name", ["http", "refreshCDN"])
+def test_a_huge_reply_is_read_only_up_to_the_cap(servers, caplog: pytest.LogCaptureFixture,
+                                                 name: str, chunked: bool) -> None:
+    server = servers(HugeReplyServer(HUGE, chunked))
+    plugin = plugin_for(name, server.port)
+    with caplog.at_level(logging.INFO):
+        plugin.deliver([a_notice(name)])  # a 200: delivered
+    plugin.close()
+    wait_until(lambda: server.finished == 1, timeout=10, message="the server still sends")
+    # What the kernel's socket buffers took before the client hung up, nowhere near all.
+    assert server.sent < HUGE // 8, f"the server sent {server.sent} bytes"
+    assert all(len(r.getMessage()) < 500 for r in caplog.records)
+
+
+def echo(request: Request) -> bytes:
+    """A reply quoting the request, as some error pages do."""
+    return (f"whatsup: no. {request.path}?{request.query} "
+            f"{request.headers.get('Authorization')}").encode()
+
+
+def spellings(secret: str) -> set[str]:
+    return {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
+
+
+@pytest.mark.parametrize("target", ["refused", "retried", "unreachable"])
+@pytest.mark.parametrize("name", ["http", "refreshCDN"])
+def test_url_secrets_are_in_no_log_record(servers, make_runner,
+                                          caplog: pytest.LogCaptureFixture, name: str,
+                                          target: str) -> None:
+    port = free_port()
+    if target != "unreachable":
+        server = servers(HttpRecorder(status=403 if target == "refused" else 503, reply=echo))
+        port = server.port
+    runner = make_runner(plugin_for(name, port, Limits(deadline=2.0, slow=0.0)),
+                         retry_seconds=60)
+    runner.offer([a_notice(name)])
+    with caplog.at_level(logging.DEBUG):
+        runner.start()
+        if target == "refused":
+            wait_until(lambda: runner.stats.delivered == 1, timeout=5)
+        else:
+            wait_until(lambda: runner.stats.failures >= 2, timeout=5)
+        finish(runner, 0)
+    assert shown_for(name, port) in caplog.text  # the target is named, in these words
+    if target != "unreachable":
+        sent = server.requests[0]
+        assert (SECRET in sent.query) if name == "http" else ("pswd=cdn-S3CRET" in sent.query)
+    secrets = (spellings(SECRET) | spellings(URL_PASSWORD) |
+               {base64.b64encode(f"hook:{URL_PASSWORD}".encode()).decode()}
+               if name == "http" else spellings(CDN_PASSWORD))
+    for logged in caplog.records:
+        for secret in secrets:
+            assert secret not in logged.getMessage(), logged.getMessage()
+    for secret in secrets:
+        assert secret not in caplog.text
 
 
 # --- build and standalone_roots ------------------------------------------------------------
@@ -946,6 +1297,142 @@ def test_gate_events_without_notices_still_get_a_sequence() -> None:
     seq = rig.record(Event(FULL, "", True), Event(DELETE, "", True))
     assert rig.gate.waiting() == 0
     assert rig.both(seq, Event(FULL, "", True)) == []
+
+
+def test_gate_ten_thousand_directory_deletions_take_linear_time() -> None:
+    # rm -r of a wide tree: one watcher batch per rmdir, then each lane pushing each one.
+    # Scanning every waiting notice per deletion and per push stalled the watcher 45 s.
+    rig = GateRig(limit=100_000)
+    count = 10_000
+    started = time.process_time()
+    seqs = [rig.record(Event(DELETE, f"up/d{i}", True)) for i in range(count)]
+    for lane in ("A", "B"):
+        for i, seq in enumerate(seqs):
+            rig.gate.pushed(0, lane, [Event(DELETE, f"up/d{i}", True)], seq)
+    spent = time.process_time() - started
+    assert [n.rel for n in rig.released] == [f"up/d{i}" for i in range(count)]
+    assert rig.gate.waiting() == 0
+    assert spent < 2.0, f"{spent:.1f} s of CPU for {count} directory deletions"
+
+
+class Held:
+    def __init__(self, seq: int, order: int, notice: Notice, lanes: set[str]):
+        self.seq, self.order, self.notice, self.lanes = seq, order, notice, lanes
+
+
+def ancestors(rel: str) -> list[str]:
+    """'' and every directory above rel: 'a/b/c' -> '', 'a', 'a/b'."""
+    return [""] + [rel[:i] for i, char in enumerate(rel) if char == "/"]
+
+
+class ScanningGate:
+    """The specification: the gate as it was before its index (2491a51), which scanned
+    every waiting notice of a root for each directory deletion and each covering push."""
+
+    def __init__(self, roots: list[str], lanes: list[list[str]], limit: int):
+        self.roots = roots
+        self.lanes = [frozenset(group) for group in lanes]
+        self.limit = limit
+        self.seq = self.order = 0
+        self.waiting: dict[tuple[int, str], Held] = {}
+        self.released: list[list[Notice]] = []
+        self.drops: list[int] = []
+
+    def record(self, root: int, events: list[Event]) -> int:
+        self.seq += 1
+        for notice in notices_for(self.roots[root], events, NOW):
+            key = (root, notice.rel)
+            if notice.kind == "delete" and notice.is_dir:
+                prefix = notice.rel + "/"
+                for other in [k for k in self.waiting if k[0] == root
+                              and k[1].startswith(prefix)]:
+                    del self.waiting[other]
+            self.waiting.pop(key, None)
+            self.order += 1
+            self.waiting[key] = Held(self.seq, self.order, notice, set(self.lanes[root]))
+        over = len(self.waiting) - self.limit
+        for key in list(self.waiting)[:max(0, over)]:
+            del self.waiting[key]
+        if over > 0:
+            self.drops.append(over)
+        return self.seq
+
+    def pushed(self, root: int, lane: str, events: list[Event], seq: int) -> None:
+        sources = {e.src for e in events if e.src is not None}
+        exact = {e.path for e in events} | sources
+        covering = {e.path for e in events if e.kind != UPDATE} | sources
+        keys = ([k for k in self.waiting if k[0] == root] if covering
+                else [(root, path) for path in exact])
+        released = []
+        for key in keys:
+            held = self.waiting.get(key)
+            if held is None or held.seq > seq:
+                continue
+            if key[1] not in exact and not any(a in covering for a in ancestors(key[1])):
+                continue
+            held.lanes.discard(lane)
+            if not held.lanes:
+                del self.waiting[key]
+                released.append(held)
+        self.hand_over(released)
+
+    def set_lanes(self, root: int, lanes: set[str]) -> None:
+        self.lanes[root] = frozenset(lanes)
+        released = []
+        for key, held in list(self.waiting.items()):
+            if key[0] == root:
+                held.lanes &= self.lanes[root]
+                if not held.lanes:
+                    del self.waiting[key]
+                    released.append(held)
+        self.hand_over(released)
+
+    def hand_over(self, released: list[Held]) -> None:
+        if released:
+            self.released.append([h.notice for h in sorted(released, key=lambda h: h.order)])
+
+
+_gate_rels = st.lists(st.sampled_from(["a", "b", "c"]), max_size=3).map("/".join)
+_gate_events = st.lists(st.one_of(
+    st.builds(Event, st.sampled_from([UPDATE, DELETE, SUBTREE, FULL]), _gate_rels,
+              st.booleans()),
+    st.builds(Event, st.just(RENAME), _gate_rels, st.booleans(), _gate_rels | st.none()),
+), max_size=4)
+_gate_ops = st.lists(st.one_of(
+    st.tuples(st.just("record"), st.integers(0, 1), _gate_events),
+    st.tuples(st.just("pushed"), st.integers(0, 1), st.sampled_from("ABC"), _gate_events,
+              st.integers(0, 3)),
+    st.tuples(st.just("set_lanes"), st.integers(0, 1), st.sets(st.sampled_from("ABC"))),
+), max_size=60)
+
+
+@hypothesis.settings(max_examples=400, deadline=None)
+@hypothesis.given(limit=st.sampled_from([2, 5, 1000]), ops=_gate_ops)
+def test_gate_releases_what_the_scanning_gate_released(limit: int, ops: list[tuple]) -> None:
+    roots, lanes = ["/r0", "/r1"], [["A", "B"], ["C"]]
+    reference = ScanningGate(roots, lanes, limit)
+    batches: list[list[Notice]] = []
+    drops: list[int] = []
+    gate = Gate(roots, lanes, lambda batch: batches.append([n._replace(time=NOW) for n in batch]),
+                limit, lambda count, _why: drops.append(count))
+    flush = [("pushed", root, lane, [Event(FULL, "", True)], 0)
+             for root in (0, 1) for lane in "ABC"]
+    seq = 0
+    for op in [*ops, *flush]:
+        if op[0] == "record":
+            seq = gate.record(op[1], op[2])
+            assert reference.record(op[1], op[2]) == seq
+        elif op[0] == "pushed":
+            gate.pushed(op[1], op[2], op[3], max(0, seq - op[4]))
+            reference.pushed(op[1], op[2], op[3], max(0, seq - op[4]))
+        else:
+            gate.set_lanes(op[1], sorted(op[2]))
+            reference.set_lanes(op[1], op[2])
+        assert batches == reference.released, op
+        assert drops == reference.drops
+        assert gate.waiting() == len(reference.waiting)
+    assert gate.waiting() == 0
+    assert [tree._below for tree in gate._trees] == [{}, {}]  # its index keeps nothing either
 
 
 # --- Runner -----------------------------------------------------------------------------
