@@ -233,7 +233,9 @@ def test_repo_confxml_parses_like_the_stock_sample(tmp_path: Path, watch: str) -
         tmp_path, edit(REPO_CONFXML.read_bytes(), (STOCK_WATCH, b'watch="%s"' % watch.encode()))
     )
     stock = load(tmp_path, sample(watch))
-    assert replace(repo, plugins=()) == replace(stock, plugins=())
+    # The fail log moved out of /tmp, where another user can plant it (issue 12).
+    assert repo.fail_log == replace(stock.fail_log, path="/var/lib/sersyncpy/rsync_fail_log.sh")
+    assert replace(repo, plugins=(), fail_log=stock.fail_log) == replace(stock, plugins=())
     # The repo's sample adds the http plugin, which sersync 2.5 never shipped.
     assert [p.name for p in repo.plugins] == [p.name for p in stock.plugins] + ["http"]
 
@@ -245,6 +247,7 @@ def _elements(element: etree._Element) -> list:
 # Attributes whose value the repository's sample changes on purpose (still there for sersync).
 CHANGED_ON_PURPOSE = {
     ("/head/plugin/param", "prefix"),  # sersync's "/bin/sh" ran every uploaded file (issue 12)
+    ("/head/sersync/failLog", "path"),  # /tmp lets another user plant it (issue 12)
 }
 
 
