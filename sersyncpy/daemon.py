@@ -227,24 +227,19 @@ class Replicator:
             pending, lag = lane.lag()
             remotes.append(status.remote_entry(lane.root, lane.target.label, lane.stats,
                                                pending, lag, lane.paused))
-        roots = [status.root_entry(lp.watch, watched, unwatched, remotes)
-                 for lp, (watched, unwatched) in zip(self.config.localpaths,
-                                                     self.watcher.counts())]
-        for root, unreadable, directories in zip(roots, self.unreadable,
-                                                 self.watcher.unreadable_counts()):
-            root["unreadable"] = unreadable.count() + directories
+        roots = [status.root_entry(lp.watch, watched, unwatched, paths.count() + directories,
+                                   remotes)
+                 for lp, (watched, unwatched), paths, directories in zip(
+                     self.config.localpaths, self.watcher.counts(), self.unreadable,
+                     self.watcher.unreadable_counts())]
         plugin = None
         if self.runner is not None:
             s = self.runner.stats
             plugin = {"name": self.runner.plugin.name, "queued": self.runner.pending(),
                       "waiting_for_remotes": self.gate.waiting(), "delivered": s.delivered,
                       "dropped": s.dropped, "failures": s.failures}
-        doc = status.document(self.config.source, self._started, roots, remotes, plugin,
-                              running)
-        health = self.fail_log.health
-        doc["fail_log"] = {"path": health.path, "error": health.error,
-                           "failing_since": health.failing_since, "failures": health.failures}
-        return doc
+        return status.document(self.config.source, self._started, roots, remotes, plugin,
+                               status.write_entry(self.fail_log.health), running)
 
     def write_status(self, running: bool = True) -> None:
         try:

@@ -21,6 +21,8 @@ from prometheus_client.registry import CollectorRegistry
 
 if TYPE_CHECKING:  # only for the annotations: importing these costs start-up time
     from sersyncpy.config import Config
+    from sersyncpy.diskstate import Unreadable
+    from sersyncpy.faillog import FailLogWriter, WriteHealth
     from sersyncpy.plugins.gate import Gate
     from sersyncpy.plugins.runner import Runner
     from sersyncpy.pool import Lane
@@ -45,6 +47,9 @@ class Pipeline(Protocol):
     watcher: Watcher
     runner: Optional[Runner]
     gate: Optional[Gate]
+    unreadable: list[Unreadable]  # per root
+    fail_log: FailLogWriter
+    status_health: WriteHealth
 
     def all_lanes(self) -> list[Lane]: ...
 
@@ -59,6 +64,8 @@ def _lane_families(lanes: list[Lane]) -> list[Metric]:
         "bytes_sent": ("bytes rsync sent, protocol included", "bytes_sent"),
         "rsync_runs": ("rsync processes run", "rsync_runs"),
         "failed_batches": ("batches that failed (and were retried)", "failed_batches"),
+        "pending_collapses": ("times the pending paths passed <failLog maxPending> and became "
+                              "one full sync of the root", "collapses"),
     }
     families = {
         name: CounterMetricFamily(f"sersyncpy_{name}", doc, labels=labels)
@@ -92,6 +99,19 @@ def _lane_families(lanes: list[Lane]) -> list[Metric]:
     return [*families.values(), collapsed, *gauges.values()]
 
 
+def _write_families(health: dict[str, WriteHealth]) -> list[Metric]:
+    """Our own files (the fail log, the status file): whether their writes work."""
+    failing = GaugeMetricFamily("sersyncpy_state_file_failing", "1 while the last write of one "
+                                "of sersyncpy's own files failed (full disk, permissions)",
+                                labels=["file"])
+    failures = CounterMetricFamily("sersyncpy_state_file_write_failures", "failed writes of one "
+                                   "of sersyncpy's own files", labels=["file"])
+    for name, h in health.items():
+        failing.add_metric([name], 1 if h.error else 0)
+        failures.add_metric([name], h.failures)
+    return [failing, failures]
+
+
 class Collector:
     """Reads a Replicator (daemon.py) at scrape time."""
 
@@ -105,11 +125,19 @@ class Collector:
         unwatched = GaugeMetricFamily("sersyncpy_unwatched_directories", "directories that "
                                       "could not be watched (inotify limit): resynced whole "
                                       "periodically", labels=["root"])
-        for lp, (count, missing) in zip(r.config.localpaths, r.watcher.counts()):
+        unreadable = GaugeMetricFamily("sersyncpy_unreadable_paths", "paths and directories "
+                                       "that could not be read (permissions): not replicated",
+                                       labels=["root"])
+        for lp, (count, missing), paths, directories in zip(
+                r.config.localpaths, r.watcher.counts(), r.unreadable,
+                r.watcher.unreadable_counts()):
             watches.add_metric([lp.watch], count)
             unwatched.add_metric([lp.watch], missing)
+            unreadable.add_metric([lp.watch], paths.count() + directories)
         yield watches
         yield unwatched
+        yield unreadable
+        yield from _write_families({"fail_log": r.fail_log.health, "status": r.status_health})
         yield CounterMetricFamily("sersyncpy_inotify_overflows", "inotify queue overflows "
                                   "(each resynced every root)", value=r.watcher.overflows)
         if r.runner is not None:

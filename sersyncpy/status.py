@@ -27,7 +27,7 @@ from typing import (
 
 from sersyncpy import statefiles
 from sersyncpy.errors import UsageError
-from sersyncpy.faillog import write_atomically
+from sersyncpy.faillog import WriteHealth, write_atomically
 
 STATUS_SECONDS = 2.0  # how often the running process rewrites the file
 DEFAULT_MAX_LAG = 60.0  # seconds; `sersyncpy status` exits 1 beyond it
@@ -63,19 +63,27 @@ def remote_entry(root: str, label: str, stats: Any, pending: int, lag: float,
     }
 
 
-def root_entry(path: str, watched: int, unwatched: int, remotes: list[dict]) -> dict:
+def root_entry(path: str, watched: int, unwatched: int, unreadable: int,
+               remotes: list[dict]) -> dict:
     fulls = [r["last_full_sync"] for r in remotes if r["root"] == path]
     return {
         "path": path,
         "watches": watched,
         "unwatched": unwatched,
+        "unreadable": unreadable,  # paths and directories we may not read: not replicated
         # When every remote of the root had its last full sync (null: one never had one).
         "last_full_sync": None if not fulls or None in fulls else min(fulls),
     }
 
 
+def write_entry(health: WriteHealth) -> dict:
+    """How the writes of one of our own files go (the fail log): "" error when they work."""
+    return {"path": health.path, "error": health.error,
+            "failing_since": health.failing_since, "failures": health.failures}
+
+
 def document(config: str, started: float, roots: list[dict], remotes: list[dict],
-             plugin: Optional[dict], running: bool = True) -> dict:
+             plugin: Optional[dict], fail_log: dict, running: bool = True) -> dict:
     return {
         "format": FORMAT,
         "pid": os.getpid(),
@@ -87,6 +95,7 @@ def document(config: str, started: float, roots: list[dict], remotes: list[dict]
         "roots": roots,
         "remotes": remotes,
         "plugin": plugin,
+        "fail_log": fail_log,
     }
 
 

@@ -14,6 +14,8 @@ import pytest
 from conftest import free_port, wait_until
 
 from sersyncpy import metrics
+from sersyncpy.diskstate import Unreadable
+from sersyncpy.faillog import WriteHealth
 from sersyncpy.metrics import MetricsServer
 
 IDLE = 50  # connections that never send a request
@@ -24,8 +26,20 @@ def _pipeline() -> SimpleNamespace:
     """What metrics.Collector reads of a Replicator: one root, no remote, no plugin."""
     return SimpleNamespace(
         config=SimpleNamespace(localpaths=[SimpleNamespace(watch="/src")]),
-        watcher=SimpleNamespace(counts=lambda: [(3, 0)], overflows=0),
-        runner=None, gate=None, all_lanes=list)
+        watcher=SimpleNamespace(counts=lambda: [(3, 0)], unreadable_counts=lambda: [1],
+                                overflows=0),
+        runner=None, gate=None, all_lanes=list, unreadable=[Unreadable("/src")],
+        fail_log=SimpleNamespace(health=WriteHealth("/f.sh", "No space left on device",
+                                                    1.0, 2)),
+        status_health=WriteHealth("/f.status.json"))
+
+
+def test_unreadable_paths_and_failing_state_files_are_exposed(server: MetricsServer) -> None:
+    text = _scrape(server.address[1])
+    assert 'sersyncpy_unreadable_paths{root="/src"} 1.0' in text
+    assert 'sersyncpy_state_file_failing{file="fail_log"} 1.0' in text
+    assert 'sersyncpy_state_file_failing{file="status"} 0.0' in text
+    assert 'sersyncpy_state_file_write_failures_total{file="fail_log"} 2.0' in text
 
 
 @pytest.fixture

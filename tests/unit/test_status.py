@@ -19,6 +19,7 @@ import pytest
 
 from sersyncpy import cli, fullsync, status
 from sersyncpy.config import Crontab, Filter
+from sersyncpy.faillog import WriteHealth
 from sersyncpy.pool import LaneStats
 
 NOW = 1_700_000_000.0
@@ -133,18 +134,24 @@ def test_root_entry_last_full_sync_is_the_oldest_of_its_remotes_or_none():
         return {"root": root, "last_full_sync": full}
 
     remotes = [remote("/a", 10.0), remote("/a", 20.0), remote("/b", None)]
-    assert status.root_entry("/a", 3, 1, remotes) == {
-        "path": "/a", "watches": 3, "unwatched": 1, "last_full_sync": 10.0}
-    assert status.root_entry("/b", 1, 0, remotes)["last_full_sync"] is None
-    assert status.root_entry("/c", 1, 0, remotes)["last_full_sync"] is None  # no remote
+    assert status.root_entry("/a", 3, 1, 2, remotes) == {
+        "path": "/a", "watches": 3, "unwatched": 1, "unreadable": 2, "last_full_sync": 10.0}
+    assert status.root_entry("/b", 1, 0, 0, remotes)["last_full_sync"] is None
+    assert status.root_entry("/c", 1, 0, 0, remotes)["last_full_sync"] is None  # no remote
     remotes.append(remote("/a", None))
-    assert status.root_entry("/a", 3, 0, remotes)["last_full_sync"] is None
+    assert status.root_entry("/a", 3, 0, 0, remotes)["last_full_sync"] is None
 
 
 def test_document_fields():
-    doc = status.document("/etc/confxml.xml", NOW - 5, [], [], None, running=False)
+    health = WriteHealth("/var/lib/sersyncpy/rsync_fail_log.sh", "No space left on device",
+                         NOW - 9, 3)
+    doc = status.document("/etc/confxml.xml", NOW - 5, [], [], None,
+                          status.write_entry(health), running=False)
     assert set(doc) == {"format", "pid", "config", "running", "started", "updated", "interval",
-                        "roots", "remotes", "plugin"}
+                        "roots", "remotes", "plugin", "fail_log"}
+    assert doc["fail_log"] == {"path": "/var/lib/sersyncpy/rsync_fail_log.sh",
+                               "error": "No space left on device", "failing_since": NOW - 9,
+                               "failures": 3}
     assert (doc["format"], doc["pid"], doc["config"], doc["running"], doc["started"],
             doc["interval"]) == (1, os.getpid(), "/etc/confxml.xml", False, NOW - 5, 2.0)
     assert doc["updated"] >= NOW
@@ -335,11 +342,12 @@ def _with(change):
 def test_parse_reads_what_document_writes():
     stats = LaneStats(batches=1, files_sent=2, bytes_sent=3, last_success=NOW - 1)
     remotes = [status.remote_entry("/src", "10.0.0.2::m", stats, 4, 5.5, False)]
-    roots = [status.root_entry("/src", 6, 1, remotes)]
+    roots = [status.root_entry("/src", 6, 1, 0, remotes)]
     plugin = {"name": "http", "queued": 1, "waiting_for_remotes": 0, "delivered": 2,
               "dropped": 0, "failures": 0}
+    fail_log = status.write_entry(WriteHealth("/f.sh"))
     doc = status.parse(json.loads(json.dumps(status.document("/c.xml", NOW, roots, remotes,
-                                                             plugin))))
+                                                             plugin, fail_log))))
     assert doc.remotes == (status.RemoteStatus("10.0.0.2::m", "/src", 4, 5.5, NOW - 1, 0, 2,
                                                3),)
     assert doc.roots == (status.RootStatus("/src", 6, 1, None),)
