@@ -3,10 +3,12 @@ writer and a process fixture that waits for the watches and stops the process by
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Optional
 from xml.sax.saxutils import quoteattr
@@ -80,24 +82,47 @@ def confxml(
 """
 
 
-class Sersyncpy:
-    """One `python -m sersyncpy` process; its log (stderr) goes to a file in its folder."""
+def as_user(uid: int, argv: list[str]) -> list[str]:
+    """argv run as `uid` (its own group, no others, no capabilities), by setpriv."""
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--", *argv]
 
-    def __init__(self, home: Path, config_text: str, flags: tuple[str, ...] = ()):
+
+class Sersyncpy:
+    """One `python -m sersyncpy` process; its log (stderr) goes to a file in its folder.
+    `env` is added to the environment it inherits (a None value removes that variable).
+    With `user` (a uid) it runs as that user, its folder (and config) that user's."""
+
+    def __init__(self, home: Path, config_text: str, flags: tuple[str, ...] = (),
+                 env: Optional[Mapping[str, Optional[str]]] = None,
+                 user: Optional[int] = None):
         self.home = home
         self.config = home / "confxml.xml"
         self.fail_log = home / "fail_log.sh"  # each process its own, so tests run side by side
         self.config.write_text(config_text.replace("/tmp/rsync_fail_log.sh", str(self.fail_log)))
         self.log_path = home / "sersyncpy.log"
         self.flags = flags
+        self.env = dict(env or {})
+        self.user = user
+        if user is not None:
+            os.chown(home, user, user)
+            os.chown(self.config, user, user)
         self.proc: Optional[subprocess.Popen] = None
+
+    def _environment(self) -> Optional[dict[str, str]]:
+        if not self.env:
+            return None
+        env = {**os.environ, **self.env}
+        return {name: value for name, value in env.items() if value is not None}
 
     def start(self, wait: bool = True) -> Sersyncpy:
         self.log_path.write_text("")
+        argv = [sys.executable, "-m", "sersyncpy", "-o", str(self.config), *self.flags]
+        if self.user is not None:
+            argv = as_user(self.user, argv)  # setpriv execs: the pid stays the process's
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sersyncpy", "-o", str(self.config), *self.flags],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.home,
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.home,
+                env=self._environment(),
             )
         if wait:
             wait_until(lambda: "replicating to" in self.log() or self.proc.poll() is not None,
@@ -125,11 +150,17 @@ class Sersyncpy:
 
 @pytest.fixture
 def sersyncpy(tmp_path_factory):
-    """Factory: sersyncpy(config_text, *flags) -> a started Sersyncpy, stopped at teardown."""
+    """Factory: sersyncpy(config_text, *flags, env=None, user=None, home=None) -> a started
+    Sersyncpy, stopped at teardown; `env` adds to the environment it inherits (None removes
+    a variable), `user` runs it as that uid, `home` (an empty directory) is its folder in
+    place of a new one (one that `user` can reach: tmp_path's parents are root's alone)."""
     started: list[Sersyncpy] = []
 
-    def factory(config_text: str, *flags: str, wait: bool = True) -> Sersyncpy:
-        proc = Sersyncpy(tmp_path_factory.mktemp("sersyncpy"), config_text, flags)
+    def factory(config_text: str, *flags: str, wait: bool = True,
+                env: Optional[Mapping[str, Optional[str]]] = None,
+                user: Optional[int] = None, home: Optional[Path] = None) -> Sersyncpy:
+        proc = Sersyncpy(home or tmp_path_factory.mktemp("sersyncpy"), config_text, flags,
+                         env, user)
         started.append(proc)
         return proc.start(wait=wait)
 
