@@ -7,11 +7,19 @@ newest entries and scanned the whole deque on every directory delete.
 The queue holds one pending state per path, kept in the order of each path's latest change:
 - the latest kind wins, so repeated writes are one UPDATE, and a create followed by a delete
   is a single DELETE;
-- a directory DELETE covers the changes below it that came before it;
+- a directory DELETE covers the changes below it that came before it, whatever comes later for
+  that path (a file, a symlink, the directory made again, a rename onto it), and even when the
+  DELETE itself is covered: each directory keeps the seq of its latest deletion, its
+  watermark, until take(), apart from the path's pending state. Otherwise `mv t t.old;
+  ln -s /root t` brings back the older changes below t, and rsync follows the symlink to send
+  /root's files (issue 12);
 - a SUBTREE, RENAME or FULL directory covers every change below it, earlier or later, because
   its push reads the whole directory as it is at push time; except a directory RENAME, which
   stays, so that it is pushed first and the covering push finds its data on the remote;
-- renames chain: a -> b -> c is pending as c renamed from a, with a and b deleted.
+- renames chain: a -> b -> c is pending as c renamed from a, with a and b deleted (and a
+  and b keep their watermarks);
+- a requeued batch is older than everything pending, watermarks included, so a directory
+  deleted since the batch was taken covers its entries.
 Covered entries are dropped when the batch is taken, so a push costs O(depth) at most and the
 queue is never scanned per event.
 """
@@ -19,6 +27,7 @@ queue is never scanned per event.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import chain
 from typing import Optional
 
 from sersyncpy.events import COVERING, DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
@@ -36,7 +45,10 @@ class FilterQueue:
     def __init__(self) -> None:
         self._entries: dict[str, list] = {}
         self._covering: set[str] = set()  # pending directories of a COVERING kind
-        self._deleted_dirs: set[str] = set()  # pending directory DELETEs
+        # Directory -> seq of its latest directory DELETE pushed since take(), whatever its
+        # pending state is now: the watermark below which entries are dropped. A requeued
+        # DELETE sets none: what its batch held below it is newer, or was dropped at take().
+        self._deleted: dict[str, int] = {}
         self._seq = 0
         self._requeued = False  # entries older than the newest were put back: sort on take
         self.pushed = 0  # events offered, for the metrics
@@ -72,6 +84,10 @@ class FilterQueue:
 
     def _apply(self, kind: int, path: str, is_dir: bool) -> None:
         self._seq += 1
+        if kind == DELETE and is_dir:
+            # Before the covered check: a covering ancestor does not drop the RENAME entries
+            # below this directory, so its deletion must, even when it adds no entry itself.
+            self._deleted[path] = self._seq
         if self._covering and self._is_covered(path):
             return
         prev = self._entries.get(path)
@@ -87,12 +103,8 @@ class FilterQueue:
         self._entries.pop(path, None)
         self._entries[path] = [kind, is_dir, src, seq]
         self._covering.discard(path)
-        self._deleted_dirs.discard(path)
-        if is_dir:
-            if kind in COVERING:
-                self._covering.add(path)
-            elif kind == DELETE:
-                self._deleted_dirs.add(path)
+        if is_dir and kind in COVERING:
+            self._covering.add(path)
 
     def _is_covered(self, path: str) -> bool:
         """Whether a pending ancestor of `path` sends its whole content."""
@@ -106,14 +118,13 @@ class FilterQueue:
 
     def _is_dropped(self, path: str, seq: int) -> bool:
         """Whether a pending ancestor makes the entry at `path` redundant."""
-        entries = self._entries
-        renamed = entries[path][_KIND] == RENAME
+        renamed = self._entries[path][_KIND] == RENAME
         while path:
             cut = path.rfind("/")
             path = path[:cut] if cut > 0 else ""
             if path in self._covering and not renamed:
                 return True
-            if path in self._deleted_dirs and entries[path][_SEQ] > seq:
+            if self._deleted.get(path, seq) > seq:  # deleted after this entry's change
                 return True
         return False
 
@@ -122,7 +133,7 @@ class FilterQueue:
         batch = self.peek()
         self._entries = {}
         self._covering = set()
-        self._deleted_dirs = set()
+        self._deleted = {}
         self._requeued = False
         return batch
 
@@ -133,7 +144,7 @@ class FilterQueue:
         items = self._entries.items()
         if self._requeued:
             items = sorted(items, key=lambda item: item[1][_SEQ])
-        if self._covering or self._deleted_dirs:
+        if self._covering or self._deleted:
             return [
                 Event(e[_KIND], p, e[_IS_DIR], e[_SRC]) for p, e in items
                 if not self._is_dropped(p, e[_SEQ])
@@ -142,7 +153,9 @@ class FilterQueue:
 
     def requeue(self, batch: list[Event]) -> None:
         """Put back a batch that did not reach the remote, as older than anything pending."""
-        oldest = min((e[_SEQ] for e in self._entries.values()), default=self._seq + 1)
+        # Older than the watermarks too: an entry's path may have changed since its deletion.
+        oldest = min(chain((e[_SEQ] for e in self._entries.values()), self._deleted.values()),
+                     default=self._seq + 1)
         seq = oldest - len(batch) - 1
         for event in batch:
             seq += 1

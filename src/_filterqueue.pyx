@@ -3,7 +3,8 @@
 
 That module is the specification and documents the rules; keep the two alike method by method.
 The tests feed both the same sequences and compare the batches. One addition: ancestor walks
-first ask a counting filter of the pending directories, so most walks slice no string.
+first ask a counting filter of the covering directories and of the deletion watermarks, so
+most walks slice no string.
 """
 
 cimport cython
@@ -13,6 +14,8 @@ from cpython.ref cimport Py_INCREF
 from cpython.set cimport PySet_Add, PySet_Contains, PySet_Discard
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_SET_ITEM
 from libc.string cimport memset
+
+from itertools import chain
 
 from sersyncpy.events import Event
 
@@ -30,7 +33,8 @@ cdef enum:
     RENAME = 4
     FULL = 5
 
-# The filters: for each bucket, how many directories of a set have a path that hashes into it.
+# The filters: for each bucket, how many directories of a set (or keys of the watermarks) have a
+# path that hashes into it.
 # A walk slices and looks up an ancestor only when its bucket is not empty.
 cdef enum:
     _BUCKETS = 4096  # a power of two
@@ -94,7 +98,7 @@ cdef class FilterQueue:
 
     cdef dict _entries  # path -> _Entry
     cdef set _covering
-    cdef set _deleted_dirs
+    cdef dict _deleted  # directory -> seq of its latest directory DELETE: the twin's watermarks
     cdef unsigned int _covering_filter[_BUCKETS]
     cdef unsigned int _deleted_filter[_BUCKETS]
     cdef long long _seq
@@ -104,7 +108,7 @@ cdef class FilterQueue:
     def __init__(self):
         self._entries = {}
         self._covering = set()
-        self._deleted_dirs = set()
+        self._deleted = {}
         memset(self._covering_filter, 0, sizeof(self._covering_filter))
         memset(self._deleted_filter, 0, sizeof(self._deleted_filter))
         self._seq = 0
@@ -165,6 +169,12 @@ cdef class FilterQueue:
     cdef int _apply(self, int kind, str path, bint is_dir) except -1:
         cdef _Entry prev
         self._seq += 1
+        if kind == DELETE and is_dir:
+            # The twin's watermark, set before the covered check as there. Watermarks go only
+            # at take(), so the filter counts each path once.
+            if PyDict_GetItem(self._deleted, path) is NULL:
+                self._deleted_filter[_bucket(path)] += 1
+            PyDict_SetItem(self._deleted, path, self._seq)
         if self._covering and self._is_covered(path):
             return 0
         prev = self._get(path)
@@ -183,13 +193,9 @@ cdef class FilterQueue:
         if entry is not None:
             # Re-inserting moves the path to the end: batches follow each path's latest change.
             PyDict_DelItem(self._entries, path)
-            if entry.is_dir:  # only directories are in the sets
-                if _is_covering(entry.kind):
-                    PySet_Discard(self._covering, path)
-                    self._covering_filter[_bucket(path)] -= 1
-                elif entry.kind == DELETE:
-                    PySet_Discard(self._deleted_dirs, path)
-                    self._deleted_filter[_bucket(path)] -= 1
+            if entry.is_dir and _is_covering(entry.kind):  # only directories are in the set
+                PySet_Discard(self._covering, path)
+                self._covering_filter[_bucket(path)] -= 1
         else:
             entry = _Entry.__new__(_Entry)
         entry.kind = kind
@@ -197,13 +203,9 @@ cdef class FilterQueue:
         entry.src = src
         entry.seq = seq
         PyDict_SetItem(self._entries, path, entry)
-        if is_dir:
-            if _is_covering(kind):
-                PySet_Add(self._covering, path)
-                self._covering_filter[_bucket(path)] += 1
-            elif kind == DELETE:
-                PySet_Add(self._deleted_dirs, path)
-                self._deleted_filter[_bucket(path)] += 1
+        if is_dir and _is_covering(kind):
+            PySet_Add(self._covering, path)
+            self._covering_filter[_bucket(path)] += 1
         return 0
 
     cdef bint _is_covered(self, str path) except -1:
@@ -247,13 +249,16 @@ cdef class FilterQueue:
         cdef bint covering = not renamed and self._covering_filter[bucket]
         cdef bint deleted = self._deleted_filter[bucket] != 0
         cdef str parent
+        cdef PyObject* watermark
         if not (covering or deleted):
             return False
         parent = PyUnicode_Substring(path, 0, cut) if cut > 0 else ""
         if covering and PySet_Contains(self._covering, parent):
             return True
-        return deleted and PySet_Contains(self._deleted_dirs, parent) and (
-            self._get(parent).seq > seq)
+        if not deleted:
+            return False
+        watermark = PyDict_GetItem(self._deleted, parent)
+        return watermark is not NULL and <long long><object>watermark > seq
 
     def take(self):
         """Return every pending change, collapsed and in order, and empty the queue."""
@@ -262,8 +267,8 @@ cdef class FilterQueue:
         if self._covering:
             self._covering = set()
             memset(self._covering_filter, 0, sizeof(self._covering_filter))
-        if self._deleted_dirs:
-            self._deleted_dirs = set()
+        if self._deleted:
+            self._deleted = {}
             memset(self._deleted_filter, 0, sizeof(self._deleted_filter))
         self._requeued = False
         return batch
@@ -271,7 +276,7 @@ cdef class FilterQueue:
     def peek(self):
         """What take() would return, leaving the queue as it is (for the fail log)."""
         cdef list batch = []
-        cdef bint check = self._covering or self._deleted_dirs
+        cdef bint check = self._covering or self._deleted
         cdef Py_ssize_t pos = 0
         cdef PyObject* key
         cdef PyObject* value
@@ -294,8 +299,10 @@ cdef class FilterQueue:
         cdef long long seq
         cdef _Entry newer
         cdef int kind
-        if self._entries:
-            seq = min((<_Entry>e).seq for e in self._entries.values())
+        # Older than the watermarks too: an entry's path may have changed since its deletion.
+        if self._entries or self._deleted:
+            seq = min(chain([(<_Entry>e).seq for e in self._entries.values()],
+                            self._deleted.values()))
         else:
             seq = self._seq + 1
         seq -= len(batch) + 1

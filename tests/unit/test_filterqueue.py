@@ -157,6 +157,68 @@ def test_requeued_entry_below_a_newer_directory_delete_is_dropped(q):
     assert paths(q.take()) == [(DELETE, "d")]
 
 
+# `mkdir -p t/.ssh; echo k > t/.ssh/id_rsa; mv t t.old; ln -s /root t` (issue 12): t's
+# deletion must go on covering the write below it whatever t becomes, or the write comes back
+# and rsync follows the symlink t to send /root/.ssh/id_rsa.
+_DELETIONS = {"rm": [Event(DELETE, "t", True)], "mv": [Event(RENAME, "t.old", True, "t")]}
+_REPLACEMENTS = {
+    "symlink": [Event(UPDATE, "t")],
+    "file-moved-onto": [Event(RENAME, "t", False, "x")],
+    "directory-moved-onto": [Event(RENAME, "t", True, "x")],
+    "mkdir": [Event(SUBTREE, "t", True)],
+    "chmod-of-a-new-directory": [Event(UPDATE, "t", True)],
+    "symlink-removed": [Event(UPDATE, "t"), Event(DELETE, "t")],
+    "symlink-then-directory": [Event(UPDATE, "t"), Event(DELETE, "t"), Event(UPDATE, "t", True)],
+    "deleted-again": [Event(UPDATE, "t"), Event(DELETE, "t"), Event(DELETE, "t", True)],
+}
+
+
+@pytest.mark.parametrize("failed", [False, True], ids=["pending", "requeued"])
+@pytest.mark.parametrize("replacement", sorted(_REPLACEMENTS))
+@pytest.mark.parametrize("deletion", sorted(_DELETIONS))
+def test_a_directory_deletion_covers_older_changes_below_whatever_replaces_it(
+        q, deletion, replacement, failed):
+    q.push(UPDATE, "t/.ssh/id_rsa")
+    q.push(UPDATE, "t/.ssh", True)
+    if failed:  # the write's batch failed; it is put back after t changed
+        batch = q.take()
+    q.push_many(_DELETIONS[deletion] + _REPLACEMENTS[replacement])
+    if failed:
+        q.requeue(batch)
+    taken = q.take()
+    assert [e for e in taken if e.path.startswith("t/")] == []
+    assert taken[-1].path == "t"  # what t is now is still sent
+
+
+def test_a_change_below_a_replaced_directory_after_its_deletion_is_kept(q):
+    q.push(UPDATE, "t/old")
+    q.push(DELETE, "t", True)
+    q.push(UPDATE, "t")  # a symlink, then a directory again
+    q.push(DELETE, "t")
+    q.push(UPDATE, "t", True)
+    q.push(UPDATE, "t/new")
+    assert paths(q.take()) == [(UPDATE, "t"), (UPDATE, "t/new")]
+
+
+def test_rename_chain_sources_cover_older_changes_below_them_when_replaced(q):
+    q.push(UPDATE, "a/x")
+    q.push(RENAME, "b", True, "a")
+    q.push(RENAME, "c", True, "b")
+    q.push(UPDATE, "a")  # symlinks where the directories were
+    q.push(UPDATE, "b")
+    assert paths(q.take()) == [(RENAME, "c"), (UPDATE, "a"), (UPDATE, "b")]
+
+
+def test_a_directory_moved_out_of_a_covering_one_covers_the_rename_below_it(q):
+    # n/x's deletion is covered by n's SUBTREE, which does not drop the RENAME below n/x: the
+    # deletion must still drop it, or n/x/r is sent through whatever n/x is now.
+    q.push(SUBTREE, "n", True)
+    q.push(RENAME, "n/x/r", True, "q")
+    q.push(RENAME, "m", True, "n/x")
+    q.push(UPDATE, "n/x")  # covered by n
+    assert paths(q.take()) == [(SUBTREE, "n"), (DELETE, "q"), (RENAME, "m")]
+
+
 def test_peek_shows_the_batch_and_keeps_it(q):
     q.push(UPDATE, "d/a")
     q.push(DELETE, "d", True)
@@ -267,6 +329,98 @@ def test_compiled_and_python_queues_give_the_same_batches(ops):
     assert len({q.pushed for q in queues}) == 1
     batches = [q.take() for q in queues]
     assert all(batch == batches[0] for batch in batches)
+
+
+# -- each implementation against a reference model of the deletion rule -----------------------
+
+def _ancestors(path):
+    """The directories above `path`, the root "" last; none above the root."""
+    while path:
+        cut = path.rfind("/")
+        path = path[:cut] if cut > 0 else ""
+        yield path
+
+
+class _Reference:
+    """When each path last changed and each directory was last deleted (a directory rename's
+    source included), on one clock that takes and requeues do not reset."""
+
+    def __init__(self):
+        self.clock = 0
+        self.changed = {}  # path -> time of its latest change
+        self.deleted = {}  # directory -> time of its latest directory deletion
+        self.pending = set()  # paths pushed or requeued since the last take
+        self.touched = set()  # those and the paths they were renamed from
+
+    def push(self, kind, path, is_dir, src):
+        if kind == RENAME:
+            self._change(src, deleted=is_dir)  # the source goes first, as in the queue
+        self._change(path, deleted=kind == DELETE and is_dir)
+
+    def _change(self, path, deleted):
+        self.clock += 1
+        self.changed[path] = self.clock
+        if deleted:
+            self.deleted[path] = self.clock
+        self.pending.add(path)
+        self.touched.add(path)
+
+    def requeue(self, batch):
+        for e in batch:
+            self.pending.add(e.path)
+            self.touched.update(p for p in (e.path, e.src) if p is not None)
+
+    def check(self, batch):
+        """No event of `batch` lies below a directory deleted after the event's latest change;
+        and nothing is lost for nothing: a path pending with no ancestor touched since the
+        last take is in the batch."""
+        for e in batch:
+            for d in _ancestors(e.path):
+                assert self.deleted.get(d, 0) <= self.changed[e.path], (
+                    f"{e} is older than the deletion of directory {d!r}")
+        alone = {p for p in self.pending if self.touched.isdisjoint(_ancestors(p))}
+        assert alone <= {e.path for e in batch}
+        self.pending.clear()
+        self.touched.clear()
+
+
+_tree = st.sampled_from(["", "t", "t/s", "t/s/k", "t/u", "tt", "u", "u/t"])
+_tree_push = st.one_of(
+    st.tuples(st.sampled_from([UPDATE, DELETE, SUBTREE, FULL]), _tree, st.booleans(),
+              st.none()),
+    st.tuples(st.just(DELETE), _tree, st.just(True), st.none()),  # more directory deletions
+    st.tuples(st.just(RENAME), _tree, st.booleans(), _tree),
+)
+# Rounds as a lane lives them: changes, a take, changes while the batch is pushed, and then the
+# batch delivered, failed (requeued) or partly held (its held events requeued, then its failed
+# ones as older still). Rounds find the requeue cases far sooner than free sequences do.
+_rounds = st.lists(st.tuples(st.lists(_tree_push, max_size=6), st.lists(_tree_push, max_size=6),
+                             st.sampled_from(["delivered", "failed", "held"])), max_size=8)
+
+
+@pytest.mark.parametrize("implementation", sorted(IMPLEMENTATIONS))
+@settings(max_examples=600, deadline=None)
+@given(rounds=_rounds)
+def test_no_taken_event_lies_below_a_directory_deleted_after_it(implementation, rounds):
+    q = IMPLEMENTATIONS[implementation]()
+    ref = _Reference()
+
+    def push(ops):
+        for op in ops:
+            if op[0] != RENAME or op[1] != op[3]:
+                q.push(*op)
+                ref.push(*op)
+
+    for before, during, fate in rounds:
+        push(before)
+        batch = q.take()
+        ref.check(batch)
+        push(during)
+        parts = {"delivered": [], "failed": [batch], "held": [batch[1::2], batch[::2]]}[fate]
+        for part in parts:
+            q.requeue(part)
+            ref.requeue(part)
+    ref.check(q.take())
 
 
 def test_selector_honours_the_environment_override():
