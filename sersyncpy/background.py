@@ -36,9 +36,10 @@ class PidFile:
     instance on the same file is refused (naming `what` the file guards), and a stale file
     left by a crash is no obstacle. Never opened through a symlink, never another user's."""
 
-    def __init__(self, path: str, what: str = ""):
+    def __init__(self, path: str, what: str = "", kind: str = "the pid file"):
         self.path = os.path.abspath(path)
-        self.what = what or f"the pid file {self.path}"
+        self.kind = kind  # what the file is, for messages: "the pid file", "the lock file"
+        self.what = what or f"{kind} {self.path}"
         statefiles.ensure_dir_of(self.path)
         for _ in range(10):
             self._lock()
@@ -53,7 +54,7 @@ class PidFile:
         raise SersyncpyError(f"{self.path}: the pid file keeps being replaced")
 
     def _lock(self) -> None:
-        self._fd = statefiles.open_own(self.path, os.O_RDWR, 0o644, "the pid file")
+        self._fd = statefiles.open_own(self.path, os.O_RDWR, 0o644, self.kind)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -62,12 +63,17 @@ class PidFile:
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise AlreadyRunning(f"another sersyncpy (pid {other or '?'}) is running with "
                                      f"{self.what}") from None
-            raise SersyncpyError(f"{self.path}: cannot lock the pid file: {exc.strerror}") \
+            raise SersyncpyError(f"{self.path}: cannot lock {self.kind}: {exc.strerror}") \
                 from None
 
     def write(self) -> None:
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        """Our pid into the file, for people and for a second instance's message."""
+        try:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        except OSError as exc:  # a full disk: the lock itself holds all the same
+            raise SersyncpyError(f"{self.path}: cannot write the pid into {self.kind}: "
+                                 f"{exc.strerror}") from None
 
     def remove(self) -> None:
         """At exit, while still holding the lock (so the file removed is ours)."""

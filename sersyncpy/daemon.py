@@ -111,7 +111,8 @@ class Replicator:
                              self.runner.drop)
         self.watcher = Watcher(roots, rules_for(cfg), self._sink,
                                unwatched_resync=self.tuning.unwatched_resync,
-                               raise_limits=self.tuning.raise_limits)
+                               raise_limits=self.tuning.raise_limits,
+                               unreadable=self.unreadable)
         self.fail_log = faillog.FailLogWriter(cfg.fail_log.path, self.all_lanes(),
                                               retry_minutes=cfg.fail_log.time_to_execute)
         self._replayed = False  # until then the fail log on disk is the last run's: keep it
@@ -227,11 +228,9 @@ class Replicator:
             pending, lag = lane.lag()
             remotes.append(status.remote_entry(lane.root, lane.target.label, lane.stats,
                                                pending, lag, lane.paused))
-        roots = [status.root_entry(lp.watch, watched, unwatched, paths.count() + directories,
-                                   remotes)
-                 for lp, (watched, unwatched), paths, directories in zip(
-                     self.config.localpaths, self.watcher.counts(), self.unreadable,
-                     self.watcher.unreadable_counts())]
+        roots = [status.root_entry(lp.watch, watched, unwatched, unreadable.count(), remotes)
+                 for lp, (watched, unwatched), unreadable in zip(
+                     self.config.localpaths, self.watcher.counts(), self.unreadable)]
         plugin = None
         if self.runner is not None:
             s = self.runner.stats
@@ -438,7 +437,10 @@ def run(cfg: configmod.Config, threads: int = 10, full_first: bool = False,
                        configmod.default_fail_log())
     lock = faillog.lock(path)
     try:
-        lock.write()
+        try:
+            lock.write()
+        except SersyncpyError as exc:  # a full disk: held all the same, the pid is for people
+            logger.warning("%s", exc)
         replicator = Replicator(cfg, threads, tuning, status_path)
         replicator.start_dir = start_dir
         return serve(replicator, lambda: replicator.start(full_first=full_first),

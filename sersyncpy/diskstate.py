@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 # An unreadable path is named once; beyond this many the rest are counted, not remembered.
 UNREADABLE_REMEMBERED = 10000
-UNREADABLE_NAMED = 10  # paths named in one warning
+UNREADABLE_NAMED = 20  # unreadable paths named one by one in the log
 
 
 class State(str, enum.Enum):
@@ -85,13 +85,16 @@ def disk_state(root: str, rel: str, cache: Optional[dict[str, State]] = None) ->
 
 
 class Unreadable:
-    """The paths of one root that could not be read, shared by its lanes: each is named once
-    in the log (not once per remote and retry), and counted for the status."""
+    """The paths of one root that could not be read, shared by its watcher and its lanes:
+    each is named once in the log (not once per remote, retry or directory watch), at most
+    UNREADABLE_NAMED of them while any stay (another user could make thousands), and all
+    are counted for the status."""
 
     def __init__(self, root: str):
         self.root = root
         self._paths: set[str] = set()
         self._uncounted = 0  # beyond UNREADABLE_REMEMBERED
+        self._named = 0
         self._lock = threading.Lock()
 
     def report(self, paths: Iterable[str]) -> None:
@@ -100,18 +103,23 @@ class Unreadable:
             room = max(0, UNREADABLE_REMEMBERED - len(self._paths))
             self._paths.update(new[:room])
             self._uncounted += len(new) - len(new[:room])
-        if new:
-            shown = ", ".join(repr(os.path.join(self.root, p)) for p in new[:UNREADABLE_NAMED])
-            more = f" and {len(new) - UNREADABLE_NAMED} more" if len(new) > UNREADABLE_NAMED \
-                else ""
-            logger.warning("cannot read %s%s (permission denied): not replicated until it "
-                           "can be read and changes again", shown, more)
+            shown = new[:max(0, UNREADABLE_NAMED - self._named)]
+            said_more = self._named <= UNREADABLE_NAMED < self._named + len(new)
+            self._named += len(new)
+        for path in shown:
+            logger.warning("cannot read %s (permission denied): it is not replicated until "
+                           "it can be read", os.path.join(self.root, path) if path else self.root)
+        if said_more and len(new) > len(shown):
+            logger.warning("more paths under %s cannot be read; the status file counts them",
+                           self.root)
 
     def readable(self, paths: Iterable[str]) -> None:
-        """These were pushed: if they had been unreadable, they are no more."""
+        """These were pushed or watched: if they had been unreadable, they are no more."""
         with self._lock:
             if self._paths:
                 self._paths.difference_update(paths)
+                if not self._paths and not self._uncounted:
+                    self._named = 0  # all readable again: name the next ones
 
     def count(self) -> int:
         with self._lock:

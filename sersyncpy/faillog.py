@@ -9,6 +9,7 @@ lines (`#P ...`, each path base64-encoded), so no file name is ever interpreted.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import os
 import tempfile
@@ -208,10 +209,18 @@ def load(path: str) -> tuple[Optional[str], dict[str, list[Event]]]:
     return state, pending
 
 
+def lock_path(path: str) -> str:
+    """Where the lock on fail log `path` lives: in our own state directory, which no other
+    user can write, so that nobody can hold or plant it (beside a fail log in /tmp they
+    could); named after the fail log, with a hash of its whole path to tell two apart."""
+    digest = hashlib.sha256(os.fsencode(os.path.abspath(path))).hexdigest()[:12]
+    return os.path.join(statefiles.state_dir(), f"{os.path.basename(path)}.{digest}.lock")
+
+
 def lock(path: str) -> PidFile:
-    """Hold PATH.lock for the whole run, so that no second sersyncpy shares this fail log
+    """Hold the fail log's lock for the whole run, so that no second sersyncpy shares it
     (both would push, and one's clean stop would hide the other's crash)."""
-    return PidFile(path + ".lock", what=f"the fail log {path}")
+    return PidFile(lock_path(path), what=f"the fail log {path}", kind="the lock file")
 
 
 @dataclass

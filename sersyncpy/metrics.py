@@ -128,12 +128,11 @@ class Collector:
         unreadable = GaugeMetricFamily("sersyncpy_unreadable_paths", "paths and directories "
                                        "that could not be read (permissions): not replicated",
                                        labels=["root"])
-        for lp, (count, missing), paths, directories in zip(
-                r.config.localpaths, r.watcher.counts(), r.unreadable,
-                r.watcher.unreadable_counts()):
+        for lp, (count, missing), paths in zip(r.config.localpaths, r.watcher.counts(),
+                                               r.unreadable):
             watches.add_metric([lp.watch], count)
             unwatched.add_metric([lp.watch], missing)
-            unreadable.add_metric([lp.watch], paths.count() + directories)
+            unreadable.add_metric([lp.watch], paths.count())
         yield watches
         yield unwatched
         yield unreadable

@@ -467,7 +467,7 @@ class Lane(threading.Thread):
         else:
             self.stats.failures = 0
             self.stats.last_success = time.time()
-            self.unreadable.readable(e.path for e in batch)
+            self.unreadable.readable(e.path for e in p.listed + p.full + p.dirs + p.renames)
         self.stats.batches += 1
         return failed, held, p.skipped + p.unreadable + p.unclean
 

@@ -52,11 +52,21 @@ def ensure_dir_of(path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if directory not in (state_dir(), runtime_dir()) or os.path.isdir(directory):
         return
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-    except OSError as exc:
-        raise SersyncpyError(f"{directory}: cannot create the directory: {exc.strerror}") \
-            from None
+    missing = []
+    while not os.path.isdir(directory):
+        missing.append(directory)
+        directory = os.path.dirname(directory)
+    for directory in reversed(missing):
+        # Each one 0700 whatever the umask (makedirs would make the parents, ~/.local and
+        # ~/.local/state, 0777 under umask 000, where anyone could swap what is inside).
+        try:
+            os.mkdir(directory, 0o700)
+            os.chmod(directory, 0o700)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise SersyncpyError(f"{directory}: cannot create the directory: "
+                                 f"{exc.strerror}") from None
 
 
 def shared_directory(path: str) -> Optional[str]:
@@ -141,9 +151,11 @@ def open_own(path: str, flags: int, mode: int, what: str = "the file") -> int:
         try:
             fd = os.open(path, flags, mode)
         except OSError as exc:
-            if exc.errno != errno.ELOOP:
+            # ELOOP for our O_NOFOLLOW; EACCES where fs.protected_symlinks refuses another
+            # user's link in a sticky directory before O_NOFOLLOW is even looked at.
+            if exc.errno not in (errno.ELOOP, errno.EACCES) or not os.path.islink(path):
                 raise SersyncpyError(f"{path}: cannot write {what}: {exc.strerror}") from None
-            why = "it is a symbolic link"
+            why = f"it is a symbolic link of uid {os.lstat(path).st_uid}"
         else:
             st = os.fstat(fd)
             if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():

@@ -22,6 +22,7 @@ from inotify_simple import INotify
 from inotify_simple import flags as F
 
 from sersyncpy import limits
+from sersyncpy.diskstate import Unreadable
 from sersyncpy.errors import SersyncpyError
 from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
 
@@ -40,7 +41,6 @@ ROOT_CHECK_SECONDS = 1.0
 # How often directories that could not be watched (the inotify watch limit) are tried again
 # and, while they stay unwatched, resynced whole; SERSYNCPY_UNWATCHED_RESYNC_SECONDS sets it.
 UNWATCHED_RESYNC_SECONDS = 60.0
-UNREADABLE_NAMED = 20  # unreadable directories named one by one in the log
 # How long a directory that vanished before it could be watched is remembered, in case the
 # rename that moved it is still to be read.
 MISSED_SECONDS = 5.0
@@ -132,15 +132,17 @@ class Watcher(threading.Thread):
         sink: Callable[[int, list[Event]], None],
         unwatched_resync: float = UNWATCHED_RESYNC_SECONDS,
         raise_limits: bool = False,
+        unreadable: Optional[Sequence[Unreadable]] = None,
     ):
         super().__init__(name="watcher", daemon=True)
         self.rules = rules
         self._sink = sink
         self._unwatched: set[tuple[int, str]] = set()  # (root index, rel dir) not watched
         # (root index, rel dir) we may not read (mkdir -m 700 by another user, when we are
-        # not root or the tree is root_squash NFS): not watched, not pushed, tried again.
+        # not root or the tree is root_squash NFS): not watched, not pushed, tried again;
+        # named and counted by the root's Unreadable, which its lanes share.
         self._unreadable: set[tuple[int, str]] = set()
-        self._unreadable_named = 0
+        self.unreadable = list(unreadable) if unreadable else [Unreadable(p) for p in roots]
         # (root index, rel dir) -> when: gone (ENOENT) as we tried to watch it; perhaps
         # renamed by an event not read yet (mkdir -p a/b && mv a c).
         self._missed: dict[tuple[int, str], float] = {}
@@ -158,13 +160,6 @@ class Watcher(threading.Thread):
         self._progress_count = 0
 
     # -- set-up and bookkeeping ---------------------------------------------------------
-
-    def unreadable_counts(self) -> list[int]:
-        """Per root: directories that could not be watched because we may not read them."""
-        counts = [0] * len(self._roots)
-        for index, _rel in list(self._unreadable):
-            counts[index] += 1
-        return counts
 
     def counts(self) -> list[tuple[int, int]]:
         """Per root: (directories watched, directories that could not be watched)."""
@@ -239,19 +234,10 @@ class Watcher(threading.Thread):
         return True
 
     def _cannot_read(self, root: _Root, rel: str) -> None:
-        """A directory we may not read: named (the first UNREADABLE_NAMED of them; another
-        user could make thousands), not pushed (rsync could not read it either), and tried
-        again every unwatched-resync period."""
-        key = (root.index, rel)
-        if key in self._unreadable:
-            return
-        self._unreadable.add(key)
-        self._unreadable_named += 1
-        if self._unreadable_named <= UNREADABLE_NAMED:
-            logger.warning("cannot read the directory %s (permission denied): it is not "
-                           "watched or replicated until it can be read", self._abs(root, rel))
-        elif self._unreadable_named == UNREADABLE_NAMED + 1:
-            logger.warning("more directories cannot be read; the status file counts them")
+        """A directory we may not read: named and counted (Unreadable), not pushed (rsync
+        could not read it either), and tried again every unwatched-resync period."""
+        self._unreadable.add((root.index, rel))
+        self.unreadable[root.index].report([rel])
 
     def _watch_tree(self, root: _Root, rel: str) -> None:
         """Watch `rel` and every directory below it: each watch first, then its listing, so
@@ -501,9 +487,11 @@ class Watcher(threading.Thread):
             self._watch_tree(root, rel)
             if rel in root.wds:  # readable now: watched, and sent whole
                 self._unreadable.discard((index, rel))
+                self.unreadable[index].readable([rel])
                 out.append((root, Event(FULL, rel, True)))
             elif not os.path.isdir(self._abs(root, rel)):  # deleted or moved away
                 self._unreadable.discard((index, rel))
+                self.unreadable[index].readable([rel])
         if not self._unwatched:
             return out
         todo, self._unwatched = self._unwatched, set()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sersyncpy.diskstate import State, Unreadable, disk_state
+from sersyncpy.diskstate import UNREADABLE_NAMED, State, Unreadable, disk_state
 
 
 @pytest.fixture
@@ -85,6 +85,17 @@ def test_an_unreadable_path_is_named_once_whatever_the_remotes(caplog):
     unreadable.report(["a", "b"])
     unreadable.report(["a", "b"])  # a second remote, or a retry
     assert unreadable.count() == 2
-    assert len([r for r in caplog.records if "cannot read" in r.getMessage()]) == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "cannot read /srv/www/a (permission denied): it is not replicated until it can be "
+        "read", "cannot read /srv/www/b (permission denied): it is not replicated until it "
+        "can be read"]
     unreadable.readable(["a"])
     assert unreadable.count() == 1
+
+
+def test_thousands_of_unreadable_paths_are_counted_not_each_named(caplog):
+    unreadable = Unreadable("/srv/www")
+    for index in range(5000):  # another user's mkdir -m 700, one at a time
+        unreadable.report([f"d{index}"])
+    assert unreadable.count() == 5000
+    assert len(caplog.records) == UNREADABLE_NAMED + 1

@@ -24,11 +24,12 @@ SURPLUS = 100  # more connections, to go well past the cap
 
 def _pipeline() -> SimpleNamespace:
     """What metrics.Collector reads of a Replicator: one root, no remote, no plugin."""
+    unreadable = Unreadable("/src")
+    unreadable.report(["private"])
     return SimpleNamespace(
         config=SimpleNamespace(localpaths=[SimpleNamespace(watch="/src")]),
-        watcher=SimpleNamespace(counts=lambda: [(3, 0)], unreadable_counts=lambda: [1],
-                                overflows=0),
-        runner=None, gate=None, all_lanes=list, unreadable=[Unreadable("/src")],
+        watcher=SimpleNamespace(counts=lambda: [(3, 0)], overflows=0),
+        runner=None, gate=None, all_lanes=list, unreadable=[unreadable],
         fail_log=SimpleNamespace(health=WriteHealth("/f.sh", "No space left on device",
                                                     1.0, 2)),
         status_health=WriteHealth("/f.status.json"))
