@@ -58,10 +58,13 @@ def ensure_dir_of(path: str) -> None:
         directory = os.path.dirname(directory)
     for directory in reversed(missing):
         # Each one 0700 whatever the umask (makedirs would make the parents, ~/.local and
-        # ~/.local/state, 0777 under umask 000, where anyone could swap what is inside).
+        # ~/.local/state, 0777 under umask 000, where anyone could swap what is inside);
+        # root's own 0755, as systemd's StateDirectory= makes it, so that a monitoring user
+        # can read the status file (the fail log in it is root's alone).
+        mode = 0o755 if directory == ROOT_STATE_DIR else 0o700
         try:
-            os.mkdir(directory, 0o700)
-            os.chmod(directory, 0o700)
+            os.mkdir(directory, mode)
+            os.chmod(directory, mode)
         except FileExistsError:
             continue
         except OSError as exc:
