@@ -60,6 +60,8 @@ def remote_entry(root: str, label: str, stats: Any, pending: int, lag: float,
         "batches": stats.batches,
         "last_full_sync": stats.last_full_sync,
         "paused": paused,
+        # Times the pending paths passed <failLog maxPending> and became one full sync.
+        "pending_collapses": stats.collapses,
     }
 
 

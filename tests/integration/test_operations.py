@@ -33,7 +33,8 @@ UNTIMED = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")
 ROOT_FIELDS = {"path", "watches", "unwatched", "unreadable", "last_full_sync"}
 REMOTE_FIELDS = {"root", "remote", "pending", "lag_seconds", "last_success",
                  "consecutive_failures", "failed_batches", "last_error", "files_sent",
-                 "bytes_sent", "rsync_runs", "batches", "last_full_sync", "paused"}
+                 "bytes_sent", "rsync_runs", "batches", "last_full_sync", "paused",
+                 "pending_collapses"}
 DOCUMENT_FIELDS = {"format", "pid", "config", "running", "started", "updated", "interval",
                    "roots", "remotes", "plugin", "fail_log"}
 
@@ -477,7 +478,7 @@ def test_status_file_fields_counters_and_idle_refresh(daemon, src, sersyncpy):
         "root": str(src), "remote": label(daemon), "pending": 0, "lag_seconds": 0,
         "last_success": None, "consecutive_failures": 0, "failed_batches": 0,
         "last_error": "", "files_sent": 0, "bytes_sent": 0, "rsync_runs": 0, "batches": 0,
-        "last_full_sync": None, "paused": False,
+        "last_full_sync": None, "paused": False, "pending_collapses": 0,
     }
 
     sizes = [1000, 20000, 300000]

@@ -121,7 +121,7 @@ def test_remote_entry_from_lane_stats():
         "last_success": NOW - 1, "consecutive_failures": 0, "failed_batches": 2,
         "last_error": "",  # the error of a failure since recovered is not shown
         "files_sent": 7, "bytes_sent": 1234, "rsync_runs": 5, "batches": 4,
-        "last_full_sync": NOW - 50, "paused": False,
+        "last_full_sync": NOW - 50, "paused": False, "pending_collapses": 0,
     }
     stats.failures = 2
     failing = status.remote_entry("/src", "r", stats, 3, 0.0, True)
