@@ -18,7 +18,7 @@ from sersyncpy import config as configmod
 from sersyncpy import faillog, fullsync, logs, plugins, statefiles, status, systemd
 from sersyncpy.diskstate import Unreadable
 from sersyncpy.errors import SersyncpyError, UsageError
-from sersyncpy.events import FULL, Event
+from sersyncpy.events import Event
 from sersyncpy.plugins.gate import Gate
 from sersyncpy.plugins.runner import Runner
 from sersyncpy.pool import DELETE_HOLD_SECONDS, Lane, Slots
@@ -156,9 +156,10 @@ class Replicator:
         return f"replicating to {len(self.all_lanes())} remote(s)"
 
     def start(self, full_first: bool = False) -> None:
-        """Watch everything first, then replay the fail log, then (with -r) push every root
-        whole, then go live; so nothing written meanwhile is missed (sersync pushed before
-        watching, and lost its queue on every stop)."""
+        """Watch everything first, then replay the fail log, then go live with a full sync of
+        every root beside the live pushes (with -r: through each lane, first); so nothing
+        written meanwhile, or while sersyncpy was not running, is missed (sersync pushed
+        before watching, lost its queue on every stop, and resynced only with -r)."""
         started = time.monotonic()
         progress = logs.Progress("watching", "directories")
         self.watcher.on_progress = progress.update
@@ -178,6 +179,8 @@ class Replicator:
             self.runner.start()
         for lane in self.all_lanes():
             lane.start()
+            if not full_first:
+                lane.resync_beside()
         self.watcher.start()
         self.fail_log.start()
         self.write_status()
@@ -188,9 +191,9 @@ class Replicator:
         path = self.config.fail_log.path
         state, pending = faillog.load(path)
         if state == faillog.RUNNING:
-            logger.warning("the previous run did not stop cleanly: replaying its fail log "
-                           "and resyncing every root (rsync's quick check)")
-        count = faillog.replay(state, pending, self.all_lanes())
+            logger.warning("the previous run did not stop cleanly: replaying its fail log; "
+                           "the start-up resync of every root covers its last moments")
+        count = faillog.replay(pending, self.all_lanes())
         self._replayed = True
         if count:
             logger.info("replaying %d pending changes from %s", count, path)
@@ -314,8 +317,8 @@ class Replicator:
             if lane is None:
                 lane = self._lane(index, lp.watch, remote)
                 # A new remote has nothing yet: it alone gets the whole root.
-                lane.offer([Event(FULL, "", True)])
                 lane.start()
+                lane.resync_beside()
                 changed.append(f"added {target.label}")
             elif lane.target != target:
                 lane.target = target  # read at each rsync call

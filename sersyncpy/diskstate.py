@@ -84,6 +84,16 @@ def disk_state(root: str, rel: str, cache: Optional[dict[str, State]] = None) ->
     return _own_state(os.path.join(root, rel) if rel else root)
 
 
+def is_empty(directory: str) -> bool:
+    """Whether a directory has nothing in it; False when that cannot be told (rsync will):
+    an empty root is more often a failed mount than a wish to delete everything."""
+    try:
+        with os.scandir(directory) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False
+
+
 class Unreadable:
     """The paths of one root that could not be read, shared by its watcher and its lanes:
     each is named once in the log (not once per remote, retry or directory watch), at most

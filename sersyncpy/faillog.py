@@ -21,7 +21,7 @@ from typing import Optional
 
 from sersyncpy import rsync, statefiles
 from sersyncpy.background import PidFile
-from sersyncpy.events import DELETE, FULL, KIND_NAMES, RENAME, Event, is_clean
+from sersyncpy.events import DELETE, KIND_NAMES, RENAME, Event, is_clean
 
 logger = logging.getLogger(__name__)
 
@@ -309,19 +309,14 @@ class FailLogWriter(threading.Thread):
         self.write(CLEAN)
 
 
-def replay(state: Optional[str], pending: dict[str, list[Event]], lanes: Sequence) -> int:
-    """Give each lane what the previous run left for it; after an unclean stop, also a full
-    resync of its root (the last moments before a kill may not have reached the file).
-    Returns the number of paths replayed."""
+def replay(pending: dict[str, list[Event]], lanes: Sequence) -> int:
+    """Give each lane what the previous run left for it; returns the number of paths. The
+    start-up resync that follows covers what may be missing (after a kill, the last moments
+    before it; a root that had gone when the last run stopped: it is back)."""
     count = 0
     for lane in lanes:
-        events = pending.get(lane_key(lane.root, lane.target), [])
-        if any(e.kind == DELETE and e.path == "" for e in events):
-            # The root had gone when the last run stopped; it exists again now (the config
-            # check made sure), so resync it rather than pause.
-            events = [e for e in events if e.path != ""] + [Event(FULL, "", True)]
-        if state == RUNNING:
-            events = [*events, Event(FULL, "", True)]
+        events = [e for e in pending.get(lane_key(lane.root, lane.target), [])
+                  if not (e.kind == DELETE and e.path == "")]
         if events:
             lane.offer(events)
             count += len(events)

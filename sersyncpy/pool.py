@@ -22,9 +22,10 @@ from typing import Callable, Optional
 
 from sersyncpy import rsync
 from sersyncpy.config import DEFAULT_MAX_PENDING
-from sersyncpy.diskstate import State, Unreadable, disk_state
+from sersyncpy.diskstate import State, Unreadable, disk_state, is_empty
 from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event, is_clean
 from sersyncpy.filterqueue import FilterQueue
+from sersyncpy.resync import Resync
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +193,8 @@ class Lane(threading.Thread):
         self._oldest: Optional[float] = None
         self._inflight_oldest: Optional[float] = None  # the same, for the batch being pushed
         self._abandoned = False  # a reload removed the remote: its changes are dropped
+        self._resync: Optional[Resync] = None  # the start-up resync while it runs
+        self._resyncs: list[Resync] = []  # every one started, joined when the lane ends
 
     # -- called from other threads ------------------------------------------------------
 
@@ -202,6 +205,8 @@ class Lane(threading.Thread):
             self._queue.push_many(events)
             if len(self._queue) > self.max_pending:
                 self._collapse()
+            if self._resync is not None:
+                self._resync.record(events)
             self._seq = max(self._seq, seq)
             self._offers += 1
             self.stats.events_in += len(events)
@@ -248,6 +253,36 @@ class Lane(threading.Thread):
             self._retry_now = True
             self._cond.notify()
 
+    def resync_beside(self) -> None:
+        """A full sync of the root beside the live pushes (resync.py), unless one runs."""
+        with self._cond:
+            if self._resync is not None or self._stopping:
+                return
+            self._resync = Resync(self)
+            self._resyncs.append(self._resync)
+        self._resync.start()
+
+    def resynced(self, redo: list[Event], synced: bool) -> None:
+        """From the Resync, once it ended (`synced`: the remote has the root; else there was
+        nothing to push): push again what changed meanwhile."""
+        with self._cond:
+            self._resync = None
+            if synced:
+                self.stats.last_full_sync = time.time()
+        if redo:
+            self.offer(redo)
+
+    def counted_run(self, argv: list[str], stdin: bytes,
+                    stop: threading.Event) -> rsync.Result:
+        """One rsync beside the lane's own (the Resync's), counted in the lane's stats."""
+        result = rsync.run(argv, self.root, stdin, stop)
+        with self._cond:
+            self.stats.rsync_runs += 1
+            if result.ok:
+                self.stats.files_sent += result.files
+                self.stats.bytes_sent += result.sent
+        return result
+
     def abandon(self) -> None:
         """Stop at once and drop what is pending: the remote is no longer configured."""
         with self._cond:
@@ -273,6 +308,10 @@ class Lane(threading.Thread):
         except Exception:
             logger.exception("%s: the lane failed", self.target.label)
             raise
+        finally:
+            for resync in self._resyncs:  # the next start resyncs again
+                resync.stop()
+                resync.join()
 
     def _loop(self) -> None:
         backoff = 0.0
@@ -358,7 +397,7 @@ class Lane(threading.Thread):
             if probe and reachable(self.target):
                 return
 
-    def _root_present(self) -> bool:
+    def root_present(self) -> bool:
         """The root is where it was: not deleted, moved away, or covered by another mount."""
         try:
             st = os.stat(self.root)
@@ -421,7 +460,7 @@ class Lane(threading.Thread):
         seen: dict[str, State] = {}  # the directories of this batch, each checked once
         p = plan(batch, lambda rel: disk_state(self.root, rel, seen),
                  lambda src, dst: rsync.renamable(self.target, src, dst))
-        if p.root_gone or not self._root_present():
+        if p.root_gone or not self.root_present():
             self._pause(f"the watch root {self.root} is gone or was replaced")
             return batch, [], []
         if p.unclean:
@@ -438,7 +477,7 @@ class Lane(threading.Thread):
                 p.listed.append(Event(SUBTREE, event.path, True))
         full = []
         for event in p.full:
-            if self.target.deletes and _is_empty(os.path.join(self.root, event.path)):
+            if self.target.deletes and is_empty(os.path.join(self.root, event.path)):
                 # An empty root is more often a failed mount than a wish to delete it all.
                 logger.warning("%s: skipping the full push of %s: it is empty (a failed "
                                "mount?), and a full push would delete everything below it "
@@ -506,15 +545,6 @@ class Lane(threading.Thread):
                    len(events), self.stats.last_error,
                    "".join(f"\n    {line}" for line in lines[:10]))
         return result
-
-
-def _is_empty(directory: str) -> bool:
-    """Whether a directory has nothing in it; False when that cannot be told (rsync will)."""
-    try:
-        with os.scandir(directory) as entries:
-            return next(entries, None) is None
-    except OSError:
-        return False
 
 
 # rsync exit codes that mean the remote could not be reached or stopped answering.

@@ -11,6 +11,7 @@ import logging
 import os
 import string
 import subprocess
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -269,6 +270,7 @@ def encode_list(paths: Iterable[str]) -> bytes:
 
 
 STDERR_KEPT = 256 * 1024
+STOP_POLL_SECONDS = 0.2  # how soon a run that may be stopped notices
 
 
 @dataclass(frozen=True)
@@ -314,9 +316,10 @@ def environment() -> dict[str, str]:
 
 
 def run(
-    argv: Sequence[str], cwd: str, stdin: bytes = b"", timeout: Optional[float] = None,
+    argv: Sequence[str], cwd: str, stdin: bytes = b"", stop: Optional[threading.Event] = None,
 ) -> Result:
-    """Run one rsync in `cwd`; never raises for rsync's own failures."""
+    """Run one rsync in `cwd`; never raises for rsync's own failures. When `stop` is set
+    (a long full sync at shutdown), rsync gets SIGTERM, which removes its temporary files."""
     logger.debug("rsync in %s: %s", cwd, argv)
     start = time.monotonic()
     try:
@@ -328,16 +331,28 @@ def run(
         return Result(127, time.monotonic() - start, str(exc))
     except OSError as exc:  # cwd vanished, too many processes...
         return Result(11, time.monotonic() - start, str(exc))
-    try:
-        out, err = proc.communicate(stdin, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        return Result(30, time.monotonic() - start, f"killed after {timeout}s")
+    out, err = _communicate(proc, stdin, stop)
+    if stop is not None and stop.is_set():
+        return Result(20, time.monotonic() - start, "stopped: sersyncpy is stopping")
     text = err.decode("utf-8", "replace").strip()
     # Enough to name the failed paths of a large batch (failed_paths); not unbounded.
     return Result(proc.returncode, time.monotonic() - start, text[-STDERR_KEPT:],
                   *parse_stats(out))
+
+
+def _communicate(proc: subprocess.Popen, stdin: bytes,
+                 stop: Optional[threading.Event]) -> tuple[bytes, bytes]:
+    if stop is None:
+        return proc.communicate(stdin)
+    data: Optional[bytes] = stdin
+    while True:
+        try:
+            return proc.communicate(data, timeout=STOP_POLL_SECONDS)
+        except subprocess.TimeoutExpired:
+            data = None  # given once; communicate() goes on writing what is left of it
+            if stop.is_set():
+                proc.terminate()
+                return proc.communicate()
 
 
 # --------------------------------------------------------------------------- exit 23: which paths

@@ -329,18 +329,23 @@ def test_dash_d_with_an_unwritable_log_file_fails_and_leaves_no_pid_file(daemon,
 def test_sighup_adds_a_remote_which_gets_the_whole_root_and_no_other_resyncs(
         rsync_daemon, src, sersyncpy):
     d1, d2 = rsync_daemon(), rsync_daemon(modules=("mirror",))
-    proc = sersyncpy(confxml([(src, [(d1, "backup")])]))
     for i in range(10):
         write(src / f"old/f{i}", b"%d" % i)
+    proc = sersyncpy(confxml([(src, [(d1, "backup")])]))
     same_tree(src, d1.modules["backup"])
     inodes = {p.name: p.stat().st_ino for p in (d1.modules["backup"] / "old").iterdir()}
+    # d1's own start-up resync, done before the reload.
+    first = status_when(proc, lambda d: d["remotes"][0]["last_full_sync"] is not None)
+    d1_full_sync = first["remotes"][0]["last_full_sync"]
 
     reconfigure(proc, [(src, [(d1, "backup"), (d2, "mirror")])])
     outcome = hup(proc)
     assert f"reloaded {proc.config}: 0 exclude(s), added {label(d2, 'mirror')}" in outcome
     same_tree(src, d2.modules["mirror"])  # the files from before the reload too
-    assert count(proc.log(), f"{label(d2, 'mirror')}: full of 1 paths, exit 0") == 1
-    # The remote that stayed was not pushed again.
+    # The new remote had its full sync; the remote that stayed was not pushed again.
+    doc = status_when(proc, lambda d: len(d["remotes"]) == 2
+                      and d["remotes"][1]["last_full_sync"] is not None)
+    assert doc["remotes"][0]["last_full_sync"] == d1_full_sync
     assert count(proc.log(), f"{label(d1)}: full of") == 0
     assert {p.name: p.stat().st_ino for p in (d1.modules["backup"] / "old").iterdir()} == inodes
 
@@ -458,8 +463,12 @@ def test_sighup_enabling_modify_takes_effect_or_says_it_needs_a_restart(daemon, 
 
 
 def test_status_file_fields_counters_and_idle_refresh(daemon, src, sersyncpy):
+    write(src / "old.txt", b"before the start")
     proc = sersyncpy(confxml([(src, [(daemon, "backup")])]))
-    first = status_when(proc, lambda d: True)
+    # Once the start-up resync (one rsync, one file) is done.
+    first = status_when(proc, lambda d: d["remotes"][0]["last_full_sync"] is not None)
+    full_sync = first["remotes"][0]["last_full_sync"]
+    assert first["started"] <= full_sync <= first["updated"]
     assert set(first) == DOCUMENT_FIELDS
     assert first["format"] == 1
     assert first["pid"] == proc.proc.pid
@@ -471,25 +480,27 @@ def test_status_file_fields_counters_and_idle_refresh(daemon, src, sersyncpy):
     (root,) = first["roots"]
     assert set(root) == ROOT_FIELDS
     assert root == {"path": str(src), "watches": 1, "unwatched": 0, "unreadable": 0,
-                    "last_full_sync": None}
+                    "last_full_sync": full_sync}
     (remote,) = first["remotes"]
     assert set(remote) == REMOTE_FIELDS
-    assert remote == {
+    resync_bytes = remote["bytes_sent"]
+    assert resync_bytes > len(b"before the start")
+    assert {**remote, "bytes_sent": 0} == {
         "root": str(src), "remote": label(daemon), "pending": 0, "lag_seconds": 0,
         "last_success": None, "consecutive_failures": 0, "failed_batches": 0,
-        "last_error": "", "files_sent": 0, "bytes_sent": 0, "rsync_runs": 0, "batches": 0,
-        "last_full_sync": None, "paused": False, "pending_collapses": 0,
+        "last_error": "", "files_sent": 1, "bytes_sent": 0, "rsync_runs": 1, "batches": 0,
+        "last_full_sync": full_sync, "paused": False, "pending_collapses": 0,
     }
 
     sizes = [1000, 20000, 300000]
     for i, size in enumerate(sizes):
         write(src / f"d/f{i}", os.urandom(size))
     same_tree(src, daemon.modules["backup"])
-    after = status_when(proc, lambda d: d["remotes"][0]["files_sent"] >= len(sizes)
+    after = status_when(proc, lambda d: d["remotes"][0]["files_sent"] >= 1 + len(sizes)
                         and d["remotes"][0]["pending"] == 0)
     remote = after["remotes"][0]
-    assert remote["bytes_sent"] >= sum(sizes)
-    assert remote["rsync_runs"] >= 1 and remote["batches"] >= 1
+    assert remote["bytes_sent"] >= resync_bytes + sum(sizes)
+    assert remote["rsync_runs"] >= 2 and remote["batches"] >= 1
     assert remote["lag_seconds"] == 0 and remote["consecutive_failures"] == 0
     assert first["updated"] < remote["last_success"] <= after["updated"]
     assert after["roots"][0]["watches"] == 2  # src and src/d
@@ -718,7 +729,8 @@ def test_stderr_log_lines_have_a_timestamp_unless_stderr_is_the_journal(daemon, 
     lines = stderr_path.read_text().splitlines()
     assert len(lines) >= 3, lines
     pattern = UNTIMED if journal == "matching" else TIMESTAMPED
-    assert all(pattern.match(line) for line in lines), lines
+    strays = [line for line in lines if not pattern.match(line)]
+    assert not strays, "\n".join(strays)  # a traceback would be shown whole
     if journal == "matching":
         assert lines[0].startswith("INFO sersyncpy: sersyncpy "), lines[0]
 

@@ -87,22 +87,20 @@ def test_writer_writes_when_a_lane_changed_and_marks_a_clean_stop(tmp_path):
     assert faillog.load(str(tmp_path / "f.sh")) == (faillog.CLEAN, {})
 
 
-def test_replay_gives_each_lane_its_paths_and_a_resync_after_a_crash():
+def test_replay_gives_each_lane_its_paths():
+    # The resync after a crash is the start-up resync of every lane (resync.py), not here.
     a, b = FakeLane("/r", target(port=1)), FakeLane("/r", target(port=2))
     pending = {faillog.lane_key("/r", a.target): [Event(UPDATE, "x")]}
-    assert faillog.replay(faillog.CLEAN, pending, [a, b]) == 1
+    assert faillog.replay(pending, [a, b]) == 1
     assert a.offered == [Event(UPDATE, "x")] and b.offered == []
-    a.offered = []
-    faillog.replay(faillog.RUNNING, pending, [a, b])
-    assert a.offered == [Event(UPDATE, "x"), Event(FULL, "", True)]
-    assert b.offered == [Event(FULL, "", True)]
 
 
-def test_a_root_that_had_gone_is_resynced_not_paused_at_the_next_start():
+def test_a_root_that_had_gone_is_not_paused_at_the_next_start():
+    # It is back (the config check made sure), and the start-up resync sends it whole.
     a = FakeLane("/r", target())
-    pending = {faillog.lane_key("/r", a.target): [Event(DELETE, "", True)]}
-    faillog.replay(faillog.CLEAN, pending, [a])
-    assert a.offered == [Event(FULL, "", True)]
+    pending = {faillog.lane_key("/r", a.target): [Event(DELETE, "", True), Event(UPDATE, "y")]}
+    faillog.replay(pending, [a])
+    assert a.offered == [Event(UPDATE, "y")]
 
 
 def test_running_the_script_by_hand_replicates_hostile_names_and_executes_nothing(
