@@ -112,6 +112,8 @@ def _main(argv: list[str]) -> int:
     try:
         logs.setup(args.debug or cfg.debug, log_file, detached=args.daemon)
         logger.info("%s, config %s", version_line(), args.config)
+        for line in cfg.warnings:
+            logger.warning("%s", line)
 
         def ready() -> None:
             background.report(report_fd, "ok")

@@ -1,7 +1,8 @@
 """confxml.xml (sersync 2.5's format, plus a few additions) -> frozen dataclasses, via lxml.
 
 Owns reading and checking the file only: every problem is one ConfigError line naming
-file:line, element, attribute and value. What the values do belongs to the modules using them.
+file:line, element, attribute and value; a file only sersync's lenient parser took is repaired
+first (xmlrepair). What the values do belongs to the modules using them.
 """
 
 import functools
@@ -9,13 +10,13 @@ import os
 import re
 import shlex
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from lxml import etree
 
-from sersyncpy import statefiles
+from sersyncpy import statefiles, xmlrepair
 from sersyncpy.errors import ConfigError
 
 PLUGIN_NAMES = ("command", "socket", "refreshCDN", "http")
@@ -191,6 +192,9 @@ class Config:
     crontab: Crontab
     sersync_plugin: Optional[str]
     plugins: tuple[PluginSection, ...]
+    # What was repaired in a file sersync 2.5 read and lxml would not: at most one line, for
+    # the CLI to log as a WARNING once logging is set up.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def plugin(self, name: str) -> Optional[PluginSection]:
         """The first top-level <plugin> with this name, as sersync picks it."""
@@ -208,11 +212,25 @@ def load(path: str) -> Config:
 
 
 def parse(text: bytes, source: str) -> Config:
-    root = _tree(text, source)
+    root, repairs = _tree(text, source)
     try:
-        return _config(root, source)
+        cfg = _config(root, source)
     except _Invalid as exc:
-        raise ConfigError(_message(source, exc)) from exc.__cause__
+        raise ConfigError(_message(source, exc) + _doubts(repairs)) from exc.__cause__
+    if not repairs:
+        return cfg
+    summary = xmlrepair.summary(repairs)
+    return replace(cfg, warnings=(f"{source}: repaired what sersync 2.5 accepted: {summary}",))
+
+
+def _doubts(repairs: list[xmlrepair.Repair]) -> str:
+    """For an error in a repaired file: the repairs that may have caused it (a value that
+    lost its closing quote keeps the opening one, as sersync kept it)."""
+    doubtful = [one for one in repairs if one.doubtful]
+    if not doubtful:
+        return ""
+    return (f" (after repairing malformed XML as sersync 2.5 read it: "
+            f"{xmlrepair.summary(doubtful)})")
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -274,21 +292,39 @@ def _guarded(function: Callable) -> Callable:
 _REQUIRED = object()
 
 
-def _tree(text: bytes, source: str):
+def _tree(text: bytes, source: str) -> tuple[Any, list[xmlrepair.Repair]]:
+    """The root element, and what was repaired: a file lxml refuses is read as sersync 2.5's
+    lenient parser read it (xmlrepair), on the same lines; a valid file is never touched."""
+    if isinstance(text, str):
+        text = text.encode("utf-8")
+    try:
+        root = _strict(text)
+        return root, xmlrepair.utf8_values(root)
+    except etree.XMLSyntaxError as exc:
+        refused = exc
+    except Exception as exc:
+        raise ConfigError(f"{source}:1: malformed XML: {_one_line(exc)}") from None
+    try:
+        repaired, repairs = xmlrepair.repair(text)
+    except xmlrepair.Unrepairable as exc:
+        raise ConfigError(f"{source}:{exc.line}: malformed XML: {exc.problem}") from None
+    if repairs:
+        try:
+            root = _strict(repaired)
+            return root, repairs + xmlrepair.utf8_values(root)
+        except etree.XMLSyntaxError as exc:  # what the repair does not cover: lxml's words
+            refused = exc
+    line = refused.lineno or 1
+    raise ConfigError(f"{source}:{line}: malformed XML: {_one_line(refused.msg)}") from None
+
+
+def _strict(text: bytes):
     # Bytes, so that the sample's encoding="ISO-8859-1" declaration is honoured; comments
     # removed, so that "the i-th child of <filter>" means the i-th element, as in sersync.
     parser = etree.XMLParser(
         remove_comments=True, remove_pis=True, resolve_entities=False, no_network=True
     )
-    if isinstance(text, str):
-        text = text.encode("utf-8")
-    try:
-        return etree.fromstring(text, parser)
-    except etree.XMLSyntaxError as exc:
-        line = exc.lineno or 1
-        raise ConfigError(f"{source}:{line}: malformed XML: {_one_line(exc.msg)}") from None
-    except Exception as exc:
-        raise ConfigError(f"{source}:1: malformed XML: {_one_line(exc)}") from None
+    return etree.fromstring(text, parser)
 
 
 def _elements(parent) -> list:
@@ -328,11 +364,17 @@ def _value(element, name: str, convert: Callable, default: Any = _REQUIRED) -> A
         if default is _REQUIRED:
             raise _Invalid(element, None, f"missing required attribute {name}")
         return default
+    if xmlrepair.NOT_TEXT in found[1]:  # bytes sersync passed on as they were; we cannot
+        raise _Invalid(element, found[0], _NOT_TEXT_PROBLEM)
     try:
         return convert(found[1])
     except Exception as exc:
         problem = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
         raise _Invalid(element, found[0], problem) from exc
+
+
+_NOT_TEXT_PROBLEM = (f"holds bytes that are not UTF-8 (shown as {xmlrepair.NOT_TEXT}): save the "
+                     "file in UTF-8, or declare its encoding")
 
 
 def _start(element) -> bool:
@@ -425,10 +467,14 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return choose
 
 
+# Paths are trimmed: sersync put them on a shell command line (cd W && rsync ...
+# --password-file=P), which dropped white space around them.
+
+
 def _path(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty")
-    return os.path.abspath(value)
+    return os.path.abspath(value.strip())
 
 
 def _http_url(value: str) -> str:
@@ -482,9 +528,9 @@ def _plugin_name(value: str) -> str:
 
 
 def _directory(value: str) -> str:
-    if not value:
+    if not value.strip():
         raise ValueError("must not be empty")
-    path = os.path.abspath(value)  # also strips trailing slashes, as sersync strips one
+    path = os.path.abspath(value.strip())  # also strips trailing slashes, as sersync strips one
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -497,9 +543,9 @@ def _directory(value: str) -> str:
 
 
 def _password_file(value: str) -> Optional[str]:
-    if not value:
+    if not value.strip():
         return None  # as sersync: no --password-file at all
-    path = os.path.abspath(value)
+    path = os.path.abspath(value.strip())
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import wait_until
 
-from integration.conftest import confxml, same_tree, write
+from integration.conftest import Sersyncpy, confxml, same_tree, write
 
 SERSYNCPY = [sys.executable, "-m", "sersyncpy"]
 
@@ -70,9 +70,10 @@ def replace_once(text: str, old: str, new: str) -> str:
 
 
 def test_malformed_xml(tmp_path, good):
-    text = replace_once(good, '<debug start="false"/>', "<debug start=false/>")
+    # sersync 2.5's parser refused a bare "&" too (an unquoted value it took: see below).
+    text = replace_once(good, '<debug start="false"/>', '<debug start="false" note="a & b"/>')
     error = assert_config_error(tmp_path, text, line_of(text, "<debug"), "malformed")
-    assert "debug" in error or "AttValue" in error, error
+    assert '"&" in the value of note' in error, error
 
 
 def test_missing_localpath(tmp_path, good):
@@ -173,3 +174,37 @@ def test_a_remote_with_an_unknown_module_is_logged_while_the_others_replicate(
     assert proc.proc.poll() is None, proc.log()
     assert not os.path.exists(daemon.root / "nosuchmodule")
     assert proc.terminate() == 0, proc.log()
+
+
+def test_a_config_sersync_ran_with_unquoted_values_and_gbk_comments_replicates(
+    daemon, src, tmp_path
+):
+    """An Ansible role writes <timeout start=false ...>; Chinese comments are often GBK under
+    encoding="UTF-8". sersync 2.5 ran such a file; so do we, and say so in one WARNING."""
+    text = confxml([(src, [(daemon, "backup")])])
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = Sersyncpy(home, text)  # writes the text; the bytes below replace it
+    data = replace_once(text, '<timeout start="true" time="20"/>',
+                        '<timeout start=false time="100"/>').encode()
+    comment = "<!-- 同步的目录和远程模块 -->".encode("gbk")
+    data = data.replace(b"    <sersync>", b"    " + comment + b"\n    <sersync>")
+    data = data.replace(b"/tmp/rsync_fail_log.sh", str(proc.fail_log).encode())
+    proc.config.write_bytes(data)
+    lines = data.decode("latin-1").splitlines()
+    comment_line = 1 + next(i for i, line in enumerate(lines) if line.strip().startswith("<!--"))
+    timeout_line = 1 + next(i for i, line in enumerate(lines) if "<timeout" in line)
+    try:
+        proc.start()
+        write(src / "d/a.txt", b"replicated")
+        same_tree(src, daemon.modules["backup"])
+        warnings = [line for line in proc.log().splitlines()
+                    if " WARNING " in line and str(proc.config) in line]
+        assert len(warnings) == 1, proc.log()
+        assert warnings[0].endswith(
+            f"{proc.config}: repaired what sersync 2.5 accepted: line {comment_line}: bytes "
+            f"that are not UTF-8 in a comment; line {timeout_line}: unquoted value of start"
+        ), warnings
+        assert proc.terminate() == 0, proc.log()
+    finally:
+        proc.stop()

@@ -567,14 +567,17 @@ def test_directory_instead_of_file(tmp_path: Path) -> None:
 
 
 def test_malformed_xml_names_the_line_lxml_gives(tmp_path: Path, watch: str) -> None:
-    text = sample(watch, (b'<fileSystem xfs="false"/>', b"<fileSystem xfs=false/>"))
-    assert_error(tmp_path, text, b"xfs=false", "malformed XML: ", "AttValue", "column")
+    # Unquoted values are repaired (sersync 2.5 read them); lxml's words for what is not.
+    text = sample(watch, (b'<fileSystem xfs="false"/>', b'<fileSystem xfs=false a="&#1;"/>'))
+    assert_error(tmp_path, text, b"xfs=false", "malformed XML: ", "xmlChar", "column")
 
 
 def test_malformed_xml_unclosed_element(tmp_path: Path, watch: str) -> None:
+    # sersync 2.5 stopped at its parser's "Warning: Unmatched end tag" too.
     text = sample(watch, (b'<debug start="false"/>', b'<debug start="false">'))
-    # libxml2 notices at </head>, and says where <debug> was opened.
-    assert_error(tmp_path, text, b"</head>", "malformed XML: ", "debug line 4")
+    end = line_of(text, b"</head>")
+    assert_error(tmp_path, text, b"<debug", f"malformed XML: <debug> is not closed before "
+                 f"</head> on line {end} (sersync 2.5 refused it too)")
 
 
 def test_empty_file(tmp_path: Path) -> None:
@@ -916,3 +919,332 @@ def test_ssh_command_and_delete_in_full_sync(watch: str) -> None:
         config.parse(minimal(watch, inside_sersync=b'<rsync><ssh start="true" command=" "/>'
                                                     b'</rsync>'), "x.xml")
     assert '<ssh command=" ">: must name the program' in str(caught.value)
+
+
+# --- what sersync 2.5's parser accepted (issue 13 item 1) ---------------------------------
+# A file that lxml refuses but sersync 2.5's lenient parser read is repaired as sersync read
+# it, with one warning naming each repaired line; what sersync could not read stays an error.
+
+CLEAN = rb"""<?xml version="1.0" encoding="UTF-8"?>
+<head version="2.5">
+    <host hostip="localhost" port="8008"></host>
+    <debug start="false"/>
+    <fileSystem xfs="false"/>
+    <filter start="true">
+        <exclude expression="(.*)\.svn"></exclude>
+        <exclude expression="(.*)\.gz"></exclude>
+    </filter>
+    <inotify>
+        <delete start="true"/>
+        <createFolder start="true"/>
+        <closeWrite start="true"/>
+    </inotify>
+    <!-- the sersync section -->
+    <sersync>
+        <localpath watch="WATCH">
+            <remote ip="127.0.0.1" name="tongbu1"/>
+        </localpath>
+        <rsync>
+            <commonParams params="-artuz"/>
+            <auth start="false" users="root" passwordfile="/etc/rsync.pas"/>
+            <timeout start="true" time="100"/>
+        </rsync>
+        <failLog path="/tmp/rsync_fail_log.sh" timeToExecute="60"/>
+        <crontab start="false" schedule="600"/>
+        <plugin start="false" name="command"/>
+    </sersync>
+    <plugin name="command">
+        <param prefix="/bin/sh" suffix="" ignoreError="true"/>
+    </plugin>
+</head>
+"""
+GBK = "中文注释".encode("gbk")  # not UTF-8
+DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+REPAIRED = "repaired what sersync 2.5 accepted: "
+
+
+def clean(watch: str) -> bytes:
+    return CLEAN.replace(b"WATCH", watch.encode())
+
+
+def edits(*changes: tuple[bytes, bytes]):
+    return lambda text: edit(text, *changes)
+
+
+def same(text: bytes) -> bytes:
+    return text
+
+
+def line_of_first(text: bytes, needle: bytes) -> int:
+    return text[: text.index(needle)].count(b"\n") + 1
+
+
+# name: (make the clean file malformed, make the clean file mean what sersync read,
+#        [(text on the repaired line, phrase)])
+ACCEPTED_SHAPES = {
+    "unquoted value, as an Ansible role writes it": (
+        edits((b'<timeout start="true"', b"<timeout start=false")),
+        edits((b'<timeout start="true"', b'<timeout start="false"')),
+        [(b"<timeout", "unquoted value of start")],
+    ),
+    "unquoted values throughout a tag": (
+        edits((b'<timeout start="true" time="100"/>', b"<timeout start=true time=100/>")),
+        same,
+        [(b"<timeout", "unquoted value of start"), (b"<timeout", "unquoted value of time")],
+    ),
+    "GBK comment under encoding=UTF-8": (
+        edits((b"<!-- the sersync section -->", b"<!-- " + GBK + b" -->")),
+        same,
+        [(b"<!-- ", "bytes that are not UTF-8 in a comment")],
+    ),
+    "GBK comment and no declaration": (
+        edits((DECLARATION, b"\n"), (b"<!-- the sersync section -->", b"<!-- " + GBK + b" -->")),
+        same,
+        [(b"<!-- ", "bytes that are not UTF-8 in a comment")],
+    ),
+    '"--" inside a comment': (
+        edits((b"the sersync section", b"the sersync -- section")),
+        same,
+        [(b"<!-- ", '"--" inside a comment')],
+    ),
+    "end tag in another case": (
+        edits((b"<host ", b"<Host ")),
+        same,
+        [(b"<Host", "</host> closes <Host>")],
+    ),
+    "empty element closed by an end tag in another case": (
+        edits((b'timeToExecute="60"/>', b'timeToExecute="60"></FailLog>')),
+        same,
+        [(b"<failLog", "</FailLog> closes <failLog>")],
+    ),
+    "attribute with no value": (
+        edits((b'<debug start="false"/>', b"<debug start/>")),
+        same,
+        [(b"<debug", 'no value for start (read as "")')],
+    ),
+    "no space between attributes": (
+        edits((b'ip="127.0.0.1" name=', b'ip="127.0.0.1"name=')),
+        same,
+        [(b"<remote", "no space before name")],
+    ),
+    "duplicate attribute: the first counts": (
+        edits((b'<debug start="false"/>', b'<debug start="false" start="true"/>')),
+        same,
+        [(b"<debug", "start given twice (the first is read, as by sersync)")],
+    ),
+    "attribute whose name is not a name": (
+        edits((b'<debug start="false"/>', b'<debug start="false" 2nd="x"/>')),
+        same,
+        [(b"<debug", "attribute 2nd is not a name (ignored)")],
+    ),
+    "byte order mark": (
+        edits((DECLARATION, b"\xef\xbb\xbf" + DECLARATION), (b"xfs=\"false\"", b"xfs=false")),
+        same,
+        [(b"<fileSystem", "unquoted value of xfs")],
+    ),
+    "no declaration": (
+        edits((DECLARATION, b"\n"), (b"xfs=\"false\"", b"xfs=false")),
+        same,
+        [(b"<fileSystem", "unquoted value of xfs")],
+    ),
+    "blank line before the declaration": (
+        edits((DECLARATION + b"<head", b"\n" + DECLARATION[:-1] + b"<head")),
+        same,
+        [(b"<?xml", "white space before the XML declaration")],
+    ),
+    "declaration with unquoted values": (
+        edits((DECLARATION, b"<?xml version=1.0 encoding=UTF-8?>\n")),
+        same,
+        [(b"<?xml", "malformed XML declaration")],
+    ),
+    "CRLF line ends": (
+        lambda text: edit(text, (b"xfs=\"false\"", b"xfs=false")).replace(b"\n", b"\r\n"),
+        lambda text: text.replace(b"\n", b"\r\n"),
+        [(b"<fileSystem", "unquoted value of xfs")],
+    ),
+    "text after </head>": (
+        edits((b"</head>\n", b"</head>\nThis is not XML, and never was.\n")),
+        same,
+        [(b"This is not", "text after </head> ignored")],
+    ),
+    "a second <head> after </head>: the first counts": (
+        edits((b"</head>\n", b"</head>\n<head><debug start=true/></head>\n")),
+        same,
+        [(b"<head><debug", "<head> after </head> ignored")],
+    ),
+    "space after </": (
+        edits((b"</sersync>", b"</ sersync>")),
+        same,
+        [(b"</ sersync>", 'space after "</"')],
+    ),
+    "entity in capitals": (
+        edits((b'version="2.5"', b'version="2.5&AMP;"')),
+        edits((b'version="2.5"', b'version="2.5&amp;"')),
+        [(b"<head", "&AMP; read as &amp;")],
+    ),
+    "GBK in a value sersync never read": (
+        edits((b'version="2.5"', b'version="' + GBK + b'"')),
+        same,
+        [(b"<head", "bytes that are not UTF-8 in the value of version")],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", ACCEPTED_SHAPES)
+def test_malformed_file_sersync_accepted_is_read_as_sersync_read_it(
+    tmp_path: Path, watch: str, name: str
+) -> None:
+    malformed, meaning, repairs = ACCEPTED_SHAPES[name]
+    text = malformed(clean(watch))
+    cfg = load(tmp_path, text)
+    assert cfg == load(tmp_path, meaning(clean(watch)))
+    where = "; ".join(f"line {line_of_first(text, needle)}: {phrase}" for needle, phrase in repairs)
+    assert cfg.warnings == (f"{tmp_path / 'confxml.xml'}: {REPAIRED}{where}",)
+
+
+def test_one_warning_line_groups_the_lines_of_a_repair(watch: str) -> None:
+    text = edit(
+        clean(watch),
+        (b"<!-- the sersync section -->", b"<!-- " + GBK + b" -->"),
+        (b"    <plugin name=", b"    <!-- " + GBK + b" --><plugin name="),
+        (b'<timeout start="true"', b"<timeout start=true"),
+    )
+    cfg = config.parse(text, "/etc/confxml.xml")
+    assert cfg.warnings == (
+        f"/etc/confxml.xml: {REPAIRED}lines 15, 29: bytes that are not UTF-8 in a comment; "
+        "line 23: unquoted value of start",
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        SAMPLE,
+        REPO_CONFXML.read_bytes(),
+        CLEAN,
+        edit(CLEAN, (DECLARATION, b'<?xml version="1.0" encoding="ISO-8859-1"?>\n'),
+             (b"the sersync section", GBK)),
+        edit(CLEAN, (b'"127.0.0.1" name="tongbu1"/>', b"'127.0.0.1' NAME='tongbu1'/>"),
+             (b"<sersync>", b"<SERSYNC>"), (b"</sersync>", b"</SERSYNC>")),
+        edit(CLEAN, (b"<!-- the sersync section -->", b'<!--<remote ip="a" name="b"/>-->')),
+    ],
+    ids=["stock-sample", "repo-confxml", "clean", "gbk-comment-iso-8859-1",
+         "single-quotes-and-capitals", "commented-out-remote"],
+)
+def test_a_valid_file_is_read_with_no_warning(tmp_path: Path, watch: str, text: bytes) -> None:
+    text = text.replace(STOCK_WATCH, b'watch="%s"' % watch.encode())
+    assert load(tmp_path, text.replace(b"WATCH", watch.encode())).warnings == ()
+
+
+def test_paths_are_trimmed_as_sersync_s_shell_split_them(tmp_path: Path, watch: str) -> None:
+    password = tmp_path / "rsync.pas"
+    password.write_text("secret\n")
+    password.chmod(0o600)
+    text = edit(
+        clean(watch),
+        (b'watch="%s"' % watch.encode(), b'watch=" %s "' % watch.encode()),
+        (b'<auth start="false" users="root" passwordfile="/etc/rsync.pas"/>',
+         b'<auth start="true" users="root" passwordfile="%s "/>' % str(password).encode()),
+    )
+    cfg = load(tmp_path, text)
+    assert cfg.localpaths[0].watch == watch
+    assert cfg.rsync.password_file == str(password)
+    assert cfg.warnings == ()
+
+
+def test_utf8_path_under_the_sample_s_iso_8859_1_declaration(tmp_path: Path) -> None:
+    directory = tmp_path / "网站"
+    directory.mkdir()
+    text = edit(clean(str(directory)),
+                (DECLARATION, b'<?xml version="1.0" encoding="ISO-8859-1"?>\n'))
+    cfg = load(tmp_path, text)
+    assert cfg.localpaths[0].watch == str(directory)
+    line = line_of(text, b"<localpath")
+    assert cfg.warnings == (f"{tmp_path / 'confxml.xml'}: {REPAIRED}line {line}: value of "
+                            "watch read as UTF-8, not ISO-8859-1",)
+
+
+# name: (change to the clean file, text on the line named, what the message says)
+REFUSED_SHAPES = {
+    "GBK in a value sersync read": (
+        (b'watch="WATCH"', b'watch="WATCH/' + GBK + b'"'),
+        b"<localpath",
+        "/\ufffd\ufffd",
+    ),
+    'bare "&" in a value': (
+        (b'version="2.5"', b'version="2.5&beta"'),
+        b"<head",
+        'malformed XML: "&" in the value of version is not one of &amp; &lt; &gt; &quot; '
+        "&apos; &#N; (sersync 2.5 refused it too)",
+    ),
+    '"<" in a value': (
+        (b'"(.*)\\.gz"', b'"(?<name>.*)\\.gz"'),
+        b"\\.gz",
+        'malformed XML: <exclude> is not closed before the next "<"',
+    ),
+    "comment never closed": (
+        (b"<!-- the sersync section -->", b"<!-- the sersync section ->"),
+        b"<!--",
+        "malformed XML: comment never closed by -->",
+    ),
+    "comment before the declaration": (
+        (DECLARATION, b"<!-- a -->" + DECLARATION),
+        b"<!-- a -->",
+        "malformed XML: the XML declaration must come first",
+    ),
+    "end tag that closes nothing": (
+        (b"</filter>", b"</filters>"),
+        b"</filters>",
+        "malformed XML: </filters> closes no open element",
+    ),
+    "an <exclude> left open": (
+        (b'\\.svn"></exclude>', b'\\.svn">'),
+        b"\\.svn",
+        "malformed XML: <exclude> is not closed before </filter> on line 9",
+    ),
+    "</head> missing at the end": (
+        (b"</head>\n", b"\n"),
+        b"<head",
+        "malformed XML: <head> is not closed before the end of the file",
+    ),
+    "a second </head>": (
+        (b"</head>\n", b"</head>\n</head >\n"),
+        b"</head >",
+        "malformed XML: </head> closes no open element",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", REFUSED_SHAPES)
+def test_malformed_file_sersync_refused_too_is_a_one_line_error(
+    tmp_path: Path, watch: str, name: str
+) -> None:
+    change, needle, fragment = REFUSED_SHAPES[name]
+    text = edit(CLEAN, change).replace(b"WATCH", watch.encode())
+    assert_error(tmp_path, text, needle, fragment)
+
+
+def test_gbk_in_a_value_that_is_read_says_what_to_do(tmp_path: Path, watch: str) -> None:
+    text = edit(clean(watch), (b'users="root"', b'users="' + GBK + b'"'),
+                (b'<auth start="false"', b'<auth start="true"'))
+    assert_error(tmp_path, text, b"<auth", '<auth users="\ufffd', "holds bytes that are not "
+                 "UTF-8 (shown as \ufffd): save the file in UTF-8, or declare its encoding")
+
+
+def test_an_error_after_a_doubtful_repair_names_it(tmp_path: Path, watch: str) -> None:
+    # sersync kept the opening quote in the value, and its shell then choked on it.
+    text = edit(clean(watch), (b'<auth start="false" users="root" passwordfile="/etc/rsync.pas"/>',
+                               b'<auth start="true" users="root" passwordfile="/etc/rsync.pas/>'))
+    line = line_of(text, b"<auth")
+    message = assert_error(tmp_path, text, line, '<auth passwordfile="&quot;/etc/rsync.pas">')
+    assert message.endswith(f" (after repairing malformed XML as sersync 2.5 read it: line {line}:"
+                            " value of passwordfile has no closing quote)")
+
+
+def test_a_bad_value_in_a_repaired_file_is_the_usual_one_line_error(
+    tmp_path: Path, watch: str
+) -> None:
+    text = edit(clean(watch), (b'ip="127.0.0.1" name="tongbu1"/>',
+                               b"ip=127.0.0.1 name=tongbu1 port=abc/>"))
+    message = assert_error(tmp_path, text, b"<remote", '<remote port="abc">')
+    assert message.endswith('<remote port="abc">: not a port number (1..65535)')
