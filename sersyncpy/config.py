@@ -24,6 +24,7 @@ DEFAULT_PLUGIN_QUEUE = 10000  # notices waiting for a plugin; more are dropped a
 DEFAULT_PLUGIN_RETRY_SECONDS = 300.0  # a notice not delivered by then is dropped
 DEFAULT_COMMAND_TIMEOUT = 600.0  # seconds a command plugin's program may run
 DEFAULT_COMMON_PARAMS = ("-artuz",)
+DEFAULT_METRICS_HOSTIP = "127.0.0.1"  # metrics are for the local Prometheus unless said
 DEFAULT_MAX_PENDING = 100_000  # pending paths per remote (<failLog maxPending>)
 FAIL_LOG_NAME = "rsync_fail_log.sh"  # in statefiles.state_dir() when <failLog> names none
 DEFAULT_TIME_TO_EXECUTE = 60  # minutes, when <failLog> is absent
@@ -77,7 +78,9 @@ class Inotify:
 class Filter:
     start: bool
     excludes: tuple[str, ...]  # regex sources; () when start is false
-    keep_dotfiles: bool  # sersyncpy's addition: sersync never syncs files named ".*"
+    # sersyncpy's addition, true by default: every name is replicated live. "false" is
+    # sersync's rule: never a name starting with ".", ending with "~", or vim's "4913".
+    keep_dotfiles: bool
 
     def compiled(self) -> tuple[re.Pattern, ...]:
         # DOTALL: in sersync's Boost regexes "." also matches a newline in a file name.
@@ -113,9 +116,14 @@ class Crontab:
 
 
 @dataclass(frozen=True)
-class Host:
-    hostip: str
-    port: int  # 0 when absent
+class Metrics:
+    """sersyncpy's <metrics start hostip port>: Prometheus metrics, only when asked for.
+    sersync's <host hostip port>, in nearly every config, was only printed: it opens no
+    port (two instances on one host would collide)."""
+
+    start: bool
+    hostip: str  # 127.0.0.1 unless the config names another address
+    port: int  # 0 when off
 
 
 @dataclass(frozen=True)
@@ -181,7 +189,7 @@ PluginSettings = Union[CommandSettings, SocketSettings, CdnSettings, HttpSetting
 @dataclass(frozen=True)
 class Config:
     source: str
-    host: Host
+    metrics: Metrics
     debug: bool
     xfs: bool
     filter: Filter
@@ -217,10 +225,23 @@ def parse(text: bytes, source: str) -> Config:
         cfg = _config(root, source)
     except _Invalid as exc:
         raise ConfigError(_message(source, exc) + _doubts(repairs)) from exc.__cause__
-    if not repairs:
-        return cfg
-    summary = xmlrepair.summary(repairs)
-    return replace(cfg, warnings=(f"{source}: repaired what sersync 2.5 accepted: {summary}",))
+    warnings = _warnings(root, cfg)
+    if repairs:
+        summary = xmlrepair.summary(repairs)
+        warnings.insert(0, f"{source}: repaired what sersync 2.5 accepted: {summary}")
+    return replace(cfg, warnings=tuple(warnings))
+
+
+def _warnings(head, cfg: Config) -> list[str]:
+    """What the file says that sersyncpy reads differently than one would think."""
+    found = []
+    auth = _child(_child(_child(head, "sersync"), "rsync"), "auth")
+    if cfg.rsync.ssh and cfg.rsync.auth:
+        found.append(f"{cfg.source}:{auth.sourceline}: <auth start=\"true\"> is not used in "
+                     "ssh mode: rsync takes a password file only from a daemon (sersync passed "
+                     "it, and every transfer failed), so it is not read; users still names the "
+                     "ssh login")
+    return found
 
 
 def _doubts(repairs: list[xmlrepair.Repair]) -> str:
@@ -390,6 +411,10 @@ def _when_started(element, name: str, convert: Callable) -> Any:
 
 def _boolean(value: str) -> bool:
     return value == "true"  # sersync: only the exact string "true" is true
+
+
+def _boolean_default_true(value: str) -> bool:
+    return value != "false"  # for sersyncpy's additions that are on unless turned off
 
 
 def _integer(value: str) -> int:
@@ -592,7 +617,7 @@ def _config(head, source: str) -> Config:
     plugins = _plugins(head)
     return Config(
         source=source,
-        host=_host(head),
+        metrics=_metrics(head),
         debug=_start(_child(head, "debug")),
         xfs=_value(_child(head, "fileSystem"), "xfs", _boolean, False),
         filter=_filter(head),
@@ -607,11 +632,14 @@ def _config(head, source: str) -> Config:
 
 
 @_guarded
-def _host(head) -> Host:
-    element = _child(head, "host")
-    return Host(
-        hostip=_value(element, "hostip", str.strip, ""),
-        port=_value(element, "port", _port_or_zero, 0),
+def _metrics(head) -> Metrics:
+    element = _child(head, "metrics")  # not <host>: sersync only printed it
+    if not _start(element):
+        return Metrics(False, DEFAULT_METRICS_HOSTIP, 0)
+    return Metrics(
+        start=True,
+        hostip=_value(element, "hostip", _nonempty, DEFAULT_METRICS_HOSTIP),
+        port=_value(element, "port", _port),
     )
 
 
@@ -622,7 +650,8 @@ def _filter(head) -> Filter:
     return Filter(
         start=start,
         excludes=_expressions(element, _regex) if start else (),
-        keep_dotfiles=_value(element, "keepDotfiles", _boolean, False),
+        # Every name by default; keepDotfiles="false" brings sersync's rule back.
+        keep_dotfiles=_value(element, "keepDotfiles", _boolean_default_true, True),
     )
 
 
@@ -691,16 +720,20 @@ def _rsync(sersync) -> Rsync:
     element = _child(sersync, "rsync")
     auth = _child(element, "auth")
     started = _start(auth)
+    ssh = _start(_child(element, "ssh"))
     return Rsync(
         common_params=_value(
             _child(element, "commonParams"), "params", _argv, DEFAULT_COMMON_PARAMS
         ),
         auth=started,
         users=_value(auth, "users", _nonempty) if started else "",
-        password_file=_value(auth, "passwordfile", _password_file, None) if started else None,
+        # Over ssh rsync takes no password file (sersync passed it, and every transfer
+        # failed): not read, not required; _warnings says so.
+        password_file=(_value(auth, "passwordfile", _password_file, None)
+                       if started and not ssh else None),
         port=_when_started(_child(element, "userDefinedPort"), "port", _port),
         timeout=_when_started(_child(element, "timeout"), "time", _seconds_for_rsync),
-        ssh=_start(_child(element, "ssh")),
+        ssh=ssh,
         ssh_command=_value(_child(element, "ssh"), "command", _remote_shell, "ssh"),
     )
 

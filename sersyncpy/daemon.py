@@ -19,6 +19,7 @@ from sersyncpy import faillog, fullsync, logs, plugins, statefiles, status, syst
 from sersyncpy.diskstate import Unreadable
 from sersyncpy.errors import SersyncpyError, UsageError
 from sersyncpy.events import Event
+from sersyncpy.exclusions import Excluded
 from sersyncpy.plugins.gate import Gate
 from sersyncpy.plugins.runner import Runner
 from sersyncpy.pool import DELETE_HOLD_SECONDS, Lane, Slots
@@ -38,9 +39,13 @@ def rules_for(cfg: configmod.Config) -> Rules:
     )
 
 
+def excluded_by(cfg: configmod.Config) -> Optional[Excluded]:
+    """The <filter> regexes, for what rsync sends whole; None when they are off."""
+    return rules_for(cfg).is_excluded if cfg.filter.start and cfg.filter.excludes else None
+
+
 def target_for(cfg: configmod.Config, remote: configmod.Remote) -> Target:
     r = cfg.rsync
-    filtering = cfg.filter.start and bool(cfg.filter.excludes)
     return Target(
         ip=remote.ip, module=remote.name, port=remote.port,
         user=r.users if r.auth else "", password_file=r.password_file if r.auth else None,
@@ -48,7 +53,6 @@ def target_for(cfg: configmod.Config, remote: configmod.Remote) -> Target:
         deletes=cfg.inotify.delete,
         full_deletes=cfg.inotify.delete and cfg.inotify.delete_in_full_sync,
         skip_rsync_temp=not cfg.filter.keep_dotfiles,
-        excludes=cfg.crontab.excludes if filtering else (),
         full_excludes=cfg.crontab.excludes,
     )
 
@@ -123,10 +127,10 @@ class Replicator:
         self.start_dir: Optional[str] = None  # where sersyncpy started (-d moves to /)
         self._crontab = fullsync.Schedule(fullsync.crontab_minutes(cfg), time.monotonic())
         self.metrics = None
-        if cfg.host.port:  # imported only then: prometheus_client costs ~30 ms at start
+        if cfg.metrics.start:  # imported only then: prometheus_client costs ~30 ms at start
             from sersyncpy.metrics import MetricsServer
 
-            self.metrics = MetricsServer(cfg.host.hostip, cfg.host.port, self)
+            self.metrics = MetricsServer(cfg.metrics.hostip, cfg.metrics.port, self)
         self._first_full: Optional[tuple[logs.Progress, list[Lane]]] = None  # -r, until done
 
     def _lane(self, index: int, root: str, remote: configmod.Remote) -> Lane:
@@ -134,7 +138,7 @@ class Replicator:
         return Lane(root, target_for(self.config, remote), self._slots,
                     self.tuning.delete_hold, on_pushed=on_pushed,
                     max_pending=self.config.fail_log.max_pending,
-                    unreadable=self.unreadable[index])
+                    unreadable=self.unreadable[index], excluded=excluded_by(self.config))
 
     def _sink(self, root_index: int, events: list[Event]) -> None:
         seq = self.gate.record(root_index, events) if self.gate else 0
@@ -287,6 +291,8 @@ class Replicator:
         changed = [f"{len(self.config.filter.excludes)} exclude(s)"]
         for index, lp in enumerate(self.config.localpaths):
             changed += self._reload_remotes(index, lp)
+        for lane in self.all_lanes():
+            lane.filter_with(excluded_by(self.config))
         self.fail_log.lanes = self.all_lanes()
         if self.config.crontab != old.crontab:
             self._crontab = fullsync.Schedule(fullsync.crontab_minutes(self.config),

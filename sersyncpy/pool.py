@@ -17,13 +17,15 @@ import stat
 import threading
 import time
 from collections import deque
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from sersyncpy import rsync
 from sersyncpy.config import DEFAULT_MAX_PENDING
 from sersyncpy.diskstate import State, Unreadable, disk_state, is_empty
-from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event, is_clean
+from sersyncpy.events import COVERING, DELETE, FULL, RENAME, SUBTREE, UPDATE, Event, is_clean
+from sersyncpy.exclusions import Excluded, exclude_file, excluded_below
 from sersyncpy.filterqueue import FilterQueue
 from sersyncpy.resync import Resync
 
@@ -51,6 +53,7 @@ class Plan:
     missing: list[Event] = field(default_factory=list)  # in `listed`: deletions on the remote
     skipped: list[Event] = field(default_factory=list)  # left to their parent's deletion
     unreadable: list[Event] = field(default_factory=list)  # we may not read them: not sent
+    recursed: list[str] = field(default_factory=list)  # directories rsync sends whole
     unclean: list[Event] = field(default_factory=list)  # not a clean path below the root
 
 
@@ -84,6 +87,8 @@ def plan(batch: list[Event], state: Callable[[str], State],
             # Its parent went too: the parent's own event deletes (or renames) it whole.
             p.skipped.append(event)
             continue
+        if now is State.DIR and event.kind in COVERING:
+            p.recursed.append(event.path)
         if (event.kind == RENAME and now is State.DIR
                 and renamable(event.src or "", event.path)):
             p.renames.append(event)
@@ -159,7 +164,8 @@ class Lane(threading.Thread):
     def __init__(self, root: str, target: rsync.Target, slots: Slots,
                  delete_hold: float = DELETE_HOLD_SECONDS,
                  on_pushed: Optional[Callable[[Lane, list[Event], int], None]] = None,
-                 max_pending: int = DEFAULT_MAX_PENDING, unreadable: Optional[Unreadable] = None):
+                 max_pending: int = DEFAULT_MAX_PENDING, unreadable: Optional[Unreadable] = None,
+                 excluded: Optional[Excluded] = None):
         super().__init__(name=f"lane {target.label}", daemon=True)
         self.root = root
         self.target = target
@@ -168,6 +174,7 @@ class Lane(threading.Thread):
         # one full sync of the root: memory stays bounded whatever the outage.
         self.max_pending = max_pending
         self.unreadable = unreadable or Unreadable(root)
+        self.excluded = excluded  # the <filter> regexes (Rules.is_excluded), when on
         self._push_failing = False  # the last push raised: its traceback is logged once
         self.version = 0  # changes whenever what is pending changes (for the fail log)
         self._root_dev = os.stat(root).st_dev
@@ -227,6 +234,11 @@ class Lane(threading.Thread):
         logger.warning("%s: %d paths pending (more than %d): they are replaced by one full "
                        "sync of %s (rsync's quick check, %s)", self.target.label, count,
                        self.max_pending, self.root, deletions)
+
+    def filter_with(self, excluded: Optional[Excluded]) -> None:
+        """A reload changed the <filter> regexes: the next push applies the new ones."""
+        with self._cond:
+            self.excluded = excluded
 
     def snapshot(self) -> tuple[int, list[Event]]:
         """(version, everything not yet on the remote): the batch in flight, then the queue."""
@@ -469,9 +481,30 @@ class Lane(threading.Thread):
         if p.unreadable:
             self.unreadable.report(e.path for e in p.unreadable)
         held = self._hold_deletions(p)
+        with self.exclusions(p.recursed) as exclude_from:
+            failed = self._send(p, exclude_from)
+        if failed:
+            self.stats.failures += 1
+            self.stats.failed_batches += 1
+        else:
+            self.stats.failures = 0
+            self.stats.last_success = time.time()
+            self.unreadable.readable(e.path for e in p.listed + p.full + p.dirs + p.renames)
+        self.stats.batches += 1
+        return failed, held, p.skipped + p.unreadable + p.unclean
+
+    def exclusions(self, tops: list[str]) -> AbstractContextManager[Optional[str]]:
+        """The --exclude-from file for pushes that send `tops` whole: what the <filter>
+        regexes leave out below them (None: nothing, or no <filter>)."""
+        found = excluded_below(self.root, tops, self.excluded) if self.excluded and tops else []
+        return exclude_file(found)
+
+    def _send(self, p: Plan, exclude_from: Optional[str]) -> list[Event]:
+        """The rsync calls of a planned batch, in order (renames, full syncs, listed paths,
+        directories' own metadata); returns the events that did not reach the remote."""
         failed: list[Event] = []
         for event in p.renames:
-            argv = rsync.rename_argv(self.target, event.src, event.path)
+            argv = rsync.rename_argv(self.target, event.src, event.path, exclude_from)
             if not self._run(argv, [event], "rename").ok:
                 # Perhaps an rsync older than 3.2.3 (no --mkpath): send the directory whole.
                 p.listed.append(Event(SUBTREE, event.path, True))
@@ -487,28 +520,22 @@ class Lane(threading.Thread):
             full.append(event)
         if full:
             stdin = rsync.encode_list(e.path for e in full)
-            if not self._run(rsync.full_argv(self.target), full, "full", stdin).ok:
+            argv = rsync.full_argv(self.target, exclude_from)
+            if not self._run(argv, full, "full", stdin).ok:
                 failed += full
             elif any(e.path == "" for e in full):
                 self.stats.last_full_sync = time.time()
         if p.listed:
             stdin = rsync.encode_list(e.path for e in p.listed)
-            result = self._run(rsync.listed_argv(self.target), p.listed, "batch", stdin)
+            argv = rsync.listed_argv(self.target, exclude_from)
+            result = self._run(argv, p.listed, "batch", stdin)
             if not result.ok:
                 failed += self._which_failed(result, p.listed)
         if p.dirs:
             stdin = rsync.encode_list(e.path for e in p.dirs)
             if not self._run(rsync.dirs_argv(self.target), p.dirs, "dirs", stdin).ok:
                 failed += p.dirs
-        if failed:
-            self.stats.failures += 1
-            self.stats.failed_batches += 1
-        else:
-            self.stats.failures = 0
-            self.stats.last_success = time.time()
-            self.unreadable.readable(e.path for e in p.listed + p.full + p.dirs + p.renames)
-        self.stats.batches += 1
-        return failed, held, p.skipped + p.unreadable + p.unclean
+        return failed
 
     def _which_failed(self, result: rsync.Result, events: list[Event]) -> list[Event]:
         """After a partial transfer (23), only the paths rsync names failed; otherwise, or

@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from typing import Optional, Protocol
 
 from sersyncpy import rsync
@@ -30,6 +31,8 @@ class ResyncedLane(Protocol):
     max_pending: int
 
     def root_present(self) -> bool: ...
+
+    def exclusions(self, tops: list[str]) -> AbstractContextManager[Optional[str]]: ...
 
     def counted_run(self, argv: list[str], stdin: bytes,
                     stop: threading.Event) -> rsync.Result: ...
@@ -85,8 +88,9 @@ class Resync(threading.Thread):
                            lane.target.label, lane.root)
             return False
         started = time.monotonic()
-        result = lane.counted_run(rsync.full_argv(lane.target), rsync.encode_list([""]),
-                                  self._ending)
+        with lane.exclusions([""]) as exclude_from:
+            result = lane.counted_run(rsync.full_argv(lane.target, exclude_from),
+                                      rsync.encode_list([""]), self._ending)
         if self._ending.is_set():
             return None
         if result.ok:

@@ -90,11 +90,10 @@ class Target:
     # <delete inFullSync>: recursive pushes (full syncs, directories sent whole) delete what
     # the source lacks; off for peers that merge (two-way, hub and spoke).
     full_deletes: bool = True
-    skip_rsync_temp: bool = True  # off with <filter keepDotfiles="true"> (see _peer_excludes)
-    # rsync patterns (<crontabfilter>): `excludes` for live pushes, set only when <filter> is on
-    # (so what the regexes keep out of events stays out of recursive pushes too), and
-    # `full_excludes` for -r, <crontab> and overflow resyncs, as in sersync.
-    excludes: tuple[str, ...] = ()
+    skip_rsync_temp: bool = False  # on with <filter keepDotfiles="false"> (_peer_excludes)
+    # rsync patterns (<crontabfilter>) for full syncs only (-r, <crontab>, the start-up
+    # resync, overflow), as in sersync. Live pushes apply the <filter> regexes alone
+    # (exclusions.py), whatever rsync sends whole.
     full_excludes: tuple[str, ...] = ()
     rsync_bin: str = "rsync"
 
@@ -138,8 +137,11 @@ def _delete_options(t: Target, recursive: bool) -> list[str]:
     return ["--delete-missing-args", "--force"] + (["--delete"] if recursive else [])
 
 
-def _exclude_options(patterns: tuple[str, ...]) -> list[str]:
-    return [f"--exclude={pattern}" for pattern in patterns]
+def _exclude_options(patterns: tuple[str, ...], exclude_from: Optional[str] = None) -> list[str]:
+    """`patterns` (rsync's syntax), then the file of exact paths the <filter> regexes leave
+    out of what is sent whole (exclusions.py; NUL-separated, as --from0 reads it)."""
+    return ([f"--exclude={pattern}" for pattern in patterns]
+            + (["--from0", f"--exclude-from={exclude_from}"] if exclude_from else []))
 
 
 def update_only(t: Target) -> bool:
@@ -162,8 +164,9 @@ def changed_option(t: Target) -> str:
 
 # rsync's receiver writes each file as ".NAME.XXXXXX" before renaming it into place. Where the
 # watched tree is itself an rsync destination (a relay, a two-way pair, a hub), a directory
-# pushed whole while a transfer into it runs would carry the half-written file, and, as
-# dotfiles are not replicated live, nothing would delete the copy: keep such names out.
+# pushed whole while a transfer into it runs carries the half-written file. When dotfiles are
+# replicated (the default) the rename's own event deletes that copy; under sersync's rule
+# (keepDotfiles="false") nothing would: keep such names out then.
 RSYNC_TEMP_PATTERN = ".*.??????"
 
 
@@ -174,7 +177,7 @@ def _peer_excludes(t: Target) -> list[str]:
     return [f"--exclude={RSYNC_TEMP_PATTERN}"] if t.skip_rsync_temp else []
 
 
-def listed_argv(t: Target) -> list[str]:
+def listed_argv(t: Target, exclude_from: Optional[str] = None) -> list[str]:
     """One call for the listed paths: files and symlinks as they are, missing paths deleted,
     listed directories sent whole (SUBTREE), past the quick check (changed_option)."""
     return [
@@ -183,7 +186,7 @@ def listed_argv(t: Target) -> list[str]:
         # sent whole: a two-way peer pushing back a directory it is still receiving would
         # delete what has not reached it yet. Listed deletions still go.
         *_delete_options(t, recursive=t.full_deletes), *_peer_excludes(t),
-        *_exclude_options(t.excludes),
+        *_exclude_options((), exclude_from),
         "--", ".", t.destination(),
     ]
 
@@ -202,7 +205,7 @@ def link_dest_for(src: str, dst: str) -> str:
     return "../" * depth + src
 
 
-def rename_argv(t: Target, src: str, dst: str) -> list[str]:
+def rename_argv(t: Target, src: str, dst: str, exclude_from: Optional[str] = None) -> list[str]:
     """Send directory `dst` letting the receiver hard-link unchanged files from `src`; only
     for names `renamable` allows."""
     if not (src and dst and is_clean(src) and is_clean(dst) and renamable(t, src, dst)):
@@ -210,11 +213,12 @@ def rename_argv(t: Target, src: str, dst: str) -> list[str]:
     delete = ["--delete"] if t.full_deletes else []  # as listed_argv
     return [
         *base_argv(t), "-r", *delete, "--mkpath", f"--link-dest={link_dest_for(src, dst)}",
-        *_peer_excludes(t), *_exclude_options(t.excludes), "--", f"./{dst}/", t.destination(dst),
+        *_peer_excludes(t), *_exclude_options((), exclude_from), "--", f"./{dst}/",
+        t.destination(dst),
     ]
 
 
-def full_argv(t: Target) -> list[str]:
+def full_argv(t: Target, exclude_from: Optional[str] = None) -> list[str]:
     """A recursive push of the listed directories (the root as "."), trusting rsync's quick
     check: overflow, -r, the unwatched. Names go on stdin, never into an argument, where the
     daemon would expand wildcards in them."""
@@ -222,7 +226,7 @@ def full_argv(t: Target) -> list[str]:
                else ["--ignore-missing-args"])
     return [
         *base_argv(t), "-r", "--from0", "--files-from=-", *deletes, *_peer_excludes(t),
-        *_exclude_options(t.full_excludes), "--", ".", t.destination(),
+        *_exclude_options(t.full_excludes, exclude_from), "--", ".", t.destination(),
     ]
 
 

@@ -58,12 +58,13 @@ class Rules:
     attrib: bool = False
     modify: bool = False
     excludes: tuple[re.Pattern, ...] = ()
-    keep_dotfiles: bool = False
+    keep_dotfiles: bool = True
 
     def is_temp(self, name: str) -> bool:
-        """sersync never pushes vim's probe `4913`, `x~` backups or (by default) dotfiles."""
-        return name == "4913" or name.endswith("~") or (
-            name.startswith(".") and not self.keep_dotfiles)
+        """With keepDotfiles="false", sersync's rule: never vim's probe `4913`, an `x~`
+        backup or a dotfile (.htaccess included). By default every name is pushed."""
+        return not self.keep_dotfiles and (
+            name == "4913" or name.endswith("~") or name.startswith("."))
 
     def is_excluded(self, rel: str, is_dir: bool) -> bool:
         """sersync's subjects: `name` in the root, `/dir/name` deeper; `dir/` for directories

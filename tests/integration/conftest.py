@@ -28,7 +28,7 @@ def _flag(value: bool) -> str:
 
 def confxml(
     roots: list[tuple[Path, list]], *, params: str = "-a", excludes: tuple[str, ...] = (),
-    crontab_excludes: tuple[str, ...] = (), keep_dotfiles: bool = False,
+    crontab_excludes: tuple[str, ...] = (), keep_dotfiles: bool = True,
     timeout: Optional[int] = 20, password_file: Optional[Path] = None, **inotify: bool,
 ) -> str:
     """A confxml.xml for `roots`: [(watch dir, [(RsyncDaemon, module), ...]), ...]."""

@@ -170,20 +170,28 @@ def test_excluded_paths_never_arrive(daemon, src, sersyncpy):
         assert not (daemon.modules["backup"] / rel).exists(), rel
 
 
-def test_temp_files_are_dropped_and_dotfiles_can_be_kept(rsync_daemon, src, sersyncpy, tmp_path):
+def test_every_name_is_replicated_unless_sersyncs_rule_is_asked_for(
+        rsync_daemon, src, sersyncpy, tmp_path):
     d = rsync_daemon()
     src2 = tmp_path / "src2"
     src2.mkdir()
     d2 = rsync_daemon()
-    sersyncpy(confxml([(src, [(d, "backup")])]))
-    sersyncpy(confxml([(src2, [(d2, "backup")])], keep_dotfiles=True))
+    sersyncpy(confxml([(src, [(d, "backup")])]))  # the default: every name
+    sersyncpy(confxml([(src2, [(d2, "backup")])], keep_dotfiles=False))  # sersync's rule
     for root in (src, src2):
         write(root / ".htaccess", b"deny")
+        write(root / ".user.ini", b"x=1")
+        write(root / ".well-known/acme-challenge/token", b"t")
         write(root / "backup~", b"b")
         write(root / "4913", b"vim")
         write(root / "real.txt", b"r")
-    same_tree(src, d.modules["backup"], ignore=(".htaccess", "backup~", "4913"))
-    same_tree(src2, d2.modules["backup"], ignore=("backup~", "4913"))
+    same_tree(src, d.modules["backup"])
+    dropped = (".htaccess", ".user.ini", "backup~", "4913")
+    same_tree(src2, d2.modules["backup"], ignore=dropped)
+    # Pushed in order: once a later file is there, a dropped one would have been too.
+    write(src2 / "later.txt", b"l")
+    wait_until(lambda: (d2.modules["backup"] / "later.txt").exists(), timeout=10)
+    assert not [rel for rel in dropped if (d2.modules["backup"] / rel).exists()]
 
 
 def test_2000_files_in_20_new_directories_converge_in_few_rsync_calls(daemon, src, sersyncpy):

@@ -1,5 +1,7 @@
-"""Prometheus metrics from <host hostip port>, scraped over HTTP from a running sersyncpy."""
+"""Prometheus metrics from <metrics start hostip port>, scraped over HTTP from a running
+sersyncpy; and sersync's <host hostip port>, which opens no port."""
 
+import socket
 import urllib.request
 
 from conftest import free_port, wait_until
@@ -26,8 +28,17 @@ def value(samples: dict[str, float], name: str) -> float:
 
 
 def with_host(text: str, port: int) -> str:
-    return text.replace('<host hostip="localhost" port="0"/>',
-                        f'<host hostip="127.0.0.1" port="{port}"/>')
+    """Metrics asked for on `port` (sersync's <host> stays as it is)."""
+    return text.replace('<debug start="false"/>',
+                        f'<metrics start="true" port="{port}"/>\n    <debug start="false"/>')
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def test_metrics_count_what_was_pushed(rsync_daemon, src, sersyncpy):
@@ -62,14 +73,26 @@ def test_metrics_count_what_was_pushed(rsync_daemon, src, sersyncpy):
     proc.terminate()
 
 
-def test_no_metrics_without_a_port(daemon, src, sersyncpy):
-    proc = sersyncpy(confxml([(src, [(daemon, "backup")])]))  # <host port="0">
-    assert "metrics at" not in proc.log()
+def test_sersyncs_host_element_opens_no_port_so_two_instances_share_a_host(
+        rsync_daemon, tmp_path, sersyncpy):
+    # <host hostip="localhost" port="8008"> is in sersync's sample and nearly every real
+    # config; sersync only printed it. Two instances (one per module) must both run.
+    port = free_port()
+    procs = []
+    for name in ("one", "two"):
+        daemon, src = rsync_daemon(), tmp_path / name
+        src.mkdir()
+        text = confxml([(src, [(daemon, "backup")])]).replace(
+            '<host hostip="localhost" port="0"/>', f'<host hostip="localhost" port="{port}"/>')
+        procs.append((sersyncpy(text), src, daemon))
+    assert not listening(port)
+    for proc, src, daemon in procs:
+        write(src / "f", b"f")
+        same_tree(src, daemon.modules["backup"])
+        assert " ERROR " not in proc.log(), proc.log()
 
 
 def test_a_taken_port_is_an_error_but_replication_goes_on(daemon, src, sersyncpy):
-    import socket
-
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()

@@ -14,9 +14,9 @@ from sersyncpy.config import (
     Crontab,
     FailLog,
     Filter,
-    Host,
     Inotify,
     LocalPath,
+    Metrics,
     Remote,
     Rsync,
 )
@@ -177,9 +177,9 @@ def assert_error(tmp_path: Path, text: bytes, needle, *fragments: str) -> str:
 def test_stock_sample_parses_unchanged(tmp_path: Path, watch: str) -> None:
     cfg = load(tmp_path, sample(watch))
     assert cfg.source == str(tmp_path / "confxml.xml")
-    assert cfg.host == Host("localhost", 8008)
+    assert cfg.metrics == Metrics(False, "127.0.0.1", 0)  # <host port="8008"> opens nothing
     assert (cfg.debug, cfg.xfs) == (False, False)
-    assert cfg.filter == Filter(start=False, excludes=(), keep_dotfiles=False)
+    assert cfg.filter == Filter(start=False, excludes=(), keep_dotfiles=True)
     assert cfg.inotify == SAMPLE_INOTIFY
     assert cfg.localpaths == (LocalPath(watch, (Remote("127.0.0.1", "tongbu1", None),)),)
     assert cfg.rsync == Rsync(
@@ -271,8 +271,11 @@ def test_repo_confxml_keeps_every_element_and_attribute_of_the_sample() -> None:
     http = ours.find("plugin[@name='http']")
     assert http is not None and http.find("localpath/deshost").get("url")
     ours.remove(http)  # our addition: sersync 2.5 ignores the section
+    metrics = ours.find("metrics")
+    assert metrics is not None and metrics.get("start") == "false"  # our addition: off
+    ours.remove(metrics)
     _assert_keeps(etree.fromstring(SAMPLE, parser), ours, "")
-    assert ours.find("filter").get("keepDotfiles") == "false"
+    assert ours.find("filter").get("keepDotfiles") == "true"  # every name, the default
 
 
 # --- defaults -----------------------------------------------------------------------------
@@ -282,10 +285,10 @@ def test_defaults_for_every_optional_part(watch: str) -> None:
     cfg = config.parse(minimal(watch), "min.xml")
     assert cfg == Config(
         source="min.xml",
-        host=Host("", 0),
+        metrics=Metrics(False, "127.0.0.1", 0),
         debug=False,
         xfs=False,
-        filter=Filter(False, (), False),
+        filter=Filter(False, (), True),
         inotify=SAMPLE_INOTIFY,
         localpaths=(LocalPath(watch, (Remote("10.0.0.1", "mod", None),)),),
         rsync=Rsync(("-artuz",), False, "", None, None, None, False),
@@ -329,7 +332,7 @@ def test_missing_start_attribute_means_false(watch: str) -> None:
     text = minimal(watch, b"<debug/><filter><exclude expression='(.*'/></filter>")
     cfg = config.parse(text, "x.xml")
     assert cfg.debug is False
-    assert cfg.filter == Filter(False, (), False)  # off: the bad regex is not even compiled
+    assert cfg.filter == Filter(False, (), True)  # off: the bad regex is not even compiled
 
 
 @pytest.mark.parametrize(
@@ -385,17 +388,38 @@ def test_crontab(watch: str, crontab: bytes, expected: Crontab) -> None:
     assert config.parse(minimal(watch, inside_sersync=crontab), "x.xml").crontab == expected
 
 
+OFF = Metrics(False, "127.0.0.1", 0)
+
+
 @pytest.mark.parametrize(
-    ("host", "expected"),
+    ("metrics", "expected"),
     [
-        (b"", Host("", 0)),
-        (b'<host hostip="127.0.0.1"/>', Host("127.0.0.1", 0)),
-        (b'<host hostip="localhost" port="0"/>', Host("localhost", 0)),
-        (b'<host port="9100"/>', Host("", 9100)),
+        (b"", OFF),
+        # sersync only printed <host>: nearly every config has it, and it opens no port.
+        (b'<host hostip="localhost" port="8008"/>', OFF),
+        (b'<host hostip="0.0.0.0" port="http"/>', OFF),
+        (b'<metrics start="false" port="9108"/>', OFF),
+        (b'<metrics port="9108"/>', OFF),
+        (b'<metrics start="true" port="9108"/>', Metrics(True, "127.0.0.1", 9108)),
+        (b'<metrics start="true" hostip="198.18.0.1" port="9108"/>',
+         Metrics(True, "198.18.0.1", 9108)),
     ],
 )
-def test_host(watch: str, host: bytes, expected: Host) -> None:
-    assert config.parse(minimal(watch, host), "x.xml").host == expected
+def test_metrics_are_served_only_when_asked_for(watch: str, metrics: bytes,
+                                                expected: Metrics) -> None:
+    assert config.parse(minimal(watch, metrics), "x.xml").metrics == expected
+
+
+@pytest.mark.parametrize(("metrics", "error"), [
+    (b'<metrics start="true"/>', "<metrics>: missing required attribute port"),
+    (b'<metrics start="true" port="http"/>', '<metrics port="http">: not a port number'),
+    (b'<metrics start="true" port="0"/>', '<metrics port="0">: not a port number'),
+    (b'<metrics start="true" hostip="" port="9108"/>', '<metrics hostip="">: must not be empty'),
+])
+def test_bad_metrics_settings_are_one_line_errors(watch: str, metrics: bytes,
+                                                  error: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        config.parse(minimal(watch, metrics), "x.xml")
 
 
 def test_iso_8859_1_declaration_is_honoured(tmp_path: Path) -> None:
@@ -502,12 +526,28 @@ def test_rsync_options_when_started(tmp_path: Path, watch: str) -> None:
         common_params=("-artuz", "--exclude=a b", "-e", "ssh -p 22"),
         auth=True,
         users="backup",
-        password_file=str(password),
+        password_file=None,  # over ssh rsync takes none: not read (issue 13 item 6)
         port=8730,
         timeout=100,
         ssh=True,
     )
     assert cfg.localpaths[0].remotes[0].port == 8730
+    (warning,) = cfg.warnings
+    assert ': <auth start="true"> is not used in ssh mode' in warning, warning
+
+
+def test_ssh_with_auth_needs_no_password_file_and_says_it_is_unused(watch: str) -> None:
+    rsync = b"""<rsync>
+        <auth start="true" users="backup" passwordfile="/nonexistent/rsync.pas"/>
+        <ssh start="true"/>
+    </rsync>"""
+    cfg = config.parse(minimal(watch, inside_sersync=rsync), "x.xml")
+    assert (cfg.rsync.users, cfg.rsync.password_file) == ("backup", None)
+    assert len(cfg.warnings) == 1 and "password file" in cfg.warnings[0]
+    # A daemon still needs it: the usual one-line error.
+    daemon = rsync.replace(b'<ssh start="true"/>', b'<ssh start="false"/>')
+    with pytest.raises(ConfigError, match="cannot use password file"):
+        config.parse(minimal(watch, inside_sersync=daemon), "x.xml")
 
 
 def test_auth_with_empty_password_file_has_none(watch: str) -> None:
@@ -742,10 +782,6 @@ ATTRIBUTE_ERRORS = [
         b"<crontab ",
         '<crontab schedule="">: not a positive number of minutes',
     ),
-    # <host>
-    ((b'port="8008"', b'port="http"'), b"<host", '<host port="http">: not a port number'),
-    ((b'port="8008"', b'port="-1"'), b"<host", '<host port="-1">: not a port number'),
-    ((b'port="8008"', b'port="70000"'), b"<host", '<host port="70000">: not a port number'),
     # plugins
     (
         (b'<plugin start="false" name="command"/>', b'<plugin start="true" name="mail"/>'),
@@ -861,8 +897,10 @@ def test_auth_users_empty(tmp_path: Path, watch: str) -> None:
 
 
 def test_bad_value_is_quoted_on_one_line(tmp_path: Path, watch: str) -> None:
-    change = (b'port="8008"', b'port="8&#10;0&quot;8"')
-    assert_error(tmp_path, sample(watch, change), b"<host", '<host port="8&#10;0&quot;8">: ')
+    change = (b'<timeout start="false" time="100"/>',
+              b'<timeout start="true" time="1&#10;0&quot;0"/>')
+    assert_error(tmp_path, sample(watch, change), b"<timeout",
+                 '<timeout time="1&#10;0&quot;0">: ')
 
 
 def test_unexpected_exception_in_a_converter_becomes_config_error(

@@ -153,10 +153,19 @@ def test_plan_sends_an_unsafe_rename_over_ssh_as_a_whole_directory():
     assert not p.renames and [e.path for e in p.listed] == ["d;id>PWNED;"]
 
 
-def test_live_excludes_only_when_set():
-    t = rsync.Target(ip="h", module="m", excludes=("*.gz",))
-    assert "--exclude=*.gz" in rsync.listed_argv(t)
-    assert "--exclude=*.gz" not in rsync.listed_argv(DAEMON)
+def test_crontabfilter_patterns_apply_to_full_syncs_only():
+    # sersyncpy 0.1 added them to every live push whenever <filter> was on (issue 13 item 2).
+    t = rsync.Target(ip="h", module="m", full_excludes=("*.php",))
+    assert "--exclude=*.php" in rsync.full_argv(t)
+    for argv in (rsync.listed_argv(t), rsync.rename_argv(t, "a", "b"), rsync.dirs_argv(t)):
+        assert not [a for a in argv if a.startswith("--exclude")], argv
+
+
+def test_the_filter_regexes_reach_rsync_as_an_exclude_file_read_nul_separated():
+    t = rsync.Target(ip="h", module="m")
+    for argv in (rsync.listed_argv(t, "/x"), rsync.rename_argv(t, "a", "b", "/x"),
+                 rsync.full_argv(t, "/x")):
+        assert "--exclude-from=/x" in argv and "--from0" in argv
 
 
 def test_encode_list_is_nul_separated_dot_slash_paths_with_root_as_dot():
@@ -301,7 +310,7 @@ def test_the_probe_uses_the_port_of_the_ssh_command(rsh, port):
 
 def test_rsync_temp_files_stay_out_of_pushes_unless_dotfiles_are_replicated():
     pattern = f"--exclude={rsync.RSYNC_TEMP_PATTERN}"
-    t = rsync.Target(ip="h", module="m")
+    t = rsync.Target(ip="h", module="m", skip_rsync_temp=True)  # keepDotfiles="false"
     for argv in (rsync.listed_argv(t), rsync.full_argv(t), rsync.rename_argv(t, "a", "b")):
         assert pattern in argv
     kept = rsync.Target(ip="h", module="m", skip_rsync_temp=False)
