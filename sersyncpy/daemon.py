@@ -112,7 +112,8 @@ class Replicator:
         self._retired: list[Lane] = []  # lanes of remotes a reload removed
         if self.runner is not None:
             self.gate = Gate(roots, self.lanes, self.runner.offer, self.runner.limit,
-                             self.runner.drop)
+                             self.runner.drop, inside=self.runner.plugin.notices_inside,
+                             excluded=excluded_by(cfg))
         self.watcher = Watcher(roots, rules_for(cfg), self._sink,
                                unwatched_resync=self.tuning.unwatched_resync,
                                raise_limits=self.tuning.raise_limits,
@@ -391,12 +392,14 @@ class PluginOnly:
         settings = configmod.plugin_settings(cfg, name, standalone=True)
         self.roots = plugins.standalone_roots(cfg, settings)
         self.runner = Runner(plugins.build(name, settings), settings.delivery)
+        self._excluded = excluded_by(cfg)
         self.watcher = Watcher(self.roots, rules_for(cfg), self._sink,
                                unwatched_resync=tuning.unwatched_resync,
                                raise_limits=tuning.raise_limits)
 
     def _sink(self, root_index: int, events: list[Event]) -> None:
-        self.runner.offer(plugins.notices_for(self.roots[root_index], events, time.time()))
+        self.runner.offer(plugins.notices_for(self.roots[root_index], events, time.time(),
+                                              self.runner.plugin.notices_inside, self._excluded))
 
     def describe(self) -> str:
         return f"running plugin {self.runner.plugin.name} alone (no rsync)"

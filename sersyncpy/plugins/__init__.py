@@ -11,6 +11,7 @@ from typing import NamedTuple, Optional, Protocol
 
 from sersyncpy import config as configmod
 from sersyncpy.events import DELETE, RENAME, SUBTREE, UPDATE, Event
+from sersyncpy.exclusions import Excluded
 
 # inotify mask bits, for the http plugin's `mask` field (sersync posted the raw mask).
 IN_ATTRIB = 0x4
@@ -56,6 +57,9 @@ class DeliveryError(Exception):
 
 class Plugin(Protocol):
     name: str
+    # Told of each file inside a directory that arrives whole; refreshCDN is not, as one
+    # dirs= request refreshes everything below it.
+    notices_inside: bool
 
     def deliver(self, notices: list[Notice]) -> None:
         """Deliver in order, or raise DeliveryError saying how many arrived."""
@@ -68,9 +72,12 @@ def _notice(kind: str, root: str, rel: str, is_dir: bool, mask: int, now: float)
     return Notice(kind, path, root, rel, is_dir, mask | (IN_ISDIR if is_dir else 0), now)
 
 
-def notices_for(root: str, events: list[Event], now: float) -> list[Notice]:
+def notices_for(root: str, events: list[Event], now: float, inside: bool = False,
+                excluded: Optional[Excluded] = None) -> list[Notice]:
     """What the plugins hear of these events. A rename is a delete and an update, as
-    sersync saw it; full resyncs (overflow, -r) name no change, so they give none."""
+    sersync saw it; full resyncs (overflow, -r) name no change, so they give none. With
+    `inside`, a directory that arrives whole (moved in, or new) also gives one notice per
+    file and directory in it, but those the <filter> regexes (`excluded`) leave out."""
     out: list[Notice] = []
     for e in events:
         if e.kind == UPDATE:
@@ -84,7 +91,41 @@ def notices_for(root: str, events: list[Event], now: float) -> list[Notice]:
             if e.src is not None:
                 out.append(_notice("delete", root, e.src, e.is_dir, IN_MOVED_FROM, now))
             out.append(_notice("update", root, e.path, e.is_dir, IN_MOVED_TO, now))
+        if inside and e.kind in (SUBTREE, RENAME) and e.is_dir:
+            out += _inside(root, e.path, now, excluded)
     return out
+
+
+def _inside(root: str, top: str, now: float, excluded: Optional[Excluded]) -> list[Notice]:
+    """One notice per file and directory below `top` as it is on disk now (sersync told
+    its plugins of the directory alone: `mv staging/app www/` ran no command for app's
+    .php files). Symlinks are not followed; names are sorted, so the order is stable."""
+    out: list[Notice] = []
+    stack = _entries(root, top, excluded)
+    while stack:  # depth first, in name order
+        rel, is_dir, mask = stack.pop()
+        out.append(_notice("update", root, rel, is_dir, mask, now))
+        if is_dir:
+            stack += _entries(root, rel, excluded)
+    return out
+
+
+def _entries(root: str, directory: str,
+             excluded: Optional[Excluded]) -> list[tuple[str, bool, int]]:
+    """(rel, is a directory, mask) of what is in `directory`, last name first."""
+    try:
+        with os.scandir(os.path.join(root, directory)) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name, reverse=True)
+    except OSError:
+        return []  # gone again, or unreadable: its own events say so
+    found = []
+    for entry in entries:
+        rel = f"{directory}/{entry.name}"
+        is_dir = entry.is_dir(follow_symlinks=False)
+        if excluded is None or not excluded(rel, is_dir):
+            mask = IN_CREATE if is_dir or entry.is_symlink() else IN_CLOSE_WRITE
+            found.append((rel, is_dir, mask))
+    return found
 
 
 def build(name: str, settings: configmod.PluginSettings) -> Plugin:

@@ -28,6 +28,7 @@ def command_argv(settings: CommandSettings, path: str) -> list[bytes]:
 
 class CommandPlugin:
     name = "command"
+    notices_inside = True
 
     def __init__(self, settings: CommandSettings):
         self.settings = settings

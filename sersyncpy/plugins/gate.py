@@ -9,8 +9,10 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from itertools import islice
+from typing import Optional
 
 from sersyncpy.events import UPDATE, Event
+from sersyncpy.exclusions import Excluded
 from sersyncpy.plugins import Notice, notices_for
 
 logger = logging.getLogger(__name__)
@@ -88,8 +90,11 @@ class Gate:
 
     def __init__(self, roots: Sequence[str], lanes: Sequence[Sequence[Hashable]],
                  release: Callable[[list[Notice]], None], limit: int,
-                 drop: Callable[[int, str], None]):
+                 drop: Callable[[int, str], None], inside: bool = False,
+                 excluded: Optional[Excluded] = None):
         self._roots = list(roots)
+        self._inside = inside  # notices_for: each file of a directory that arrives whole
+        self._excluded = excluded
         self._lanes = [frozenset(group) for group in lanes]
         self._release = release
         self._limit = limit
@@ -104,7 +109,8 @@ class Gate:
     def record(self, root_index: int, events: list[Event]) -> int:
         """Note what the watcher reported; returns the sequence number the lanes are given
         with these events."""
-        notices = notices_for(self._roots[root_index], events, time.time())
+        notices = notices_for(self._roots[root_index], events, time.time(), self._inside,
+                              self._excluded)
         tree = self._trees[root_index]
         with self._lock:
             self._seq += 1

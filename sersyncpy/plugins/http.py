@@ -43,6 +43,7 @@ def json_body(notices: list[Notice]) -> bytes:
 
 class HttpPlugin:
     name = "http"
+    notices_inside = True
 
     def __init__(self, settings: HttpSettings, limits: Limits = DEFAULT_LIMITS):
         self.settings = settings

@@ -64,6 +64,7 @@ def whatsup(text: str) -> str:
 
 class CdnPlugin:
     name = "refreshCDN"
+    notices_inside = False
 
     def __init__(self, settings: CdnSettings, limits: Limits = DEFAULT_LIMITS):
         self.settings = settings

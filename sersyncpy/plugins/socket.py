@@ -31,6 +31,7 @@ def json_line(notice: Notice) -> bytes:
 
 class SocketPlugin:
     name = "socket"
+    notices_inside = True
 
     def __init__(self, settings: SocketSettings):
         self.settings = settings

@@ -280,8 +280,10 @@ def test_sync_delete_notices_of_a_removed_tree_wait_for_the_replica(
     arrivals = Arrivals(replica, under="d")
     rec = servers(TcpRecorder(on_data=arrivals))
     # rsync need not copy the big tree: only the watcher's time matters
+    # queue="50": the 40,000 notices of big's directories (one per directory moved in) are
+    # dropped but the last few, so d's own wait for no crowd of one-connection deliveries.
     text = with_plugin(confxml([(src, [(daemon, "backup")])], params="-a --exclude=/big/"),
-                       "socket", socket_section(src, rec.port))
+                       "socket", socket_section(src, rec.port, extra=' queue="50"'))
     proc = sersyncpy(text, "--debug")
     os.mkdir(src / "d")
     arrivals.wait(src / "d", 1)
@@ -619,7 +621,7 @@ def test_alone_socket_watches_its_own_localpath_runs_no_rsync_and_sends_at_once(
     os.rename(watch / "old", watch / "new")
     arrive(watch / "old", watch / "new")
     os.rename(watch / "d", watch / "d2")
-    arrive(watch / "d", watch / "d2")
+    arrive(watch / "d", watch / "d2", watch / "d2/inner")  # and what it holds (issue 13)
     shutil.rmtree(watch / "d2")
     arrive(watch / "d2/inner", watch / "d2")
     stays(lambda: rec.messages() == expected)
@@ -894,8 +896,11 @@ def test_alone_http_form_one_post_per_change_with_exact_fields(tmp_path, src, se
     os.unlink(watch / "f.txt")
     posted((watch / "f.txt", False, IN_DELETE))
     os.rename(watch / "d", watch / "d2")
+    # The renamed directory, then each file in it (issue 13, item 5).
+    moved = os.path.join(os.fsencode(watch / "d2"), os.path.basename(odd))
     posted((watch / "d", True, IN_MOVED_FROM | IN_ISDIR), (watch / "d2", True,
-                                                           IN_MOVED_TO | IN_ISDIR))
+                                                           IN_MOVED_TO | IN_ISDIR),
+           (moved, False, IN_CLOSE_WRITE))
     shutil.rmtree(watch / "d2")
     posted((os.path.join(os.fsencode(watch / "d2"), os.path.basename(odd)), False, IN_DELETE),
            (watch / "d2", True, IN_DELETE | IN_ISDIR))
@@ -1059,3 +1064,42 @@ def test_unknown_plugin_for_dash_m_is_one_line(tmp_path, src):
     assert result.stderr.splitlines() == [
         "sersyncpy: -m nosuch: unknown plugin, expected one of command, socket, refreshCDN, "
         "http"]
+
+
+# --------------------------------------------------------------------------- issue 13, item 5
+
+
+def staged_app(tmp_path: Path) -> Path:
+    """A deploy's staging copy, outside the watched tree: moved in whole with `mv`."""
+    app = tmp_path / "staging" / "app"
+    write(app / "index.php", b"<?php echo 1;")
+    write(app / "lib" / "util.php", b"<?php")
+    write(app / "style.css", b"body {}")
+    return app
+
+
+def test_sync_command_runs_for_each_php_file_of_a_directory_moved_in(
+        daemon, src, sersyncpy, tmp_path):
+    script, log = command_recorder(tmp_path)
+    section = command_section([sys.executable, str(script)], "", (r"(.*)\.php",), False)
+    sersyncpy(with_plugin(confxml([(src, [(daemon, "backup")])]), "command", section))
+    staged_app(tmp_path).rename(src / "app")  # the usual deploy
+    same_tree(src, daemon.modules["backup"])
+    expected = [os.fsencode(src / "app/index.php"), os.fsencode(src / "app/lib/util.php")]
+    wait_until(lambda: len(command_runs(log)) >= 2, timeout=10,
+               message="the command did not run for the .php files inside app/")
+    stays(lambda: len(command_runs(log)) == 2)
+    assert sorted(argv_of(r)[-1] for r in command_runs(log)) == expected
+
+
+def test_alone_socket_hears_of_each_file_of_a_directory_moved_in(
+        tmp_path, src, sersyncpy, servers):
+    rec = servers(TcpRecorder())
+    text = with_plugin(no_rsync_config(tmp_path, src), "socket", socket_section(src, rec.port),
+                       start=False)
+    start_alone(sersyncpy, text, "socket")
+    staged_app(tmp_path).rename(src / "app")
+    expected = sorted(os.fsencode(src / rel) for rel in (
+        "app", "app/index.php", "app/lib", "app/lib/util.php", "app/style.css"))
+    wait_until(lambda: sorted(c.data for c in rec.connections if c.closed) == expected,
+               timeout=10)

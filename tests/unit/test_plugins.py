@@ -1663,3 +1663,25 @@ def test_runner_idle_stop_ends_at_once(make_runner) -> None:
     finish(runner, drain_seconds=5)
     assert time.monotonic() - started < 2
     assert plugin.closed == 1 and plugin.calls == 0
+
+
+def test_a_directory_that_arrives_whole_gives_a_notice_per_file_inside(tmp_path: Path) -> None:
+    for rel in ("app/index.php", "app/lib/util.php", "app/skip.gz", "app/.git/HEAD"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    os.symlink("/etc", tmp_path / "app/link")  # a symlink is told of, never followed
+
+    def excluded(rel: str, is_dir: bool) -> bool:
+        return rel.endswith(".gz")
+
+    root = str(tmp_path)
+    for event in (Event(SUBTREE, "app", True), Event(RENAME, "app", True, "old")):
+        told = [(n.kind, n.rel, n.is_dir) for n in
+                notices_for(root, [event], 0.0, inside=True, excluded=excluded)]
+        assert told[-6:] == [("update", "app/.git", True), ("update", "app/.git/HEAD", False),
+                             ("update", "app/index.php", False), ("update", "app/lib", True),
+                             ("update", "app/lib/util.php", False),
+                             ("update", "app/link", False)]
+        assert ("update", "app", True) in told
+    # refreshCDN and the plugins of an older sersyncpy: the directory alone.
+    assert [n.rel for n in notices_for(root, [Event(SUBTREE, "app", True)], 0.0)] == ["app"]
