@@ -1,4 +1,5 @@
-"""The command line: sersync 2.5's flags (-d -r -n -o -m), --version, and `sersyncpy demo`.
+"""The command line: sersync 2.5's flags (-d -r -n -o -m), -t (check the config), --version,
+and `sersyncpy demo`.
 
 It maps every SersyncpyError to one line on stderr and its exit code; no traceback reaches
 the user.
@@ -34,10 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="sersyncpy",
         description="Real-time one-way replication of directories to rsync daemons, "
-        "configured by sersync 2.5's confxml.xml. `sersyncpy demo` shows it working.",
+        "configured by sersync 2.5's confxml.xml. `sersyncpy demo` shows it working; "
+        "`sersyncpy -t -o FILE` checks a config without running it.",
     )
     p.add_argument("-o", dest="config", default="confxml.xml", metavar="FILE",
                    help="the config file (default: ./confxml.xml)")
+    p.add_argument("-t", dest="check", action="store_true",
+                   help="check the config and exit, as nginx -t: print what sersyncpy "
+                   "understood (roots, remotes, the rsync command lines, filters, plugin, "
+                   "file paths) and every warning; starts nothing, contacts no remote; "
+                   "exit 0, or 2 with the error (with -m NAME: that plugin's settings)")
     p.add_argument("-r", dest="full_first", action="store_true",
                    help="push every watched tree whole once, after the watches are set")
     p.add_argument("-n", dest="threads", default="10", metavar="N",
@@ -97,11 +104,18 @@ def _main(argv: list[str]) -> int:
     if plugin:  # checked here, so that a mistake is the one line on stderr
         config.plugin_settings(cfg, plugin, standalone=args.plugin is not None)
     tuning = daemon.Tuning.from_environment()
+    status_file = os.path.abspath(args.status_file) if args.status_file else None
+    if args.check:  # before -d, the log and the lock: -t starts nothing
+        from sersyncpy import check
+
+        options = check.Options(plugin=args.plugin, status_file=status_file,
+                                full_first=args.full_first, threads=threads)
+        sys.stdout.write(check.report(cfg, options))
+        return 0
     # Absolute before -d changes directory to /: SIGHUP reads the config again.
     config_path = os.path.abspath(args.config)
     log_file = args.log_file or (background.default_log_file() if args.daemon else None)
     log_file = os.path.abspath(log_file) if log_file else None
-    status_file = os.path.abspath(args.status_file) if args.status_file else None
     pidfile = report_fd = None
     start_dir = os.getcwd()
     if args.daemon:

@@ -26,7 +26,6 @@ DEFAULT_COMMAND_TIMEOUT = 600.0  # seconds a command plugin's program may run
 DEFAULT_COMMON_PARAMS = ("-artuz",)
 DEFAULT_METRICS_HOSTIP = "127.0.0.1"  # metrics are for the local Prometheus unless said
 DEFAULT_MAX_PENDING = 100_000  # pending paths per remote (<failLog maxPending>)
-FAIL_LOG_NAME = "rsync_fail_log.sh"  # in statefiles.state_dir() when <failLog> names none
 DEFAULT_TIME_TO_EXECUTE = 60  # minutes, when <failLog> is absent
 EMPTY_TIME_TO_EXECUTE = 120  # minutes, when timeToExecute is empty (as sersync)
 DEFAULT_SCHEDULE = 600  # minutes
@@ -241,6 +240,13 @@ def _warnings(head, cfg: Config) -> list[str]:
                      "ssh mode: rsync takes a password file only from a daemon (sersync passed "
                      "it, and every transfer failed), so it is not read; users still names the "
                      "ssh login")
+    if cfg.rsync.ssh:
+        found += [f"{cfg.source}: <remote ip=\"{remote.ip}\" name=\"{remote.name}\">: port "
+                  f"{remote.port} (<remote port> or <userDefinedPort>) is not used over ssh "
+                  f"(rsync's --port is for daemons): give it to ssh, <ssh command=\"ssh -p "
+                  f"{remote.port}\">"
+                  for localpath in cfg.localpaths for remote in localpath.remotes
+                  if remote.port]
     return found
 
 
@@ -583,15 +589,9 @@ def _password_file(value: str) -> Optional[str]:
     return path
 
 
-def default_fail_log() -> str:
-    """/var/lib/sersyncpy/rsync_fail_log.sh for root (sersync's sample said /tmp, where any
-    local user can create the file first)."""
-    return os.path.join(statefiles.state_dir(), FAIL_LOG_NAME)
-
-
 def _fail_log_path(value: str) -> str:
     if not value.strip():
-        return default_fail_log()  # sersync would run "/bin/sh " on stdin
+        return statefiles.default_fail_log()  # sersync would run "/bin/sh " on stdin
     path = os.path.abspath(value.strip())
     if os.path.isdir(path):
         raise ValueError("is a directory")
@@ -742,9 +742,9 @@ def _rsync(sersync) -> Rsync:
 def _fail_log(sersync) -> FailLog:
     element = _child(sersync, "failLog")
     if element is None:
-        return FailLog(default_fail_log(), DEFAULT_TIME_TO_EXECUTE)
+        return FailLog(statefiles.default_fail_log(), DEFAULT_TIME_TO_EXECUTE)
     return FailLog(
-        path=_value(element, "path", _fail_log_path, default_fail_log()),
+        path=_value(element, "path", _fail_log_path, statefiles.default_fail_log()),
         time_to_execute=_value(element, "timeToExecute", _time_to_execute, EMPTY_TIME_TO_EXECUTE),
         max_pending=_value(element, "maxPending", _positive, DEFAULT_MAX_PENDING),
     )

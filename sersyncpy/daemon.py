@@ -442,11 +442,9 @@ def run(cfg: configmod.Config, threads: int = 10, full_first: bool = False,
     the config says otherwise (a shared directory such as /tmp gets a WARNING)."""
     path = cfg.fail_log.path
     statefiles.ensure_dir_of(path)  # the default state directory, at the first start
-    shared = statefiles.shared_directory(path)
+    shared = faillog.shared_warning(path)
     if shared:
-        logger.warning("the fail log %s is in %s, where every local user may create or replace "
-                       "files: prefer <failLog path=\"%s\">", path, shared,
-                       configmod.default_fail_log())
+        logger.warning("%s", shared)
     lock = faillog.lock(path)
     try:
         try:

@@ -209,6 +209,15 @@ def load(path: str) -> tuple[Optional[str], dict[str, list[Event]]]:
     return state, pending
 
 
+def shared_warning(path: str) -> Optional[str]:
+    """What to say at start when the fail log is in a directory every user may write."""
+    shared = statefiles.shared_directory(path)
+    if shared is None:
+        return None
+    return (f"the fail log {path} is in {shared}, where every local user may create or "
+            f"replace files: prefer <failLog path=\"{statefiles.default_fail_log()}\">")
+
+
 def lock_path(path: str) -> str:
     """Where the lock on fail log `path` lives: in our own state directory, which no other
     user can write, so that nobody can hold or plant it (beside a fail log in /tmp they

@@ -24,16 +24,10 @@ def request(lanes: Iterable, why: str) -> None:
 
 
 def crontab_minutes(cfg: configmod.Config) -> Optional[int]:
-    """The <crontab> period, or None when off. As in sersync, a crontab with <filter> on but
-    no <crontabfilter> pattern is switched off: it would push what the filter keeps out."""
-    if not cfg.crontab.start:
-        return None
-    if cfg.filter.start and cfg.filter.excludes and not cfg.crontab.excludes:
-        logger.warning("<crontab> is off: <filter> excludes paths but <crontabfilter> lists "
-                       "no pattern, so a full sync would push them (as sersync, which also "
-                       "switched it off)")
-        return None
-    return cfg.crontab.schedule
+    """The <crontab> period, or None when off. sersync also switched it off when <filter> was
+    on with no <crontabfilter> pattern, since its full sync ignored <filter>; ours applies
+    the <filter> regexes (exclusions.py), so the crontab asked for runs."""
+    return cfg.crontab.schedule if cfg.crontab.start else None
 
 
 class Schedule:

@@ -37,6 +37,12 @@ def state_dir() -> str:
     return os.path.join(base, "sersyncpy")
 
 
+def default_fail_log() -> str:
+    """Where the fail log goes when <failLog> names none: /var/lib/sersyncpy/rsync_fail_log.sh
+    for root (sersync's sample said /tmp, where any local user can create it first)."""
+    return os.path.join(state_dir(), "rsync_fail_log.sh")
+
+
 def runtime_dir() -> str:
     """Where the pid file goes by default: /run for root, else $XDG_RUNTIME_DIR (a directory
     of the user's own) or, without one, the state directory."""

@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import subprocess
+from typing import Optional
 
 from sersyncpy.config import CommandSettings
 from sersyncpy.plugins import Notice
@@ -26,6 +27,19 @@ def command_argv(settings: CommandSettings, path: str) -> list[bytes]:
             *map(os.fsencode, settings.suffix)]
 
 
+def prefix_warning(prefix: tuple[str, ...]) -> Optional[str]:
+    """What to say at start when `prefix` is an interpreter that runs each changed file (or
+    its name) as code: sersync 2.5's sample had prefix="/bin/sh", which ran every uploaded
+    file as root."""
+    hazard = interpreter_hazard(prefix)
+    if hazard is None:
+        return None
+    who = "root" if os.geteuid() == 0 else f"uid {os.geteuid()}"
+    return (f"command: prefix={shlex.join(prefix)} {hazard}: whoever can write in the watched "
+            f"tree runs code as {who}; name the script after the interpreter in the prefix, or "
+            "pass the code inline (sh -c '...' sh)")
+
+
 class CommandPlugin:
     name = "command"
     notices_inside = True
@@ -35,14 +49,9 @@ class CommandPlugin:
         # DOTALL: sersync's Boost regexes let "." match a newline in a file name.
         self._includes = [re.compile(expression, re.DOTALL)
                           for expression in settings.includes]
-        hazard = interpreter_hazard(settings.prefix)
-        if hazard:
-            # sersync 2.5's sample had prefix="/bin/sh": every uploaded file ran as root.
-            who = "root" if os.geteuid() == 0 else f"uid {os.geteuid()}"
-            logger.warning("command: prefix=%s %s: whoever can write in the watched tree runs "
-                           "code as %s; name the script after the interpreter in the prefix, or "
-                           "pass the code inline (sh -c '...' sh)",
-                           shlex.join(settings.prefix), hazard, who)
+        warning = prefix_warning(settings.prefix)
+        if warning:
+            logger.warning("%s", warning)
 
     def wanted(self, path: str) -> bool:
         """<filter start="true">: only paths an include expression matches in full."""

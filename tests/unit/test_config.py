@@ -532,8 +532,9 @@ def test_rsync_options_when_started(tmp_path: Path, watch: str) -> None:
         ssh=True,
     )
     assert cfg.localpaths[0].remotes[0].port == 8730
-    (warning,) = cfg.warnings
-    assert ': <auth start="true"> is not used in ssh mode' in warning, warning
+    auth, port = cfg.warnings
+    assert ': <auth start="true"> is not used in ssh mode' in auth, auth
+    assert 'port 8730 (<remote port> or <userDefinedPort>) is not used over ssh' in port, port
 
 
 def test_ssh_with_auth_needs_no_password_file_and_says_it_is_unused(watch: str) -> None:

@@ -73,14 +73,12 @@ def test_crontab_minutes(cfg, minutes, caplog):
     assert not caplog.records
 
 
-def test_crontab_with_filter_excludes_but_no_crontabfilter_is_off_with_a_warning(caplog):
+def test_crontab_with_filter_excludes_but_no_crontabfilter_runs(caplog):
+    # sersync switched it off, as its full sync ignored <filter>; ours applies the regexes.
     cfg = _cfg(filter_start=True, excludes=(r"(.*)\.gz",))
     with caplog.at_level(logging.WARNING):
-        assert fullsync.crontab_minutes(cfg) is None
-    (record,) = caplog.records
-    assert record.levelno == logging.WARNING
-    assert record.getMessage().startswith("<crontab> is off: <filter> excludes paths but "
-                                          "<crontabfilter> lists no pattern")
+        assert fullsync.crontab_minutes(cfg) == cfg.crontab.schedule
+    assert not caplog.records
 
 
 def test_request_offers_one_full_event_of_the_root_to_every_lane():
