@@ -83,9 +83,10 @@ class Resync(threading.Thread):
         if not lane.root_present():
             return None  # gone or replaced (a failed mount): never a mass deletion; retry
         if lane.target.full_deletes and is_empty(lane.root):
-            logger.warning("%s: no start-up resync of %s: it is empty (a failed mount?), and "
-                           "a full sync would delete everything on the remote",
-                           lane.target.label, lane.root)
+            # A new, empty tree is common; a file system not mounted looks the same, and a
+            # full sync of it would delete everything on the remote.
+            logger.info("%s: no start-up resync of %s: it is empty", lane.target.label,
+                        lane.root)
             return False
         started = time.monotonic()
         with lane.exclusions([""]) as exclude_from:
