@@ -428,7 +428,11 @@ class Lane(threading.Thread):
     def _hold_deletions(self, p: Plan) -> list[Event]:
         """Take the deletions out of `p` until none new has come for `delete_hold` seconds
         (at most DELETE_HOLD_MAX_SECONDS after the first)."""
-        paths = {e.path for e in p.missing}
+        # The deletion of an rsync temporary name (the source of its rename into place, in a
+        # tree that is itself an rsync destination) goes with the rename's update, at once:
+        # no watch root is deleted by it, and a second rsync per received file would follow.
+        missing = [e for e in p.missing if not rsync.is_temp_name(e.path.rpartition("/")[2])]
+        paths = {e.path for e in missing}
         if not paths or self.delete_hold <= 0 or self._stopping:
             self._held = set()
             return []
@@ -442,9 +446,9 @@ class Lane(threading.Thread):
             self._held = set()
             return []
         self._held = paths
-        held = {id(e) for e in p.missing}
+        held = {id(e) for e in missing}
         p.listed = [e for e in p.listed if id(e) not in held]
-        return p.missing
+        return missing
 
     def _push_safely(self, batch: list[Event]) -> tuple[list[Event], list[Event], list[Event]]:
         """_push, but whatever goes wrong in it (a bug, an error nobody foresaw) leaves the

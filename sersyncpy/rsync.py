@@ -521,12 +521,17 @@ def _relatives(span: str, roots: list[str], hints: list[str]) -> tuple[list[str]
     return [_norm("/".join(parts[k:])) for k in range(1, len(parts))], False
 
 
+def is_temp_name(name: str) -> bool:
+    """Whether a file name has the shape of an rsync receiver's temporary file, ".f.XXXXXX"
+    (receiver.c, get_tmpname): where the watched tree is itself an rsync destination."""
+    return (len(name) >= 9 and name.startswith(".") and name[-7] == "."
+            and name[-6:].isascii() and name[-6:].isalnum())
+
+
 def _untemp(rel: str) -> Optional[str]:
-    """"d/f" for the receiver's temporary name "d/.f.XXXXXX" (receiver.c, get_tmpname)."""
+    """"d/f" for the receiver's temporary name "d/.f.XXXXXX"."""
     head, _, base = rel.rpartition("/")
-    if len(base) < 9 or not base.startswith(".") or base[-7] != ".":
-        return None
-    if not base[-6:].isascii() or not base[-6:].isalnum():
+    if not is_temp_name(base):
         return None
     return f"{head}/{base[1:-7]}" if head else base[1:-7]
 

@@ -21,7 +21,7 @@ from typing import Callable, Optional
 from inotify_simple import INotify
 from inotify_simple import flags as F
 
-from sersyncpy import limits
+from sersyncpy import limits, rsync
 from sersyncpy.diskstate import Unreadable
 from sersyncpy.errors import SersyncpyError
 from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
@@ -33,6 +33,9 @@ BASE_MASK = (
     F.CREATE | F.DELETE | F.MOVED_FROM | F.MOVED_TO | F.CLOSE_WRITE | F.ATTRIB
     | F.DELETE_SELF | F.MOVE_SELF | F.DONT_FOLLOW | F.EXCL_UNLINK | F.ONLYDIR
 )
+
+# Events that bring a file's content, as opposed to its going.
+_ARRIVALS = F.CREATE | F.CLOSE_WRITE | F.MODIFY | F.ATTRIB | F.MOVED_TO
 
 # How long an unpaired MOVED_FROM waits for its MOVED_TO before it counts as a delete.
 MOVE_PAIR_SECONDS = 0.01
@@ -367,6 +370,11 @@ class Watcher(threading.Thread):
             rel = f"{d}/{ev.name}" if d else ev.name
             is_dir = bool(mask & F.ISDIR)
             if not is_dir and rules.is_temp(ev.name):
+                continue
+            if not is_dir and mask & _ARRIVALS and rsync.is_temp_name(ev.name):
+                # An rsync receiver's temporary file, renamed into place a moment later: its
+                # content is never pushed; its going (the rename's source) still is, so that
+                # a copy a directory push or a full sync made is deleted.
                 continue
             if rules.is_excluded(rel, is_dir):
                 continue

@@ -147,6 +147,19 @@ def test_keep_dotfiles(watch):
     rec.wait_for(Event(UPDATE, ".htaccess"))
 
 
+def test_an_rsync_temporary_file_is_never_pushed_but_its_rename_away_is(watch):
+    # As rsync's receiver does it: write .f.XXXXXX, close, rename over f.
+    root, rec, _ = watch(Rules(keep_dotfiles=True))
+    (root / ".f.a1B2c3").write_text("half, then whole")
+    os.rename(root / ".f.a1B2c3", root / "f")
+    (root / "marker").write_text("x")
+    rec.wait_for(Event(UPDATE, "marker"))
+    seen = rec.seen()
+    assert Event(UPDATE, ".f.a1B2c3") not in seen
+    # The rename: the temporary name goes (a directory push may have copied it), f arrives.
+    assert Event(RENAME, "f", False, ".f.a1B2c3") in seen, seen
+
+
 def test_excluded_directories_are_not_watched(watch, tmp_path):
     root = tmp_path / "root"
     os.makedirs(root / "cache/deep")
