@@ -238,8 +238,8 @@ def _warnings(head, cfg: Config) -> list[str]:
     if cfg.rsync.ssh and cfg.rsync.auth:
         found.append(f"{cfg.source}:{auth.sourceline}: <auth start=\"true\"> is not used in "
                      "ssh mode: rsync takes a password file only from a daemon (sersync passed "
-                     "it, and every transfer failed), so it is not read; users still names the "
-                     "ssh login")
+                     "it, and rsync refused every transfer), so it is not read; users still "
+                     "names the ssh login")
     if cfg.rsync.ssh:
         found += [f"{cfg.source}: <remote ip=\"{remote.ip}\" name=\"{remote.name}\">: port "
                   f"{remote.port} (<remote port> or <userDefinedPort>) is not used over ssh "

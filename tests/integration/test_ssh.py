@@ -446,3 +446,18 @@ def test_a_directory_name_never_runs_as_a_command_on_the_backup(
     assert any(line.startswith(b"rsync --server ") for line in lines), lines
     assert_command_lines_clean(lines, {b"d", b"f", b"e", evil.encode()})
     assert " failed" not in proc.log(), proc.log()
+
+
+def test_ssh_with_auth_on_replicates_without_the_password_file(
+        sshd, sersyncpy, src, tmp_path_factory):
+    # sersync passed --password-file over ssh and every transfer failed; sersyncpy 0.1
+    # required the file though it never used it. Now: not required, not used, said once.
+    remote_dir = _remote_dir(tmp_path_factory)
+    text = ssh_confxml(src, sshd, remote_dir).replace(
+        '<auth start="false" users="" passwordfile=""/>',
+        '<auth start="true" users="root" passwordfile="/nonexistent/rsync.pas"/>')
+    proc = sersyncpy(text)
+    write(src / "f.txt", b"over ssh, as root@")
+    same_tree(src, remote_dir)
+    assert proc.log().count('<auth start="true"> is not used in ssh mode') == 1
+    assert " failed" not in proc.log(), proc.log()
