@@ -738,20 +738,6 @@ def test_stderr_log_lines_have_a_timestamp_unless_stderr_is_the_journal(daemon, 
 # --------------------------------------------------------------------------- <crontab>
 
 
-def test_crontab_is_off_when_filter_excludes_have_no_crontabfilter(daemon, src, sersyncpy):
-    text = with_crontab(confxml([(src, [(daemon, "backup")])], excludes=(r"(.*)\.log",)), 1)
-    proc = sersyncpy(text)
-    assert "<crontab> is off: <filter> excludes paths but <crontabfilter> lists no pattern" \
-        in proc.log()
-    # Giving it a <crontabfilter> on reload switches it on.
-    proc.config.write_text(with_crontab(conf_text(
-        proc.home, [(src, [(daemon, "backup")])], excludes=(r"(.*)\.log",),
-        crontab_excludes=("*.log",)), 1))
-    outcome = hup(proc)
-    assert outcome.endswith(", crontab"), outcome
-    assert count(proc.log(), "<crontab> is off") == 1
-
-
 @pytest.mark.slow
 def test_crontab_every_minute_repairs_the_replica(daemon, src, sersyncpy):
     """The one test of the real minute-scale schedule (the Schedule logic itself is a unit
