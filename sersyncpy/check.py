@@ -14,6 +14,7 @@ from sersyncpy import __version__, faillog, fullsync, plugins, rsync, status
 from sersyncpy import config as configmod
 from sersyncpy.daemon import excluded_by, target_for
 from sersyncpy.plugins.command import prefix_warning
+from sersyncpy.plugins.settings import CdnSettings, CommandSettings, PluginSettings, SocketSettings
 
 MASK = "****"
 # Shown in place of what only a run has: the temporary file of paths the <filter> regexes
@@ -276,14 +277,14 @@ def _sync_plugin(cfg: configmod.Config) -> list[str]:
     return lines
 
 
-def _plugin_settings(settings: configmod.PluginSettings) -> list[str]:
-    if isinstance(settings, configmod.CommandSettings):
+def _plugin_settings(settings: PluginSettings) -> list[str]:
+    if isinstance(settings, CommandSettings):
         lines = _command(settings)
-    elif isinstance(settings, configmod.SocketSettings):
+    elif isinstance(settings, SocketSettings):
         how = ("one connection per change, carrying its path" if settings.format == "sersync"
                else "one connection, one JSON line per change")
         lines = [f"  sends to {settings.ip}:{settings.port}, format {settings.format}: {how}"]
-    elif isinstance(settings, configmod.CdnSettings):
+    elif isinstance(settings, CdnSettings):
         url = (f"the first group of {settings.match} in the path" if settings.regex
                else f"the path below {settings.watch}")
         lines = [f"  asks {settings.domain}:{settings.port} (user {settings.username}, "
@@ -293,12 +294,12 @@ def _plugin_settings(settings: configmod.PluginSettings) -> list[str]:
                else "one JSON POST per batch")
         lines = [f"  posts to {masked_url(settings.url)}, format {settings.format}: {how}"]
     d = settings.delivery
-    retried = ("" if isinstance(settings, configmod.CommandSettings)
+    retried = ("" if isinstance(settings, CommandSettings)
                else f"; each retried for {d.retry_seconds:g} s")
     return lines + [f"  queue: {d.queue} changes at most{retried}"]
 
 
-def _command(settings: configmod.CommandSettings) -> list[str]:
+def _command(settings: CommandSettings) -> list[str]:
     argv = shlex.join([*settings.prefix, "PATH", *settings.suffix])
     errors = ("logged at DEBUG only (ignoreError=\"true\")" if settings.ignore_error
               else "logged as an ERROR, with its stderr")
@@ -386,7 +387,7 @@ def warnings(cfg: configmod.Config, options: Options = Options()) -> list[str]:
         name = cfg.sersync_plugin
     if name == "command":
         settings = configmod.plugin_settings(cfg, name, standalone=options.plugin is not None)
-        assert isinstance(settings, configmod.CommandSettings)
+        assert isinstance(settings, CommandSettings)
         hazard = prefix_warning(settings.prefix)
         if hazard:
             found.append(hazard)

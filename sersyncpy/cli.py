@@ -14,7 +14,7 @@ import sys
 from dataclasses import replace
 from typing import Optional
 
-from sersyncpy import __version__, background, logs, statefiles
+from sersyncpy import __version__, background, convert, logs, statefiles
 from sersyncpy.errors import SersyncpyError, UsageError
 
 logger = logging.getLogger("sersyncpy")
@@ -72,12 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_threads(value: str) -> int:
     try:
-        n = int(value)
-    except ValueError:
+        return convert.positive(value)
+    except convert.NotANumber:
         raise UsageError(f"-n {value!r}: not a whole number") from None
-    if n < 1:
-        raise UsageError(f"-n {value!r}: must be at least 1")
-    return n
+    except ValueError as exc:
+        raise UsageError(f"-n {value!r}: {exc}") from None
+
+
+def parse_plugin(value: Optional[str]) -> Optional[str]:
+    from sersyncpy.plugins import registry
+
+    try:
+        return None if value is None else registry.plugin_name(value)
+    except ValueError as exc:
+        raise UsageError(f"-m {value}: {exc}") from None
 
 
 def _main(argv: list[str]) -> int:
@@ -96,9 +104,7 @@ def _main(argv: list[str]) -> int:
     threads = parse_threads(args.threads)
     from sersyncpy import config, daemon
 
-    if args.plugin is not None and args.plugin not in config.PLUGIN_NAMES:
-        raise UsageError(f"-m {args.plugin}: unknown plugin, expected one of "
-                         f"{', '.join(config.PLUGIN_NAMES)}")
+    parse_plugin(args.plugin)
     cfg = config.load(args.config)
     plugin = args.plugin or cfg.sersync_plugin
     if plugin:  # checked here, so that a mistake is the one line on stderr

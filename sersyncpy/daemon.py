@@ -15,16 +15,17 @@ from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from sersyncpy import config as configmod
-from sersyncpy import faillog, fullsync, logs, plugins, statefiles, status, systemd
+from sersyncpy import convert, faillog, fullsync, logs, plugins, statefiles, status, systemd
 from sersyncpy.diskstate import Unreadable
 from sersyncpy.errors import SersyncpyError, UsageError
 from sersyncpy.events import Event
-from sersyncpy.exclusions import Excluded
+from sersyncpy.plugins import registry
 from sersyncpy.plugins.gate import Gate
 from sersyncpy.plugins.runner import Runner
 from sersyncpy.pool import DELETE_HOLD_SECONDS, Lane, Slots
 from sersyncpy.rsync import Target
-from sersyncpy.watcher import UNWATCHED_RESYNC_SECONDS, Rules, Watcher
+from sersyncpy.rules import Excluded, Rules
+from sersyncpy.watcher import UNWATCHED_RESYNC_SECONDS, Watcher
 
 logger = logging.getLogger(__name__)
 
@@ -80,12 +81,9 @@ def env_seconds(name: str, default: float) -> float:
     if not text:
         return default
     try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"{name}={text!r}: not a number of seconds") from None
-    if not value >= 0:
-        raise UsageError(f"{name}={text!r}: must be zero or more")
-    return value
+        return convert.seconds_or_zero(text)
+    except ValueError as exc:
+        raise UsageError(f"{name}={text!r}: {exc}") from None
 
 
 class Replicator:
@@ -102,7 +100,7 @@ class Replicator:
         self.gate: Optional[Gate] = None
         if cfg.sersync_plugin:
             settings = configmod.plugin_settings(cfg, cfg.sersync_plugin, standalone=False)
-            self.runner = Runner(plugins.build(cfg.sersync_plugin, settings), settings.delivery)
+            self.runner = Runner(registry.build(cfg.sersync_plugin, settings), settings.delivery)
         # Per root, the paths that could not be read: named once, whatever the remotes.
         self.unreadable = [Unreadable(lp.watch) for lp in cfg.localpaths]
         self.lanes: list[list[Lane]] = [
@@ -288,7 +286,7 @@ class Replicator:
         old = self.config
         self.config = replace(new, sersync_plugin=old.sersync_plugin, plugins=old.plugins,
                               fail_log=old.fail_log)
-        self.watcher.rules = rules_for(self.config)
+        self.watcher.use_rules(rules_for(self.config))
         changed = [f"{len(self.config.filter.excludes)} exclude(s)"]
         for index, lp in enumerate(self.config.localpaths):
             changed += self._reload_remotes(index, lp)
@@ -391,7 +389,7 @@ class PluginOnly:
         tuning = tuning or Tuning()
         settings = configmod.plugin_settings(cfg, name, standalone=True)
         self.roots = plugins.standalone_roots(cfg, settings)
-        self.runner = Runner(plugins.build(name, settings), settings.delivery)
+        self.runner = Runner(registry.build(name, settings), settings.delivery)
         self._excluded = excluded_by(cfg)
         self.watcher = Watcher(self.roots, rules_for(cfg), self._sink,
                                unwatched_resync=tuning.unwatched_resync,

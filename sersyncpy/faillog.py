@@ -13,7 +13,6 @@ import hashlib
 import logging
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Optional
 from sersyncpy import rsync, statefiles
 from sersyncpy.background import PidFile
 from sersyncpy.events import DELETE, KIND_NAMES, RENAME, Event, is_clean
+from sersyncpy.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -258,20 +258,19 @@ class WriteHealth:
         self.error, self.failing_since = "", None
 
 
-class FailLogWriter(threading.Thread):
+class FailLogWriter(Worker):
     """Rewrites the fail log whenever a lane's pending set changed, at most every
     `interval` seconds; the last write on stop marks a clean shutdown. A write that fails
     (a full disk, a directory in the way) is an ERROR and is tried again, never the end."""
 
     def __init__(self, path: str, lanes: Sequence, interval: float = WRITE_SECONDS,
                  retry_minutes: float = 60):
-        super().__init__(name="fail log", daemon=True)
+        super().__init__("fail log")
         self.path = path
         self.lanes = list(lanes)  # objects with .root, .target, .snapshot(), .retry_now()
         self.interval = interval
         self.retry_seconds = retry_minutes * 60  # sersync's timeToExecute
         self.health = WriteHealth(path)
-        self._stopping = threading.Event()
         self._seen: dict[int, int] = {}
 
     def write(self, state: str) -> bool:
@@ -296,9 +295,9 @@ class FailLogWriter(threading.Thread):
         return bool(self.health.error) or any(
             self._seen.get(id(lane)) != lane.version for lane in self.lanes)
 
-    def run(self) -> None:
+    def work(self) -> None:
         next_retry = time.monotonic() + self.retry_seconds
-        while not self._stopping.wait(self.interval):
+        while not self.rest(self.interval):
             if self.changed():
                 self.write(RUNNING)
             if self.retry_seconds > 0 and time.monotonic() >= next_retry:
@@ -309,7 +308,8 @@ class FailLogWriter(threading.Thread):
                     lane.retry_now()
 
     def stop(self) -> None:
-        self._stopping.set()
+        """Stop writing, and wait for a write under way."""
+        super().stop()
         if self.is_alive():
             self.join()
 

@@ -26,7 +26,7 @@ def request(lanes: Iterable, why: str) -> None:
 def crontab_minutes(cfg: configmod.Config) -> Optional[int]:
     """The <crontab> period, or None when off. sersync also switched it off when <filter> was
     on with no <crontabfilter> pattern, since its full sync ignored <filter>; ours applies
-    the <filter> regexes (exclusions.py), so the crontab asked for runs."""
+    the <filter> regexes (rules.py), so the crontab asked for runs."""
     return cfg.crontab.schedule if cfg.crontab.start else None
 
 

@@ -21,13 +21,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from sersyncpy import rsync
+from sersyncpy import rsync, rsync_failures
 from sersyncpy.config import DEFAULT_MAX_PENDING
 from sersyncpy.diskstate import State, Unreadable, disk_state, is_empty
 from sersyncpy.events import COVERING, DELETE, FULL, RENAME, SUBTREE, UPDATE, Event, is_clean
-from sersyncpy.exclusions import Excluded, exclude_file, excluded_below
 from sersyncpy.filterqueue import FilterQueue
 from sersyncpy.resync import Resync
+from sersyncpy.rules import Excluded, exclude_file, excluded_below
 
 logger = logging.getLogger(__name__)
 
@@ -548,8 +548,8 @@ class Lane(threading.Thread):
             return events
         directories = ([e.path for e in events if disk_state(self.root, e.path) is State.DIR]
                        if self.target.deletes else ())
-        names = rsync.failed_paths(result.stderr, [e.path for e in events], self.root,
-                                   directories=directories)
+        names = rsync_failures.failed_paths(result.stderr, [e.path for e in events], self.root,
+                                            directories=directories)
         if names is None:
             return events
         failed = [e for e in events if e.path in names]
@@ -570,7 +570,8 @@ class Lane(threading.Thread):
             return result
         self.stats.last_code = result.code
         self.stats.last_error = f"exit {result.code} ({rsync.describe_exit(result.code)})"
-        level = logging.ERROR if rsync.classify(result.code) == "fatal" else logging.WARNING
+        fatal = rsync.classify(result.code) is rsync.Outcome.FATAL
+        level = logging.ERROR if fatal else logging.WARNING
         lines = result.stderr.splitlines()
         logger.log(level, "%s: %s of %d paths failed: %s%s", self.target.label, what,
                    len(events), self.stats.last_error,

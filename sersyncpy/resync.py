@@ -13,9 +13,11 @@ from contextlib import AbstractContextManager
 from typing import Optional, Protocol
 
 from sersyncpy import rsync
+from sersyncpy.backoff import Backoff
 from sersyncpy.diskstate import is_empty
 from sersyncpy.events import FULL, Event
 from sersyncpy.filterqueue import FilterQueue
+from sersyncpy.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -40,18 +42,17 @@ class ResyncedLane(Protocol):
     def resynced(self, redo: list[Event], synced: bool) -> None: ...
 
 
-class Resync(threading.Thread):
+class Resync(Worker):
     """One full sync of the root beside the live pushes, retried until it works or the lane
     stops. What the lane is offered meanwhile is recorded, collapsed, and given back to the
     lane once it is done: the resync may have read a file before it changed, or listed a
     directory since deleted, so those paths are pushed again, in order, by the lane."""
 
     def __init__(self, lane: ResyncedLane):
-        super().__init__(name=f"resync {lane.target.label}", daemon=True)
+        super().__init__(f"resync {lane.target.label}")
         self.lane = lane
         self._changed = FilterQueue()  # offered to the lane while this runs
         self._lock = threading.Lock()
-        self._ending = threading.Event()
 
     def record(self, events: Iterable[Event]) -> None:
         with self._lock:
@@ -60,21 +61,18 @@ class Resync(threading.Thread):
                 self._changed.take()  # as the lane does: the root again, whole
                 self._changed.push(FULL, "", True)
 
-    def stop(self) -> None:
-        """The lane stops: end the rsync under way (the next start resyncs again)."""
-        self._ending.set()
-
-    def run(self) -> None:
-        wait = RETRY_FIRST
-        while not self._ending.is_set():
+    def work(self) -> None:
+        """Until it is done, or the lane stops (stop() ends the rsync under way: the next
+        start resyncs again)."""
+        backoff = Backoff(RETRY_FIRST, RETRY_MAX)
+        while not self.stopping():
             outcome = self._once()
             if outcome is not None:
                 with self._lock:
                     redo = self._changed.take()
                 self.lane.resynced(redo, synced=outcome)
                 return
-            self._ending.wait(wait)
-            wait = min(RETRY_MAX, wait * 2)
+            self.rest(backoff.next())
 
     def _once(self) -> Optional[bool]:
         """One attempt: True when the remote has the root, False when there is nothing to
@@ -91,8 +89,8 @@ class Resync(threading.Thread):
         started = time.monotonic()
         with lane.exclusions([""]) as exclude_from:
             result = lane.counted_run(rsync.full_argv(lane.target, exclude_from),
-                                      rsync.encode_list([""]), self._ending)
-        if self._ending.is_set():
+                                      rsync.encode_list([""]), self._stop_asked)
+        if self.stopping():
             return None
         if result.ok:
             logger.info("%s: start-up resync of %s done in %.1fs (%d files sent)",

@@ -1,8 +1,6 @@
-"""Recursive inotify watch of every watch root, turning kernel events into Events.
-
-Owns the watch descriptors, new directories (watched first, then scanned), move pairing by
-cookie, the temp-file and <filter> rules, and overflow. Unlike sersync, ATTRIB is a metadata
-update (sersync made it a delete and dropped the subtree's watches) and an overflow resyncs.
+"""The watcher thread: kernel events of every watch root turned into Events (moves paired by
+cookie, Rules applied), root health and overflow; the watches themselves are watchtable.py's.
+Unlike sersync, ATTRIB is a metadata update (not a delete), and an overflow resyncs.
 """
 
 from __future__ import annotations
@@ -10,7 +8,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 import stat
 import threading
 import time
@@ -18,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from inotify_simple import Event as KernelEvent
 from inotify_simple import INotify
 from inotify_simple import flags as F
 
@@ -25,6 +23,8 @@ from sersyncpy import limits, rsync
 from sersyncpy.diskstate import Unreadable
 from sersyncpy.errors import SersyncpyError
 from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
+from sersyncpy.rules import Rules
+from sersyncpy.watchtable import Root, WatchTable
 
 logger = logging.getLogger(__name__)
 
@@ -44,41 +44,6 @@ ROOT_CHECK_SECONDS = 1.0
 # How often directories that could not be watched (the inotify watch limit) are tried again
 # and, while they stay unwatched, resynced whole; SERSYNCPY_UNWATCHED_RESYNC_SECONDS sets it.
 UNWATCHED_RESYNC_SECONDS = 60.0
-# How long a directory that vanished before it could be watched is remembered, in case the
-# rename that moved it is still to be read.
-MISSED_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class Rules:
-    """Which changes are pushed: sersync's <inotify> flags, <filter> and its temp-file rule."""
-
-    delete: bool = True
-    create_file: bool = False
-    close_write: bool = True
-    move_from: bool = True
-    move_to: bool = True
-    attrib: bool = False
-    modify: bool = False
-    excludes: tuple[re.Pattern, ...] = ()
-    keep_dotfiles: bool = True
-
-    def is_temp(self, name: str) -> bool:
-        """With keepDotfiles="false", sersync's rule: never vim's probe `4913`, an `x~`
-        backup or a dotfile (.htaccess included). By default every name is pushed."""
-        return not self.keep_dotfiles and (
-            name == "4913" or name.endswith("~") or name.startswith("."))
-
-    def is_excluded(self, rel: str, is_dir: bool) -> bool:
-        """sersync's subjects: `name` in the root, `/dir/name` deeper; `dir/` for directories
-        at the initial scan. We test both, so a directory is excluded however it appears."""
-        if not self.excludes:
-            return False
-        subject = rel if "/" not in rel else "/" + rel
-        for rx in self.excludes:
-            if rx.fullmatch(subject) or (is_dir and rx.fullmatch(rel + "/")):
-                return True
-        return False
 
 
 def _inotify_instance(raise_limits: bool) -> INotify:
@@ -120,12 +85,13 @@ class _Created:
 
 
 @dataclass
-class _Root:
-    index: int
-    path: str
-    wds: dict[str, int] = field(default_factory=dict)  # rel dir -> wd
-    dev: int = 0  # st_dev when first watched: another value means another mount
-    gone: bool = False
+class _Read:
+    """One read of kernel events as it is translated: what it became, in order (Events, and
+    the MOVED_FROMs and new files that the rest of the read decides), and those still open."""
+
+    out: list[tuple[Root, object]] = field(default_factory=list)
+    moves: dict[int, _MoveFrom] = field(default_factory=dict)  # cookie -> MOVED_FROM in out
+    creates: dict[tuple[int, str], _Created] = field(default_factory=dict)  # new files in out
 
 
 class Watcher(threading.Thread):
@@ -139,160 +105,44 @@ class Watcher(threading.Thread):
         unreadable: Optional[Sequence[Unreadable]] = None,
     ):
         super().__init__(name="watcher", daemon=True)
-        self.rules = rules
+        self._rules = rules
         self._sink = sink
-        self._unwatched: set[tuple[int, str]] = set()  # (root index, rel dir) not watched
-        # (root index, rel dir) we may not read (mkdir -m 700 by another user, when we are
-        # not root or the tree is root_squash NFS): not watched, not pushed, tried again;
-        # named and counted by the root's Unreadable, which its lanes share.
-        self._unreadable: set[tuple[int, str]] = set()
-        self.unreadable = list(unreadable) if unreadable else [Unreadable(p) for p in roots]
-        # (root index, rel dir) -> when: gone (ENOENT) as we tried to watch it; perhaps
-        # renamed by an event not read yet (mkdir -p a/b && mv a c).
-        self._missed: dict[tuple[int, str], float] = {}
         self._unwatched_resync = unwatched_resync
-        # The real path: a root that is a symlink (/var/www -> /data/www) must be followed,
-        # while every watch below it uses IN_DONT_FOLLOW.
-        self._roots = [_Root(i, os.path.realpath(p)) for i, p in enumerate(roots)]
         self._inotify = _inotify_instance(raise_limits)
-        self.raise_limits = raise_limits
-        self.on_progress: Optional[Callable[[int], None]] = None  # directories watched so far
-        self._mask = BASE_MASK | (F.MODIFY if rules.modify else 0)
-        self._by_wd: dict[int, tuple[_Root, str]] = {}
+        self.table = WatchTable(
+            self._inotify, roots, BASE_MASK | (F.MODIFY if rules.modify else 0),
+            rules.is_excluded,
+            list(unreadable) if unreadable else [Unreadable(p) for p in roots],
+            unwatched_resync, raise_limits)
         self._stopping = threading.Event()
         self.overflows = 0
-        self._progress_count = 0
 
-    # -- set-up and bookkeeping ---------------------------------------------------------
-
-    def counts(self) -> list[tuple[int, int]]:
-        """Per root: (directories watched, directories that could not be watched)."""
-        unwatched = [0] * len(self._roots)
-        for index, _rel in list(self._unwatched):
-            unwatched[index] += 1
-        return [(len(root.wds), unwatched[root.index]) for root in self._roots]
+    def use_rules(self, rules: Rules) -> None:
+        """What is pushed from the next event on (reload). <inotify><modify> is in the watch
+        mask, so a change of it takes a restart."""
+        self._rules = rules
+        self.table.excluded = rules.is_excluded
 
     def watch_all(self) -> int:
         """Add watches on every directory of every root; returns how many are watched."""
-        self._progress_count = 0
-        for root in self._roots:
-            root.dev = os.stat(root.path).st_dev
-            self._watch_tree(root, "")
-        if self._unwatched:
-            missing = self._count_unwatched()
-            current = limits.read("max_user_watches")
-            # The limit is reached, so every watch it allows is in use: we need `missing` more.
-            needed = (current or len(self._by_wd)) + missing
-            logger.error("%d directories cannot be watched: %s", missing,
-                         limits.advice("max_user_watches", current, needed))
-            if self.raise_limits and limits.raise_to("max_user_watches", needed):
-                todo, self._unwatched = self._unwatched, set()
-                for index, rel in sorted(todo):
-                    self._watch_tree(self._roots[index], rel)
-            if self._unwatched:
-                self._warn_unwatched()
-        return len(self._by_wd)
+        return self.table.watch_all()
 
-    def _count_unwatched(self) -> int:
-        """Directories in the unwatched subtrees (not scanned when their top failed)."""
-        count = 0
-        for index, rel in self._unwatched:
-            top = self._abs(self._roots[index], rel)
-            for _dirpath, dirnames, _files in os.walk(top):
-                count += 1
-                dirnames[:] = [d for d in dirnames
-                               if not os.path.islink(os.path.join(_dirpath, d))]
-        return count
+    def counts(self) -> list[tuple[int, int]]:
+        """Per root: (directories watched, directories that could not be watched)."""
+        return self.table.counts()
 
     @property
     def watch_count(self) -> int:
-        return len(self._by_wd)
+        return self.table.watch_count
 
-    def _abs(self, root: _Root, rel: str) -> str:
-        return os.path.join(root.path, rel) if rel else root.path
+    @property
+    def on_progress(self) -> Optional[Callable[[int], None]]:
+        """Called with the number of directories watched so far, now and then."""
+        return self.table.on_progress
 
-    def _watch_one(self, root: _Root, rel: str) -> bool:
-        try:
-            wd = self._inotify.add_watch(self._abs(root, rel), self._mask)
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                # Deleted (its parent reports it) or renamed: _move_tree retries it there.
-                self._missed[(root.index, rel)] = time.monotonic()
-                return False
-            if exc.errno in (errno.EACCES, errno.EPERM):
-                self._cannot_read(root, rel)
-                return False
-            if exc.errno != errno.ENOSPC:
-                logger.error("cannot watch %s: %s", self._abs(root, rel), exc.strerror)
-            # Not watched, so not silently missed: resynced whole until it can be watched.
-            self._unwatched.add((root.index, rel))
-            return False
-        self._progress_count += 1
-        if self.on_progress is not None and not self._progress_count & 4095:
-            self.on_progress(self._progress_count)
-        old = self._by_wd.get(wd)
-        if old is not None and old[1] != rel:
-            old[0].wds.pop(old[1], None)
-        self._by_wd[wd] = (root, rel)
-        root.wds[rel] = wd
-        return True
-
-    def _cannot_read(self, root: _Root, rel: str) -> None:
-        """A directory we may not read: named and counted (Unreadable), not pushed (rsync
-        could not read it either), and tried again every unwatched-resync period."""
-        self._unreadable.add((root.index, rel))
-        self.unreadable[root.index].report([rel])
-
-    def _watch_tree(self, root: _Root, rel: str) -> None:
-        """Watch `rel` and every directory below it: each watch first, then its listing, so
-        nothing created meanwhile is missed."""
-        stack = [rel]
-        while stack:
-            d = stack.pop()
-            if not self._watch_one(root, d):
-                continue
-            try:
-                with os.scandir(self._abs(root, d)) as it:
-                    for entry in it:
-                        # scandir falls back to lstat where d_type is unknown (old XFS), which
-                        # is what sersync's <fileSystem xfs="true"> was for.
-                        if entry.is_dir(follow_symlinks=False):
-                            sub = f"{d}/{entry.name}" if d else entry.name
-                            if not self.rules.is_excluded(sub, True):
-                                stack.append(sub)
-            except OSError:
-                continue
-
-    def _forget_tree(self, root: _Root, rel: str, remove: bool) -> None:
-        """Drop the watches of `rel` and below (moved out, or the root lost)."""
-        prefix = rel + "/" if rel else ""  # below the root is everything
-        for d in [d for d in root.wds if d == rel or d.startswith(prefix)]:
-            wd = root.wds.pop(d)
-            self._by_wd.pop(wd, None)
-            if remove:
-                try:
-                    self._inotify.rm_watch(wd)
-                except OSError:
-                    pass
-
-    def _move_tree(self, root: _Root, src: str, dst: str) -> None:
-        """A directory moved inside the root keeps its watches; only their paths change.
-        What could not be watched below it because it had moved already is watched now."""
-        prefix = src + "/"
-        for d in [d for d in root.wds if d == src or d.startswith(prefix)]:
-            wd = root.wds.pop(d)
-            new = dst + d[len(src):]
-            root.wds[new] = wd
-            self._by_wd[wd] = (root, new)
-        if self._missed:
-            now = time.monotonic()
-            for key, when in list(self._missed.items()):
-                index, rel = key
-                if now - when > MISSED_SECONDS:
-                    del self._missed[key]
-                elif index == root.index and (rel == src or rel.startswith(prefix)):
-                    del self._missed[key]
-                    self._watch_tree(root, dst + rel[len(src):])
+    @on_progress.setter
+    def on_progress(self, callback: Optional[Callable[[int], None]]) -> None:
+        self.table.on_progress = callback
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -313,24 +163,23 @@ class Watcher(threading.Thread):
                     self._deliver(self._check_roots())
                 if now >= next_resync:
                     next_resync = now + self._unwatched_resync
-                    self._deliver(self._resync_unwatched())
+                    self._deliver([(root, Event(FULL, rel, True))
+                                   for root, rel in self.table.retry()])
         except Exception:
             logger.exception("the watcher failed; changes are no longer seen")
             raise
         finally:
             self._inotify.close()
 
-    def process(self, raw: list) -> None:
+    def process(self, raw: list[KernelEvent]) -> None:
         """Turn one read of kernel events into Events and hand them to the sink, per root."""
-        out: list[tuple[_Root, object]] = []
-        moves: dict[int, _MoveFrom] = {}  # cookie -> a MOVED_FROM still waiting in `out`
-        creates: dict[tuple[int, str], _Created] = {}  # new files waiting in `out`
-        self._translate(raw, out, moves, creates)
-        if moves:
+        read = _Read()
+        self._translate(raw, read)
+        if read.moves:
             more = self._inotify.read(timeout=int(MOVE_PAIR_SECONDS * 1000))
             if more:
-                self._translate(more, out, moves, creates)
-        self._deliver(out)
+                self._translate(more, read)
+        self._deliver(read.out)
 
     def _deliver(self, out: list) -> None:
         by_root: dict[int, list[Event]] = {}
@@ -347,114 +196,127 @@ class Watcher(threading.Thread):
         for index, events in by_root.items():
             self._sink(index, events)
 
-    def _translate(self, raw: list, out: list, moves: dict, creates: dict) -> None:
-        rules = self.rules
+    # -- one kernel event ---------------------------------------------------------------
+
+    def _translate(self, raw: list[KernelEvent], read: _Read) -> None:
         for ev in raw:
-            mask = ev.mask
-            if mask & F.Q_OVERFLOW:
-                self._overflow(out)
+            if ev.mask & F.Q_OVERFLOW:
+                self._overflow(read.out)
                 continue
-            where = self._by_wd.get(ev.wd)
+            where = self.table.where(ev.wd)
             if where is None:
                 continue  # a watch we dropped; its events are stale
             root, d = where
-            if mask & F.IGNORED:
-                if root.wds.get(d) == ev.wd:
-                    del root.wds[d]
-                self._by_wd.pop(ev.wd, None)
-                continue
-            if not ev.name:
-                if mask & (F.DELETE_SELF | F.MOVE_SELF) and d == "":
-                    self._root_lost(root, out, "was deleted or moved away")
-                continue  # other events about a directory itself come from its parent too
-            rel = f"{d}/{ev.name}" if d else ev.name
-            is_dir = bool(mask & F.ISDIR)
-            if not is_dir and rules.is_temp(ev.name):
-                continue
-            if not is_dir and mask & _ARRIVALS and rsync.is_temp_name(ev.name):
-                # An rsync receiver's temporary file, renamed into place a moment later: its
-                # content is never pushed; its going (the rename's source) still is, so that
-                # a copy a directory push or a full sync made is deleted.
-                continue
-            if rules.is_excluded(rel, is_dir):
-                continue
-            if mask & F.MOVED_FROM:
-                moves[ev.cookie] = _MoveFrom(rel, is_dir)
-                out.append((root, moves[ev.cookie]))
-            elif mask & F.MOVED_TO:
-                self._moved_to(root, rel, is_dir, moves.pop(ev.cookie, None), out)
-            elif mask & F.CREATE:
-                if is_dir or rules.create_file:
-                    self._created(root, rel, is_dir, out)
-                else:
-                    creates[(root.index, rel)] = created = _Created(rel)
-                    out.append((root, created))
-            elif mask & F.DELETE:
-                if is_dir:
-                    # rmdir needs an empty directory: nothing below it is still watched, so
-                    # no scan of every watch per deleted directory (rm -rf of a large tree).
-                    wd = root.wds.pop(rel, None)
-                    if wd is not None:
-                        self._by_wd.pop(wd, None)
-                if rules.delete:
-                    out.append((root, Event(DELETE, rel, is_dir)))
-            elif mask & F.CLOSE_WRITE:
-                if rules.close_write:
-                    created = creates.pop((root.index, rel), None)
-                    if created is not None:
-                        created.closed = True
-                    out.append((root, Event(UPDATE, rel, False)))
-            elif mask & F.MODIFY:
-                if rules.modify:
-                    out.append((root, Event(UPDATE, rel, False)))
-            elif mask & F.ATTRIB:
-                if rules.attrib:
-                    out.append((root, Event(UPDATE, rel, is_dir)))
+            if ev.mask & F.IGNORED:
+                self.table.ignored(ev.wd)
+            elif ev.name:
+                self._entry(read, root, f"{d}/{ev.name}" if d else ev.name, ev)
+            elif ev.mask & (F.DELETE_SELF | F.MOVE_SELF) and d == "":
+                self._root_lost(root, read.out, "was deleted or moved away")
+            # other events about a directory itself come from its parent too
 
-    def _created(self, root: _Root, rel: str, is_dir: bool, out: list) -> None:
+    def _entry(self, read: _Read, root: Root, rel: str, ev: KernelEvent) -> None:
+        """An event about an entry of a watched directory, by kind, unless the rules drop it."""
+        mask, rules = ev.mask, self._rules
+        is_dir = bool(mask & F.ISDIR)
+        if self._dropped(ev.name, rel, is_dir, mask):
+            return
+        if mask & F.MOVED_FROM:
+            self._moved_from(read, root, rel, is_dir, ev.cookie)
+        elif mask & F.MOVED_TO:
+            self._moved_to(root, rel, is_dir, read.moves.pop(ev.cookie, None), read.out)
+        elif mask & F.CREATE:
+            self._on_create(read, root, rel, is_dir)
+        elif mask & F.DELETE:
+            self._on_delete(read, root, rel, is_dir)
+        elif mask & F.CLOSE_WRITE:
+            self._on_close_write(read, root, rel)
+        elif mask & F.MODIFY:
+            if rules.modify:
+                read.out.append((root, Event(UPDATE, rel, False)))
+        elif mask & F.ATTRIB:  # sersync made it a delete, and dropped the subtree's watches
+            if rules.attrib:
+                read.out.append((root, Event(UPDATE, rel, is_dir)))
+
+    def _dropped(self, name: str, rel: str, is_dir: bool, mask: int) -> bool:
+        rules = self._rules
+        if not is_dir and rules.is_temp(name):
+            return True
+        if not is_dir and mask & _ARRIVALS and rsync.is_temp_name(name):
+            # An rsync receiver's temporary file, renamed into place a moment later: its
+            # content is never pushed; its going (the rename's source) still is, so that
+            # a copy a directory push or a full sync made is deleted.
+            return True
+        return rules.is_excluded(rel, is_dir)
+
+    def _on_create(self, read: _Read, root: Root, rel: str, is_dir: bool) -> None:
         if is_dir:
             # Watch first, then push the whole directory: whatever was written into it before
             # the watch existed is on disk when the push reads it.
-            self._watch_tree(root, rel)
-            out.append((root, Event(SUBTREE, rel, True)))
+            self.table.watch_tree(root, rel)
+            read.out.append((root, Event(SUBTREE, rel, True)))
+        elif self._rules.create_file:
+            read.out.append((root, Event(UPDATE, rel, False)))
         else:
-            out.append((root, Event(UPDATE, rel, False)))
+            read.creates[(root.index, rel)] = created = _Created(rel)
+            read.out.append((root, created))
 
-    def _closes_later(self, root: _Root, rel: str) -> bool:
+    def _on_delete(self, read: _Read, root: Root, rel: str, is_dir: bool) -> None:
+        if is_dir:
+            self.table.forget_dir(root, rel)
+        if self._rules.delete:
+            read.out.append((root, Event(DELETE, rel, is_dir)))
+
+    def _on_close_write(self, read: _Read, root: Root, rel: str) -> None:
+        if self._rules.close_write:
+            created = read.creates.pop((root.index, rel), None)
+            if created is not None:
+                created.closed = True
+            read.out.append((root, Event(UPDATE, rel, False)))
+
+    def _closes_later(self, root: Root, rel: str) -> bool:
         """A new regular file gets a CLOSE_WRITE; a symlink, a hard link or a device does not,
         so sersync (createFile off) never pushed them. We do."""
-        if not self.rules.close_write:
+        if not self._rules.close_write:
             return False
         try:
-            st = os.lstat(self._abs(root, rel))
+            st = os.lstat(self.table.path(root, rel))
         except OSError:
             return True  # gone already; its DELETE follows
         return st.st_nlink == 1 and (st.st_mode & 0o170000) == 0o100000
 
-    def _moved_to(self, root: _Root, rel: str, is_dir: bool, source: Optional[_MoveFrom],
+    # -- move pairing: a MOVED_FROM and the MOVED_TO of the same cookie are one rename ----
+
+    def _moved_from(self, read: _Read, root: Root, rel: str, is_dir: bool, cookie: int) -> None:
+        read.moves[cookie] = _MoveFrom(rel, is_dir)
+        read.out.append((root, read.moves[cookie]))
+
+    def _moved_to(self, root: Root, rel: str, is_dir: bool, source: Optional[_MoveFrom],
                   out: list) -> None:
-        rules = self.rules
+        rules = self._rules
         if source is not None:
             # A move inside the tree: the MOVED_FROM's place in the order gets the result.
             source.paired = True
             if is_dir:
-                self._move_tree(root, source.rel, rel)
+                self.table.move_tree(root, source.rel, rel)
             if rules.move_from and rules.move_to:
                 source.event = Event(RENAME, rel, is_dir, source.rel)
                 return
             if rules.move_from:
                 source.event = Event(DELETE, source.rel, is_dir)
         if is_dir:
-            self._watch_tree(root, rel)
+            self.table.watch_tree(root, rel)
         if rules.move_to:
             out.append((root, Event(SUBTREE, rel, True) if is_dir else Event(UPDATE, rel, False)))
 
-    def _moved_out(self, root: _Root, source: _MoveFrom) -> Optional[Event]:
+    def _moved_out(self, root: Root, source: _MoveFrom) -> Optional[Event]:
         if source.is_dir:
-            self._forget_tree(root, source.rel, remove=True)
-        return Event(DELETE, source.rel, source.is_dir) if self.rules.move_from else None
+            self.table.forget_tree(root, source.rel, remove=True)
+        return Event(DELETE, source.rel, source.is_dir) if self._rules.move_from else None
 
-    def _root_lost(self, root: _Root, out: list, why: str) -> None:
+    # -- root health and overflow -------------------------------------------------------
+
+    def _root_lost(self, root: Root, out: list, why: str) -> None:
         """The root itself went: a DELETE of "" covers every pending change below it, and the
         lanes push nothing (no mass deletion) until the root is back."""
         if root.gone:
@@ -462,14 +324,13 @@ class Watcher(threading.Thread):
         root.gone = True
         logger.error("the watch root %s %s: replication of it is paused until it is back",
                      root.path, why)
-        self._forget_tree(root, "", remove=True)
+        self.table.forget_tree(root, "", remove=True)
         out.append((root, Event(DELETE, "", True)))
 
     def _check_roots(self) -> list:
         out: list = []
-        now = time.monotonic()
-        self._missed = {k: t for k, t in self._missed.items() if now - t <= MISSED_SECONDS}
-        for root in self._roots:
+        self.table.expire_missed()
+        for root in self.table.roots:
             try:
                 st = os.stat(root.path)
                 present = stat.S_ISDIR(st.st_mode) and st.st_dev == root.dev
@@ -481,49 +342,15 @@ class Watcher(threading.Thread):
                 root.gone = False
                 logger.warning("the watch root %s is back: watching and resyncing it",
                                root.path)
-                self._watch_tree(root, "")
+                self.table.watch_tree(root, "")
                 out.append((root, Event(FULL, "", True)))
         return out
-
-    def _resync_unwatched(self) -> list:
-        """Try the unwatched directories again; push those still unwatched whole. Try the
-        unreadable ones again too, and push those that can be read now."""
-        out: list = []
-        for index, rel in sorted(self._unreadable):
-            root = self._roots[index]
-            if root.gone:
-                continue
-            self._watch_tree(root, rel)
-            if rel in root.wds:  # readable now: watched, and sent whole
-                self._unreadable.discard((index, rel))
-                self.unreadable[index].readable([rel])
-                out.append((root, Event(FULL, rel, True)))
-            elif not os.path.isdir(self._abs(root, rel)):  # deleted or moved away
-                self._unreadable.discard((index, rel))
-                self.unreadable[index].readable([rel])
-        if not self._unwatched:
-            return out
-        todo, self._unwatched = self._unwatched, set()
-        for index, rel in sorted(todo):
-            root = self._roots[index]
-            if root.gone:
-                continue
-            self._watch_tree(root, rel)
-            out.append((root, Event(FULL, rel, True)))
-        if self._unwatched:
-            self._warn_unwatched()
-        return out
-
-    def _warn_unwatched(self) -> None:
-        logger.error("%d directories cannot be watched (the inotify watch limit is reached: "
-                     "raise the sysctl fs.inotify.max_user_watches); they are resynced whole "
-                     "every %.0f s instead", len(self._unwatched), self._unwatched_resync)
 
     def _overflow(self, out: list) -> None:
         """Events were lost: watch whatever is new and resync every root with the quick check."""
         self.overflows += 1
         logger.warning("inotify queue overflow: events were lost; rescanning and resyncing "
                        "every watch root (raise fs.inotify.max_queued_events to avoid this)")
-        for root in self._roots:
-            self._watch_tree(root, "")
+        for root in self.table.roots:
+            self.table.watch_tree(root, "")
             out.append((root, Event(FULL, "", True)))

@@ -1,17 +1,18 @@
-"""Plugins (command, socket, refreshCDN, http): what they are told about a change, and how
-one is built from its settings. Each runs in its own thread (runner.py), off the
-replication path.
+"""Plugins (command, socket, refreshCDN, http): what they are told about a change (Notice) and
+what each offers (Plugin). Which plugins there are is registry.py's; each runs in its own
+thread (runner.py), off the replication path.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Sequence
 from typing import NamedTuple, Optional, Protocol
 
-from sersyncpy import config as configmod
 from sersyncpy.events import DELETE, RENAME, SUBTREE, UPDATE, Event
-from sersyncpy.exclusions import Excluded
+from sersyncpy.plugins.settings import PluginSettings
+from sersyncpy.rules import Excluded
 
 # inotify mask bits, for the http plugin's `mask` field (sersync posted the raw mask).
 IN_ATTRIB = 0x4
@@ -128,28 +129,20 @@ def _entries(root: str, directory: str,
     return found
 
 
-def build(name: str, settings: configmod.PluginSettings) -> Plugin:
-    """The plugin called `name` (as in confxml.xml), ready to deliver."""
-    if name == "command":
-        from sersyncpy.plugins.command import CommandPlugin
-
-        return CommandPlugin(settings)
-    if name == "socket":
-        from sersyncpy.plugins.socket import SocketPlugin
-
-        return SocketPlugin(settings)
-    if name == "refreshCDN":
-        from sersyncpy.plugins.refreshcdn import CdnPlugin
-
-        return CdnPlugin(settings)
-    if name == "http":
-        from sersyncpy.plugins.http import HttpPlugin
-
-        return HttpPlugin(settings)
-    raise ValueError(f"unknown plugin {name!r}")
+class _Localpath(Protocol):
+    @property
+    def watch(self) -> str: ...
 
 
-def standalone_roots(cfg: configmod.Config, settings: configmod.PluginSettings) -> list[str]:
+class Localpaths(Protocol):
+    """What standalone_roots reads of a config.Config: a Protocol, as config imports the
+    plugin names (registry.py) and the plugins do not import config."""
+
+    @property
+    def localpaths(self) -> Sequence[_Localpath]: ...
+
+
+def standalone_roots(cfg: Localpaths, settings: PluginSettings) -> list[str]:
     """What -m NAME watches: the plugin's own <localpath>, or for command (which has none)
     the <sersync> localpaths, as sersync -m did."""
     watch: Optional[str] = getattr(settings, "watch", None)

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shlex
 import subprocess
 from typing import Optional
 
-from sersyncpy.config import CommandSettings
+from sersyncpy.convert import pattern
 from sersyncpy.plugins import Notice
 from sersyncpy.plugins.interpreter import interpreter_hazard
+from sersyncpy.plugins.settings import CommandSettings
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +46,7 @@ class CommandPlugin:
 
     def __init__(self, settings: CommandSettings):
         self.settings = settings
-        # DOTALL: sersync's Boost regexes let "." match a newline in a file name.
-        self._includes = [re.compile(expression, re.DOTALL)
-                          for expression in settings.includes]
+        self._includes = [pattern(expression) for expression in settings.includes]
         warning = prefix_warning(settings.prefix)
         if warning:
             logger.warning("%s", warning)

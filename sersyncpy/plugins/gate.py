@@ -12,8 +12,8 @@ from itertools import islice
 from typing import Optional
 
 from sersyncpy.events import UPDATE, Event
-from sersyncpy.exclusions import Excluded
 from sersyncpy.plugins import Notice, notices_for
+from sersyncpy.rules import Excluded
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ import logging
 import os
 from urllib.parse import urlencode
 
-from sersyncpy.config import HttpSettings
 from sersyncpy.plugins import DeliveryError, Notice, record
 from sersyncpy.plugins.httpclient import DEFAULT_LIMITS, Client, HttpError, Limits, Url, redact
+from sersyncpy.plugins.settings import HttpSettings
 
 logger = logging.getLogger(__name__)
 

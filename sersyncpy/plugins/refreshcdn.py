@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from typing import Optional
 from urllib.parse import quote
 
-from sersyncpy.config import CdnSettings
+from sersyncpy.convert import pattern
 from sersyncpy.plugins import DeliveryError, Notice
 from sersyncpy.plugins.httpclient import DEFAULT_LIMITS, Client, HttpError, Limits, Url, redact
+from sersyncpy.plugins.settings import CdnSettings
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def refresh_target(settings: CdnSettings, notice: Notice) -> Optional[str]:
     sync mode, for a path outside it: below the watched root)."""
     path = notice.path
     if settings.regex:
-        found = re.search(settings.match, path, re.DOTALL)  # "." takes a newline, as in Boost
+        found = pattern(settings.match).search(path)
         if found is None:
             return None
         group = (found.group(1) or "") if found.re.groups else ""

@@ -11,8 +11,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Optional
 
-from sersyncpy.config import Delivery
+from sersyncpy.backoff import Backoff
 from sersyncpy.plugins import DeliveryError, Notice, Plugin
+from sersyncpy.plugins.settings import Delivery
+from sersyncpy.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -30,18 +32,17 @@ class RunnerStats:
     last_error: str = ""
 
 
-class Runner(threading.Thread):
+class Runner(Worker):
     """Delivers notices to one plugin, in order, from its own thread."""
 
     def __init__(self, plugin: Plugin, delivery: Delivery):
-        super().__init__(name=f"plugin {plugin.name}", daemon=True)
+        super().__init__(f"plugin {plugin.name}")
         self.plugin = plugin
         self.limit = delivery.queue
         self.retry_seconds = delivery.retry_seconds
         self.stats = RunnerStats()
         self._queue: deque[tuple[float, Notice]] = deque()  # (monotonic time queued, notice)
         self._cond = threading.Condition()
-        self._stopping = False
         self._deadline = 0.0
         self._unlogged_drops = 0
         self._drops_logged_at = float("-inf")
@@ -81,31 +82,31 @@ class Runner(threading.Thread):
     def stop(self, drain_seconds: float = 2.0) -> None:
         """Deliver what is queued for at most `drain_seconds` more, then end."""
         with self._cond:
-            self._stopping = True
             self._deadline = time.monotonic() + drain_seconds
-            self._cond.notify()
+        super().stop()
 
     # -- the runner's own thread ----------------------------------------------------------
 
-    def run(self) -> None:
-        try:
-            self._loop()
-        finally:
-            self.plugin.close()
-            with self._cond:
-                left, self._queue = len(self._queue), deque()
-                self._ended = True
-            if left:
-                self._drops_logged_at = float("-inf")
-                self.drop(left, "still undelivered at stop")
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
 
-    def _loop(self) -> None:
-        backoff = 0.0
+    def finish(self) -> None:
+        self.plugin.close()
+        with self._cond:
+            left, self._queue = len(self._queue), deque()
+            self._ended = True
+        if left:
+            self._drops_logged_at = float("-inf")
+            self.drop(left, "still undelivered at stop")
+
+    def work(self) -> None:
+        backoff = Backoff(BACKOFF_FIRST, BACKOFF_MAX)
         while True:
             with self._cond:
-                while not self._queue and not self._stopping:
+                while not self._queue and not self.stopping():
                     self._cond.wait()
-                if not self._queue or (self._stopping and time.monotonic() >= self._deadline):
+                if not self._queue or (self.stopping() and time.monotonic() >= self._deadline):
                     return
                 batch = [notice for _, notice in list(self._queue)[:BATCH]]
             done, error = self._deliver(batch)
@@ -114,20 +115,20 @@ class Runner(threading.Thread):
                     self._queue.popleft()
             self.stats.delivered += done
             if error is None:
-                backoff = 0.0
+                backoff.reset()
                 continue
             self.stats.failures += 1
             self.stats.last_error = error
             self._expire()
-            backoff = min(BACKOFF_MAX, backoff * 2 if backoff else BACKOFF_FIRST)
-            if self.stats.failures == 1 or backoff >= BACKOFF_MAX:
+            wait = backoff.next()
+            if self.stats.failures == 1 or wait >= BACKOFF_MAX:
                 logger.warning("plugin %s: %s; %d notices waiting, retrying in %.1fs",
-                               self.plugin.name, error, self.pending(), backoff)
+                               self.plugin.name, error, self.pending(), wait)
             with self._cond:
-                if not self._stopping:
-                    self._cond.wait(backoff)
+                if not self.stopping():
+                    self._cond.wait(wait)
                 elif time.monotonic() < self._deadline:
-                    self._cond.wait(min(backoff, self._deadline - time.monotonic()))
+                    self._cond.wait(min(wait, self._deadline - time.monotonic()))
 
     def _deliver(self, batch: list[Notice]) -> tuple[int, Optional[str]]:
         try:

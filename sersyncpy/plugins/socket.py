@@ -11,8 +11,8 @@ import os
 import select
 import socket
 
-from sersyncpy.config import SocketSettings
 from sersyncpy.plugins import DeliveryError, Notice, record
+from sersyncpy.plugins.settings import SocketSettings
 
 logger = logging.getLogger(__name__)
 

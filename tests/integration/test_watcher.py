@@ -10,7 +10,8 @@ import pytest
 from conftest import wait_until
 
 from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
-from sersyncpy.watcher import Rules, Watcher
+from sersyncpy.rules import Rules
+from sersyncpy.watcher import Watcher
 
 
 class Recorder:
@@ -174,6 +175,22 @@ def test_excluded_directories_are_not_watched(watch, tmp_path):
     assert [e.path for e in rec.seen()] == ["kept/a.txt"]
 
 
+def test_new_rules_apply_from_the_next_event_and_to_the_directories_watched(watch, tmp_path):
+    # A reload hands the watcher new rules (use_rules): <filter> regexes added take effect
+    # on the next event, and a directory they exclude is not watched when its parent is.
+    root, rec, w = watch()
+    (root / "a.gz").write_text("x")
+    rec.wait_for(Event(UPDATE, "a.gz"))
+    w.use_rules(Rules(excludes=(re.compile(r".*/cache"), re.compile(r"(.*)\.gz"))))
+    os.makedirs(tmp_path / "incoming/cache/deep")
+    os.rename(tmp_path / "incoming", root / "incoming")
+    (root / "b.gz").write_text("x")
+    (root / "marker").write_text("x")
+    rec.wait_for(Event(UPDATE, "marker"))
+    assert [e.path for e in rec.seen()] == ["a.gz", "incoming", "marker"]
+    assert w.watch_count == 2  # the root and incoming/, not incoming/cache nor below
+
+
 def test_overflow_resyncs_every_root_and_says_so(watch, tmp_path, caplog):
     root, rec, w = watch()
     os.makedirs(root / "made-while-blind")
@@ -245,7 +262,7 @@ def test_losing_the_root_forgets_every_watch_below_it(tmp_path):
     try:
         assert w.watch_all() == 3
         out = []
-        w._root_lost(w._roots[0], out, "was replaced")
+        w._root_lost(w.table.roots[0], out, "was replaced")
         assert w.watch_count == 0
         assert [e for _, e in out] == [Event(DELETE, "", True)]
     finally:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from sersyncpy import config
+from sersyncpy import config, convert
 from sersyncpy.config import (
     Config,
     Crontab,
@@ -910,7 +910,7 @@ def test_unexpected_exception_in_a_converter_becomes_config_error(
     def broken(value: str) -> list:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(config.shlex, "split", broken)
+    monkeypatch.setattr(convert.shlex, "split", broken)
     assert_error(
         tmp_path,
         sample(watch),

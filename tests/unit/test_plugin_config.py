@@ -3,22 +3,25 @@ one-line errors (FILE:LINE: <element attr="value">: problem) for what is wrong i
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Optional, Union
 
 import pytest
 
-from sersyncpy import config
-from sersyncpy.config import (
+from sersyncpy import cli, config
+from sersyncpy.errors import ConfigError, UsageError
+from sersyncpy.plugins import registry, standalone_roots
+from sersyncpy.plugins.command import command_argv
+from sersyncpy.plugins.registry import build
+from sersyncpy.plugins.settings import (
     CdnSettings,
     CommandSettings,
     Delivery,
     HttpSettings,
     SocketSettings,
 )
-from sersyncpy.errors import ConfigError
-from sersyncpy.plugins import build, standalone_roots
-from sersyncpy.plugins.command import command_argv
 from unit.test_config import SAMPLE
 
 REPO_CONFXML = Path(__file__).resolve().parents[2] / "confxml.xml"
@@ -500,3 +503,29 @@ def test_missing_plugin_section_names_the_file(tmp_path: Path, watch: str, stand
 def test_first_section_of_a_name_is_used(tmp_path: Path, watch: str) -> None:
     plugins = (http_section(b'url="http://first/"') + http_section(b'url="ftp://second"'))
     assert settings(tmp_path, confxml(watch, plugins), "http").url == "http://first/"
+
+
+# --- the registry: one table for the names, the readers and the classes ----------------------
+
+
+def test_the_names_come_from_the_registry_table() -> None:
+    assert registry.NAMES == tuple(registry.PLUGINS) == ("command", "socket", "refreshCDN",
+                                                        "http")
+    expected = "unknown plugin, expected one of command, socket, refreshCDN, http"
+    with pytest.raises(ValueError, match=f"^{expected}$"):
+        registry.plugin_name("mail")
+    with pytest.raises(UsageError) as caught:
+        cli.parse_plugin("mail")
+    assert str(caught.value) == f"-m mail: {expected}"
+    assert [cli.parse_plugin(name) for name in (None, *registry.NAMES)] == [None,
+                                                                            *registry.NAMES]
+
+
+def test_reading_a_config_imports_no_plugin_module() -> None:
+    """The classes are imported when built (registry): a config is read without the plugins'
+    modules, nor subprocess, http.client or ssl."""
+    code = ("import sys, sersyncpy.config; print(sorted(m for m in sys.modules if m in "
+            "('subprocess', 'http.client', 'ssl') or m.startswith('sersyncpy.plugins.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert out.strip() == "['sersyncpy.plugins.registry', 'sersyncpy.plugins.settings']"

@@ -29,14 +29,7 @@ from hypothesis import strategies as st
 from integration.servers import HttpRecorder, HugeReplyServer, Request, TrickleServer
 
 from sersyncpy import config
-from sersyncpy.config import (
-    CdnSettings,
-    CommandSettings,
-    Delivery,
-    HttpSettings,
-    LocalPath,
-    SocketSettings,
-)
+from sersyncpy.config import LocalPath
 from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
 from sersyncpy.plugins import (
     IN_ATTRIB,
@@ -49,7 +42,6 @@ from sersyncpy.plugins import (
     DeliveryError,
     Notice,
     Plugin,
-    build,
     notices_for,
     record,
     refreshcdn,
@@ -62,7 +54,15 @@ from sersyncpy.plugins.http import HttpPlugin, form_body, json_body
 from sersyncpy.plugins.httpclient import DEFAULT_LIMITS, Limits, Url
 from sersyncpy.plugins.interpreter import interpreter_hazard
 from sersyncpy.plugins.refreshcdn import CdnPlugin, refresh_target, request_url, whatsup
+from sersyncpy.plugins.registry import build
 from sersyncpy.plugins.runner import Runner
+from sersyncpy.plugins.settings import (
+    CdnSettings,
+    CommandSettings,
+    Delivery,
+    HttpSettings,
+    SocketSettings,
+)
 from sersyncpy.plugins.socket import SocketPlugin, json_line, sersync_payload
 
 NOW = 1700000000.5

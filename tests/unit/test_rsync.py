@@ -174,12 +174,15 @@ def test_encode_list_is_nul_separated_dot_slash_paths_with_root_as_dot():
         b"./a b\0./new\nline\0.\0./bad\xff\0./#x\0")
 
 
+OK, FATAL, RETRY = rsync.Outcome.OK, rsync.Outcome.FATAL, rsync.Outcome.RETRY
+
+
 @pytest.mark.parametrize("code, kind", [
-    (0, "ok"), (24, "ok"), (23, "retry"), (10, "retry"), (5, "retry"), (30, "retry"),
-    (35, "retry"), (1, "fatal"), (2, "fatal"), (-9, "retry"),
+    (0, OK), (24, OK), (23, RETRY), (10, RETRY), (5, RETRY), (30, RETRY),
+    (35, RETRY), (1, FATAL), (2, FATAL), (-9, RETRY),
 ])
 def test_exit_code_classes(code, kind):
-    assert rsync.classify(code) == kind
+    assert rsync.classify(code) is kind
     assert rsync.describe_exit(code)
 
 

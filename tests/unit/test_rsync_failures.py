@@ -1,4 +1,4 @@
-"""rsync.failed_paths: which listed paths an exit 23 left behind, read from rsync's stderr.
+"""rsync_failures.failed_paths: which listed paths an exit 23 left behind, from its stderr.
 
 The table holds lines captured from real rsync 3.5.0 runs (each constant says how), pushed
 the way listed_argv does: source root /tmp/fp/src (or /tmp/fpn/src), daemon module "backup"
@@ -18,6 +18,7 @@ import pytest
 from conftest import wait_until
 
 from sersyncpy import rsync
+from sersyncpy.rsync_failures import failed_paths
 
 SRC = "/tmp/fp/src"
 NOBODY_SRC = "/tmp/fpn/src"
@@ -284,7 +285,7 @@ CASES = {
 @pytest.mark.parametrize(("stderr", "listed", "kwargs", "expected"), CASES.values(),
                          ids=CASES.keys())
 def test_failed_paths_from_real_messages(stderr, listed, kwargs, expected):
-    assert rsync.failed_paths(stderr, listed, **{"root": SRC, **kwargs}) == expected
+    assert failed_paths(stderr, listed, **{"root": SRC, **kwargs}) == expected
 
 
 UNKNOWN = {
@@ -304,7 +305,7 @@ UNKNOWN = {
 
 @pytest.mark.parametrize(("stderr", "listed", "kwargs"), UNKNOWN.values(), ids=UNKNOWN.keys())
 def test_failed_paths_unknown(stderr, listed, kwargs):
-    assert rsync.failed_paths(stderr, listed, **{"root": SRC, **kwargs}) is None
+    assert failed_paths(stderr, listed, **{"root": SRC, **kwargs}) is None
 
 
 def test_a_truncated_stderr_is_unknown_because_run_keeps_only_the_tail():
@@ -312,13 +313,13 @@ def test_a_truncated_stderr_is_unknown_because_run_keeps_only_the_tail():
     line = RENAME_FAILED.split("\n")[0]
     kept = rsync.STDERR_KEPT
     short = "\n".join([line] * ((kept - 1) // (len(line) + 1)))
-    assert rsync.failed_paths(short, ["a/f"], SRC) == {"a/f"}
-    assert rsync.failed_paths(("x" * kept + "\n" + short)[-kept:], ["a/f"], SRC) is None
+    assert failed_paths(short, ["a/f"], SRC) == {"a/f"}
+    assert failed_paths(("x" * kept + "\n" + short)[-kept:], ["a/f"], SRC) is None
 
 
 def test_a_root_that_rsync_prints_resolved_still_matches_by_suffix():
     # The watch root may be a symlink; rsync names the source by its real path.
-    assert rsync.failed_paths(
+    assert failed_paths(
         LINK_STAT_ENOTDIR, ["top/x", "a"], "/srv/link-to-src", directories=()
     ) == {"top/x"}
 
@@ -403,7 +404,7 @@ def test_a_read_only_directory_fails_only_the_paths_in_it(rsync_daemon, tmp_path
     with _read_only_tmpfs(module / "b"):
         result = _push(daemon, src, listed)
     assert result.code == 23, result.stderr
-    failed = rsync.failed_paths(result.stderr, listed, str(src), str(module) if hint else "")
+    failed = failed_paths(result.stderr, listed, str(src), str(module) if hint else "")
     assert failed == {"b/f", "b/sub/s"}, result.stderr
     for rel in ("a/f", "c/f", "top"):  # what it did not report did arrive
         assert (module / rel).read_bytes() == (src / rel).read_bytes()
@@ -420,7 +421,7 @@ def test_hostile_names_are_matched_exactly(daemon, tmp_path):
     assert result.code == 23, result.stderr
     # Each failure is named by its temporary name alone, not through the directory h.
     assert 'on "h"' not in result.stderr and result.stderr.count("mkstemp") == 8, result.stderr
-    assert rsync.failed_paths(result.stderr, listed, str(src)) == set(_hostile("h/"))
+    assert failed_paths(result.stderr, listed, str(src)) == set(_hostile("h/"))
     for name in HOSTILE_NAMES:
         with open(os.path.join(os.fsencode(module), b"ok/" + name), "rb") as f:
             assert f.read() == name
@@ -440,7 +441,7 @@ def test_immutable_targets_fail_their_rename_and_unlink(daemon, tmp_path):
         result = _push(daemon, src, listed)
     assert result.code == 23, result.stderr
     assert "rename" in result.stderr and "unlink(d/p) failed (q)" in result.stderr
-    assert rsync.failed_paths(result.stderr, listed, str(src)) == {"a/f", "d/gone", f"d/{odd}"}
+    assert failed_paths(result.stderr, listed, str(src)) == {"a/f", "d/gone", f"d/{odd}"}
     assert (module / "a" / "g").read_bytes() == b"g" and (module / "ok").read_bytes() == b"ok"
 
 
@@ -455,8 +456,8 @@ def test_a_sender_error_skips_deletions_in_other_listed_directories(daemon, tmp_
     assert result.code == 23, result.stderr
     assert '[sender] link_stat "' in result.stderr
     assert (module / "c" / "stale").exists()  # c reported nothing, yet is not in sync
-    assert rsync.failed_paths(result.stderr, listed, str(src)) is None
-    failed = rsync.failed_paths(result.stderr, listed, str(src), directories=["c"])
+    assert failed_paths(result.stderr, listed, str(src)) is None
+    failed = failed_paths(result.stderr, listed, str(src), directories=["c"])
     assert failed == {"top/x", "c"}
     retry = _push(daemon, src, sorted(failed - {"top/x"}))
     assert retry.code == 0, retry.stderr

@@ -1,7 +1,6 @@
-"""The <filter> regexes for what rsync sends whole (a directory moved in or new, a full sync):
-rsync cannot apply a regex, so the paths below such a directory that the regexes leave out
-are found here and given to rsync as exact, anchored patterns (--exclude-from, NUL-separated
-under --from0). sersync instead added <crontabfilter> patterns to every push.
+"""Which changes are pushed: sersync's <inotify> flags, <filter> regexes and dotfile rule
+(Rules), applied to events by the watcher; and what those regexes leave out of what rsync sends
+whole, as an exclude file (sersync added <crontabfilter> patterns to every push instead).
 """
 
 from __future__ import annotations
@@ -11,6 +10,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Optional
 
 # rsync reads a pattern with one of these as a wildcard pattern, where "\" escapes; a
@@ -19,6 +19,43 @@ _WILDCARDS = re.compile(rb"[*?[]")
 _ESCAPED = re.compile(rb"([*?[\\])")
 
 Excluded = Callable[[str, bool], bool]  # (path below the root, is a directory) -> left out
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Which changes are pushed: sersync's <inotify> flags, <filter> and its temp-file rule."""
+
+    delete: bool = True
+    create_file: bool = False
+    close_write: bool = True
+    move_from: bool = True
+    move_to: bool = True
+    attrib: bool = False
+    modify: bool = False
+    excludes: tuple[re.Pattern, ...] = ()
+    keep_dotfiles: bool = True
+
+    def is_temp(self, name: str) -> bool:
+        """With keepDotfiles="false", sersync's rule: never vim's probe `4913`, an `x~`
+        backup or a dotfile (.htaccess included). By default every name is pushed."""
+        return not self.keep_dotfiles and (
+            name == "4913" or name.endswith("~") or name.startswith("."))
+
+    def is_excluded(self, rel: str, is_dir: bool) -> bool:
+        """sersync's subjects: `name` in the root, `/dir/name` deeper; `dir/` for directories
+        at the initial scan. We test both, so a directory is excluded however it appears."""
+        if not self.excludes:
+            return False
+        subject = rel if "/" not in rel else "/" + rel
+        for rx in self.excludes:
+            if rx.fullmatch(subject) or (is_dir and rx.fullmatch(rel + "/")):
+                return True
+        return False
+
+
+# rsync cannot apply a regex: below a directory it sends whole (moved in or new, a full sync),
+# the paths the <filter> regexes leave out are found here and given to rsync as exact, anchored
+# patterns (--exclude-from, NUL-separated under --from0).
 
 
 def excluded_below(root: str, tops: Iterable[str], excluded: Excluded) -> list[str]:

@@ -1,0 +1,256 @@
+"""The inotify watches of every watch root: which directory each watch descriptor stands for,
+and the directories not watched (the watch limit, no permission, gone before their watch) with
+their retries. What the kernel's events mean is watcher.py's.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from inotify_simple import INotify
+
+from sersyncpy import limits
+from sersyncpy.diskstate import Unreadable
+from sersyncpy.rules import Excluded
+
+logger = logging.getLogger(__name__)
+
+# How long a directory that vanished before it could be watched is remembered, in case the
+# rename that moved it is still to be read.
+MISSED_SECONDS = 5.0
+
+
+@dataclass
+class Root:
+    """A watch root: its watches by directory, and what says it is still there (watcher.py
+    checks that)."""
+
+    index: int
+    path: str
+    wds: dict[str, int] = field(default_factory=dict)  # rel dir -> wd
+    dev: int = 0  # st_dev when first watched: another value means another mount
+    gone: bool = False
+
+
+class WatchTable:
+    """wd <-> (root, rel dir) for every watched directory; only the watcher's thread (and
+    watch_all before it starts) changes it."""
+
+    def __init__(
+        self, inotify: INotify, roots: Sequence[str], mask: int, excluded: Excluded,
+        unreadable: list[Unreadable], unwatched_resync: float, raise_limits: bool,
+    ):
+        self._inotify = inotify
+        self._mask = mask
+        # The <filter> regexes (Rules.is_excluded): an excluded directory is not watched.
+        # Watcher.use_rules replaces it on reload.
+        self.excluded = excluded
+        # The real path: a root that is a symlink (/var/www -> /data/www) must be followed,
+        # while every watch below it uses IN_DONT_FOLLOW.
+        self.roots = [Root(i, os.path.realpath(p)) for i, p in enumerate(roots)]
+        self._by_wd: dict[int, tuple[Root, str]] = {}
+        self._unwatched: set[tuple[int, str]] = set()  # (root index, rel dir) not watched
+        # (root index, rel dir) we may not read (mkdir -m 700 by another user, when we are
+        # not root or the tree is root_squash NFS): not watched, not pushed, tried again;
+        # named and counted by the root's Unreadable, which its lanes share.
+        self._unreadable: set[tuple[int, str]] = set()
+        self.unreadable = unreadable
+        # (root index, rel dir) -> when: gone (ENOENT) as we tried to watch it; perhaps
+        # renamed by an event not read yet (mkdir -p a/b && mv a c).
+        self._missed: dict[tuple[int, str], float] = {}
+        self._unwatched_resync = unwatched_resync
+        self.raise_limits = raise_limits
+        self.on_progress: Optional[Callable[[int], None]] = None  # directories watched so far
+        self._progress_count = 0
+
+    def counts(self) -> list[tuple[int, int]]:
+        """Per root: (directories watched, directories that could not be watched)."""
+        unwatched = [0] * len(self.roots)
+        for index, _rel in list(self._unwatched):
+            unwatched[index] += 1
+        return [(len(root.wds), unwatched[root.index]) for root in self.roots]
+
+    def watch_all(self) -> int:
+        """Add watches on every directory of every root; returns how many are watched."""
+        self._progress_count = 0
+        for root in self.roots:
+            root.dev = os.stat(root.path).st_dev
+            self.watch_tree(root, "")
+        if self._unwatched:
+            missing = self._count_unwatched()
+            current = limits.read("max_user_watches")
+            # The limit is reached, so every watch it allows is in use: we need `missing` more.
+            needed = (current or len(self._by_wd)) + missing
+            logger.error("%d directories cannot be watched: %s", missing,
+                         limits.advice("max_user_watches", current, needed))
+            if self.raise_limits and limits.raise_to("max_user_watches", needed):
+                todo, self._unwatched = self._unwatched, set()
+                for index, rel in sorted(todo):
+                    self.watch_tree(self.roots[index], rel)
+            if self._unwatched:
+                self._warn_unwatched()
+        return len(self._by_wd)
+
+    def _count_unwatched(self) -> int:
+        """Directories in the unwatched subtrees (not scanned when their top failed)."""
+        count = 0
+        for index, rel in self._unwatched:
+            top = self.path(self.roots[index], rel)
+            for _dirpath, dirnames, _files in os.walk(top):
+                count += 1
+                dirnames[:] = [d for d in dirnames
+                               if not os.path.islink(os.path.join(_dirpath, d))]
+        return count
+
+    @property
+    def watch_count(self) -> int:
+        return len(self._by_wd)
+
+    def path(self, root: Root, rel: str) -> str:
+        return os.path.join(root.path, rel) if rel else root.path
+
+    def where(self, wd: int) -> Optional[tuple[Root, str]]:
+        """The root and directory of a watch; None for one we dropped (its events are stale)."""
+        return self._by_wd.get(wd)
+
+    def _watch_one(self, root: Root, rel: str) -> bool:
+        try:
+            wd = self._inotify.add_watch(self.path(root, rel), self._mask)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                # Deleted (its parent reports it) or renamed: move_tree retries it there.
+                self._missed[(root.index, rel)] = time.monotonic()
+                return False
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                self._cannot_read(root, rel)
+                return False
+            if exc.errno != errno.ENOSPC:
+                logger.error("cannot watch %s: %s", self.path(root, rel), exc.strerror)
+            # Not watched, so not silently missed: resynced whole until it can be watched.
+            self._unwatched.add((root.index, rel))
+            return False
+        self._progress_count += 1
+        if self.on_progress is not None and not self._progress_count & 4095:
+            self.on_progress(self._progress_count)
+        old = self._by_wd.get(wd)
+        if old is not None and old[1] != rel:
+            old[0].wds.pop(old[1], None)
+        self._by_wd[wd] = (root, rel)
+        root.wds[rel] = wd
+        return True
+
+    def _cannot_read(self, root: Root, rel: str) -> None:
+        """A directory we may not read: named and counted (Unreadable), not pushed (rsync
+        could not read it either), and tried again every unwatched-resync period."""
+        self._unreadable.add((root.index, rel))
+        self.unreadable[root.index].report([rel])
+
+    def watch_tree(self, root: Root, rel: str) -> None:
+        """Watch `rel` and every directory below it: each watch first, then its listing, so
+        nothing created meanwhile is missed."""
+        stack = [rel]
+        while stack:
+            d = stack.pop()
+            if not self._watch_one(root, d):
+                continue
+            try:
+                with os.scandir(self.path(root, d)) as it:
+                    for entry in it:
+                        # scandir falls back to lstat where d_type is unknown (old XFS), which
+                        # is what sersync's <fileSystem xfs="true"> was for.
+                        if entry.is_dir(follow_symlinks=False):
+                            sub = f"{d}/{entry.name}" if d else entry.name
+                            if not self.excluded(sub, True):
+                                stack.append(sub)
+            except OSError:
+                continue
+
+    def forget_tree(self, root: Root, rel: str, remove: bool) -> None:
+        """Drop the watches of `rel` and below (moved out, or the root lost)."""
+        prefix = rel + "/" if rel else ""  # below the root is everything
+        for d in [d for d in root.wds if d == rel or d.startswith(prefix)]:
+            wd = root.wds.pop(d)
+            self._by_wd.pop(wd, None)
+            if remove:
+                try:
+                    self._inotify.rm_watch(wd)
+                except OSError:
+                    pass
+
+    def forget_dir(self, root: Root, rel: str) -> None:
+        """Drop the watch of a deleted directory: rmdir needs an empty one, so nothing below
+        it is still watched, and no scan of every watch per deleted directory (rm -rf of a
+        large tree)."""
+        wd = root.wds.pop(rel, None)
+        if wd is not None:
+            self._by_wd.pop(wd, None)
+
+    def ignored(self, wd: int) -> None:
+        """The kernel dropped a watch (IN_IGNORED: its directory deleted or unmounted)."""
+        where = self._by_wd.pop(wd, None)
+        if where is not None and where[0].wds.get(where[1]) == wd:
+            del where[0].wds[where[1]]
+
+    def move_tree(self, root: Root, src: str, dst: str) -> None:
+        """A directory moved inside the root keeps its watches; only their paths change.
+        What could not be watched below it because it had moved already is watched now."""
+        prefix = src + "/"
+        for d in [d for d in root.wds if d == src or d.startswith(prefix)]:
+            wd = root.wds.pop(d)
+            new = dst + d[len(src):]
+            root.wds[new] = wd
+            self._by_wd[wd] = (root, new)
+        if self._missed:
+            now = time.monotonic()
+            for key, when in list(self._missed.items()):
+                index, rel = key
+                if now - when > MISSED_SECONDS:
+                    del self._missed[key]
+                elif index == root.index and (rel == src or rel.startswith(prefix)):
+                    del self._missed[key]
+                    self.watch_tree(root, dst + rel[len(src):])
+
+    def expire_missed(self) -> None:
+        now = time.monotonic()
+        self._missed = {k: t for k, t in self._missed.items() if now - t <= MISSED_SECONDS}
+
+    def retry(self) -> list[tuple[Root, str]]:
+        """Try the unwatched directories again, and the unreadable ones; returns those to push
+        whole: the unwatched whether they are watched now or not, the unreadable once they
+        can be read."""
+        out: list[tuple[Root, str]] = []
+        for index, rel in sorted(self._unreadable):
+            root = self.roots[index]
+            if root.gone:
+                continue
+            self.watch_tree(root, rel)
+            if rel in root.wds:  # readable now: watched, and sent whole
+                self._unreadable.discard((index, rel))
+                self.unreadable[index].readable([rel])
+                out.append((root, rel))
+            elif not os.path.isdir(self.path(root, rel)):  # deleted or moved away
+                self._unreadable.discard((index, rel))
+                self.unreadable[index].readable([rel])
+        if not self._unwatched:
+            return out
+        todo, self._unwatched = self._unwatched, set()
+        for index, rel in sorted(todo):
+            root = self.roots[index]
+            if root.gone:
+                continue
+            self.watch_tree(root, rel)
+            out.append((root, rel))
+        if self._unwatched:
+            self._warn_unwatched()
+        return out
+
+    def _warn_unwatched(self) -> None:
+        logger.error("%d directories cannot be watched (the inotify watch limit is reached: "
+                     "raise the sysctl fs.inotify.max_user_watches); they are resynced whole "
+                     "every %.0f s instead", len(self._unwatched), self._unwatched_resync)
