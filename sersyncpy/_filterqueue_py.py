@@ -51,7 +51,6 @@ class FilterQueue:
         self._deleted: dict[str, int] = {}
         self._seq = 0
         self._requeued = False  # entries older than the newest were put back: sort on take
-        self.pushed = 0  # events offered, for the metrics
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -61,7 +60,6 @@ class FilterQueue:
 
     def push(self, kind: int, path: str, is_dir: bool = False, src: Optional[str] = None) -> None:
         """Record one change; `src` is the old path of a RENAME."""
-        self.pushed += 1
         if kind != RENAME:
             self._apply(kind, path, is_dir)
         elif src is None:

@@ -12,9 +12,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sersyncpy import __version__, faillog, fullsync, plugins, rsync, status
 from sersyncpy import config as configmod
-from sersyncpy.daemon import excluded_by, target_for
 from sersyncpy.plugins.command import prefix_warning
 from sersyncpy.plugins.settings import CdnSettings, CommandSettings, PluginSettings, SocketSettings
+from sersyncpy.wiring import excluded_by, target_for
 
 MASK = "****"
 # Shown in place of what only a run has: the temporary file of paths the <filter> regexes

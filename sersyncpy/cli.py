@@ -12,10 +12,14 @@ import logging
 import os
 import sys
 from dataclasses import replace
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from sersyncpy import __version__, background, convert, logs, statefiles
 from sersyncpy.errors import SersyncpyError, UsageError
+
+if TYPE_CHECKING:  # only for the annotations: --version and -h must not import them
+    from sersyncpy.config import Config
+    from sersyncpy.wiring import Tuning
 
 logger = logging.getLogger("sersyncpy")
 
@@ -92,7 +96,7 @@ def _main(argv: list[str]) -> int:
     if argv[:1] == ["demo"]:
         from sersyncpy import demo
 
-        return demo.main(argv[1:])
+        return demo.main(argv[1:], version_line())
     if argv[:1] == ["status"]:
         from sersyncpy import status
 
@@ -102,14 +106,14 @@ def _main(argv: list[str]) -> int:
         print(version_line())
         return 0
     threads = parse_threads(args.threads)
-    from sersyncpy import config, daemon
+    from sersyncpy import config, wiring
 
     parse_plugin(args.plugin)
     cfg = config.load(args.config)
     plugin = args.plugin or cfg.sersync_plugin
     if plugin:  # checked here, so that a mistake is the one line on stderr
         config.plugin_settings(cfg, plugin, standalone=args.plugin is not None)
-    tuning = daemon.Tuning.from_environment()
+    tuning = wiring.Tuning.from_environment()
     status_file = os.path.abspath(args.status_file) if args.status_file else None
     if args.check:  # before -d, the log and the lock: -t starts nothing
         from sersyncpy import check
@@ -118,6 +122,15 @@ def _main(argv: list[str]) -> int:
                                 full_first=args.full_first, threads=threads)
         sys.stdout.write(check.report(cfg, options))
         return 0
+    return _run(args, cfg, threads, tuning, status_file)
+
+
+def _run(args: argparse.Namespace, cfg: Config, threads: int, tuning: Tuning,
+         status_file: Optional[str]) -> int:
+    """Replicate (or, with -m, run the plugin alone) until stopped: with -d in the background,
+    holding the pid file and telling the starting process how the start went."""
+    from sersyncpy import daemon
+
     # Absolute before -d changes directory to /: SIGHUP reads the config again.
     config_path = os.path.abspath(args.config)
     log_file = args.log_file or (background.default_log_file() if args.daemon else None)

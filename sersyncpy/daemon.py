@@ -1,384 +1,27 @@
-"""Wiring and lifecycle: builds the watcher, the lanes and the plugin from a Config, and runs
-the main loop: signals (stop, reload, reopen the log, full sync), crontab, status file and
-systemd notifications. Signal handlers only set a flag; the loop acts on it.
+"""The process's life: runs the replicator (or -m's plugin alone) in the foreground until
+SIGTERM or SIGINT; the main loop acts on signals (reload, reopen the log, full sync), ticks the
+replicator (crontab, status file) and talks to systemd. Signal handlers only set a flag.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from sersyncpy import config as configmod
-from sersyncpy import convert, faillog, fullsync, logs, plugins, statefiles, status, systemd
-from sersyncpy.diskstate import Unreadable
-from sersyncpy.errors import SersyncpyError, UsageError
+from sersyncpy import faillog, logs, plugins, statefiles, systemd
+from sersyncpy.errors import SersyncpyError
 from sersyncpy.events import Event
 from sersyncpy.plugins import registry
-from sersyncpy.plugins.gate import Gate
 from sersyncpy.plugins.runner import Runner
-from sersyncpy.pool import DELETE_HOLD_SECONDS, Lane, Slots
-from sersyncpy.rsync import Target
-from sersyncpy.rules import Excluded, Rules
-from sersyncpy.watcher import UNWATCHED_RESYNC_SECONDS, Watcher
+from sersyncpy.replicator import Replicator, dead, stop_runner
+from sersyncpy.watcher import Watcher
+from sersyncpy.wiring import Tuning, excluded_by, rules_for
 
 logger = logging.getLogger(__name__)
-
-
-def rules_for(cfg: configmod.Config) -> Rules:
-    i = cfg.inotify
-    return Rules(
-        delete=i.delete, create_file=i.create_file, close_write=i.close_write,
-        move_from=i.move_from, move_to=i.move_to, attrib=i.attrib, modify=i.modify,
-        excludes=cfg.filter.compiled() if cfg.filter.start else (),
-        keep_dotfiles=cfg.filter.keep_dotfiles,
-    )
-
-
-def excluded_by(cfg: configmod.Config) -> Optional[Excluded]:
-    """The <filter> regexes, for what rsync sends whole; None when they are off."""
-    return rules_for(cfg).is_excluded if cfg.filter.start and cfg.filter.excludes else None
-
-
-def target_for(cfg: configmod.Config, remote: configmod.Remote) -> Target:
-    r = cfg.rsync
-    return Target(
-        ip=remote.ip, module=remote.name, port=remote.port,
-        user=r.users if r.auth else "", password_file=r.password_file if r.auth else None,
-        timeout=r.timeout, ssh=r.ssh, rsh=r.ssh_command, common_params=r.common_params,
-        deletes=cfg.inotify.delete,
-        full_deletes=cfg.inotify.delete and cfg.inotify.delete_in_full_sync,
-        skip_rsync_temp=not cfg.filter.keep_dotfiles,
-        full_excludes=cfg.crontab.excludes,
-    )
-
-
-@dataclass(frozen=True)
-class Tuning:
-    """Settings beyond confxml.xml, from the environment (SERSYNCPY_*), read at start-up."""
-
-    delete_hold: float = DELETE_HOLD_SECONDS
-    unwatched_resync: float = UNWATCHED_RESYNC_SECONDS
-    raise_limits: bool = False  # --raise-inotify-limits
-
-    @classmethod
-    def from_environment(cls) -> Tuning:
-        return cls(
-            delete_hold=env_seconds("SERSYNCPY_DELETE_HOLD_SECONDS", DELETE_HOLD_SECONDS),
-            unwatched_resync=env_seconds("SERSYNCPY_UNWATCHED_RESYNC_SECONDS",
-                                         UNWATCHED_RESYNC_SECONDS),
-        )
-
-
-def env_seconds(name: str, default: float) -> float:
-    """A tuning value from the environment, in seconds; a bad one is a one-line error."""
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        return convert.seconds_or_zero(text)
-    except ValueError as exc:
-        raise UsageError(f"{name}={text!r}: {exc}") from None
-
-
-class Replicator:
-    """The running pipeline: one watcher over every root, one lane per root and remote."""
-
-    def __init__(self, cfg: configmod.Config, threads: int = 10,
-                 tuning: Optional[Tuning] = None, status_path: Optional[str] = None):
-        self.tuning = tuning or Tuning()
-        self.config = cfg
-        self._slots = Slots(threads)
-        roots = [lp.watch for lp in cfg.localpaths]
-        # <sersync><plugin start="true">: told of each change once every remote has it.
-        self.runner: Optional[Runner] = None
-        self.gate: Optional[Gate] = None
-        if cfg.sersync_plugin:
-            settings = configmod.plugin_settings(cfg, cfg.sersync_plugin, standalone=False)
-            self.runner = Runner(registry.build(cfg.sersync_plugin, settings), settings.delivery)
-        # Per root, the paths that could not be read: named once, whatever the remotes.
-        self.unreadable = [Unreadable(lp.watch) for lp in cfg.localpaths]
-        self.lanes: list[list[Lane]] = [
-            [self._lane(index, lp.watch, remote) for remote in lp.remotes]
-            for index, lp in enumerate(cfg.localpaths)
-        ]
-        self._retired: list[Lane] = []  # lanes of remotes a reload removed
-        if self.runner is not None:
-            self.gate = Gate(roots, self.lanes, self.runner.offer, self.runner.limit,
-                             self.runner.drop, inside=self.runner.plugin.notices_inside,
-                             excluded=excluded_by(cfg))
-        self.watcher = Watcher(roots, rules_for(cfg), self._sink,
-                               unwatched_resync=self.tuning.unwatched_resync,
-                               raise_limits=self.tuning.raise_limits,
-                               unreadable=self.unreadable)
-        self.fail_log = faillog.FailLogWriter(cfg.fail_log.path, self.all_lanes(),
-                                              retry_minutes=cfg.fail_log.time_to_execute)
-        self._replayed = False  # until then the fail log on disk is the last run's: keep it
-        self.status_path = status_path or status.default_path(cfg.fail_log.path)
-        self.status_health = faillog.WriteHealth(self.status_path)
-        self._status_due = 0.0
-        self._started = time.time()
-        self.start_dir: Optional[str] = None  # where sersyncpy started (-d moves to /)
-        self._crontab = fullsync.Schedule(fullsync.crontab_minutes(cfg), time.monotonic())
-        self.metrics = None
-        if cfg.metrics.start:  # imported only then: prometheus_client costs ~30 ms at start
-            from sersyncpy.metrics import MetricsServer
-
-            self.metrics = MetricsServer(cfg.metrics.hostip, cfg.metrics.port, self)
-        self._first_full: Optional[tuple[logs.Progress, list[Lane]]] = None  # -r, until done
-
-    def _lane(self, index: int, root: str, remote: configmod.Remote) -> Lane:
-        on_pushed = functools.partial(self._pushed, index) if self.runner else None
-        return Lane(root, target_for(self.config, remote), self._slots,
-                    self.tuning.delete_hold, on_pushed=on_pushed,
-                    max_pending=self.config.fail_log.max_pending,
-                    unreadable=self.unreadable[index], excluded=excluded_by(self.config))
-
-    def _sink(self, root_index: int, events: list[Event]) -> None:
-        seq = self.gate.record(root_index, events) if self.gate else 0
-        for lane in self.lanes[root_index]:
-            lane.offer(events, seq)
-
-    def _pushed(self, root_index: int, lane: Lane, events: list[Event], seq: int) -> None:
-        if self.gate is not None:
-            self.gate.pushed(root_index, lane, events, seq)
-
-    def threads(self) -> list[threading.Thread]:
-        runner = [self.runner] if self.runner else []
-        return [self.watcher, self.fail_log, *self.all_lanes(), *runner]
-
-    def all_lanes(self) -> list[Lane]:
-        return [lane for lanes in self.lanes for lane in lanes]
-
-    def describe(self) -> str:
-        return f"replicating to {len(self.all_lanes())} remote(s)"
-
-    def start(self, full_first: bool = False) -> None:
-        """Watch everything first, then replay the fail log, then go live with a full sync of
-        every root beside the live pushes (with -r: through each lane, first); so nothing
-        written meanwhile, or while sersyncpy was not running, is missed (sersync pushed
-        before watching, lost its queue on every stop, and resynced only with -r)."""
-        started = time.monotonic()
-        progress = logs.Progress("watching", "directories")
-        self.watcher.on_progress = progress.update
-        count = self.watcher.watch_all()
-        self.watcher.on_progress = None
-        progress.done()
-        logger.info("watching %d directories under %s in %.2fs", count,
-                    ", ".join(lp.watch for lp in self.config.localpaths),
-                    time.monotonic() - started)
-        self._replay_fail_log()
-        if full_first:
-            fullsync.request(self.all_lanes(), "-r")
-            self._first_full = (logs.Progress("-r full sync", "remotes done"),
-                                list(self.all_lanes()))
-        self.fail_log.write(faillog.RUNNING)  # a kill from now on is seen at the next start
-        if self.runner is not None:
-            self.runner.start()
-        for lane in self.all_lanes():
-            lane.start()
-            if not full_first:
-                lane.resync_beside()
-        self.watcher.start()
-        self.fail_log.start()
-        self.write_status()
-        if self.metrics is not None:
-            self.metrics.start()
-
-    def _replay_fail_log(self) -> None:
-        path = self.config.fail_log.path
-        state, pending = faillog.load(path)
-        if state == faillog.RUNNING:
-            logger.warning("the previous run did not stop cleanly: replaying its fail log; "
-                           "the start-up resync of every root covers its last moments")
-        count = faillog.replay(pending, self.all_lanes())
-        self._replayed = True
-        if count:
-            logger.info("replaying %d pending changes from %s", count, path)
-
-    def dead_threads(self) -> list[str]:
-        return dead(self.threads())
-
-    # -- from the main loop ---------------------------------------------------------------
-
-    def tick(self) -> None:
-        now = time.monotonic()
-        if self._first_full is not None:
-            progress, lanes = self._first_full
-            lanes = [lane for lane in lanes if lane in self.all_lanes()]  # reloads remove
-            done = sum(1 for lane in lanes if lane.stats.last_full_sync is not None)
-            progress.update(done, len(lanes))
-            if done == len(lanes):
-                progress.done()
-                logger.info("-r full sync done on %d remote(s) in %.1fs", done,
-                            now - progress.started)
-                self._first_full = None
-        if self._crontab.due(now):
-            fullsync.request(self.all_lanes(),
-                             f"<crontab> every {self.config.crontab.schedule} minutes")
-        if now >= self._status_due:
-            self._status_due = now + status.STATUS_SECONDS
-            self.write_status()
-
-    def full_sync(self, why: str) -> None:
-        fullsync.request(self.all_lanes(), why)
-
-    def status_document(self, running: bool = True) -> dict:
-        remotes = []
-        for lane in self.all_lanes():
-            pending, lag = lane.lag()
-            remotes.append(status.remote_entry(lane.root, lane.target.label, lane.stats,
-                                               pending, lag, lane.paused))
-        roots = [status.root_entry(lp.watch, watched, unwatched, unreadable.count(), remotes)
-                 for lp, (watched, unwatched), unreadable in zip(
-                     self.config.localpaths, self.watcher.counts(), self.unreadable)]
-        plugin = None
-        if self.runner is not None:
-            s = self.runner.stats
-            plugin = {"name": self.runner.plugin.name, "queued": self.runner.pending(),
-                      "waiting_for_remotes": self.gate.waiting(), "delivered": s.delivered,
-                      "dropped": s.dropped, "failures": s.failures}
-        return status.document(self.config.source, self._started, roots, remotes, plugin,
-                               status.write_entry(self.fail_log.health), running)
-
-    def write_status(self, running: bool = True) -> None:
-        try:
-            status.write(self.status_path, self.status_document(running))
-        except Exception as exc:  # a full disk: said once, tried again in 2 s, never fatal
-            self.status_health.failed(exc, "the status file")
-        else:
-            self.status_health.worked("the status file")
-
-    def reload(self, path: str) -> bool:
-        """SIGHUP: read the config again and apply added or removed remotes, changed rsync
-        options, excludes and <crontab>, without a restart or a full resync of the remotes
-        that stay. A config that cannot be applied is refused; the running one stays."""
-        try:
-            new = self._load(path)
-            if new.sersync_plugin:
-                configmod.plugin_settings(new, new.sersync_plugin, standalone=False)
-            old_roots = [lp.watch for lp in self.config.localpaths]
-            new_roots = [lp.watch for lp in new.localpaths]
-            if new_roots != old_roots:
-                raise UsageError(f"{path}: the watched directories changed ("
-                                 f"{', '.join(old_roots)} -> {', '.join(new_roots)}); "
-                                 "restart sersyncpy to apply that")
-        except SersyncpyError as exc:
-            logger.error("reload refused, the running config stays: %s", exc)
-            return False
-        for what, old_value, new_value in (
-                ("<sersync><plugin>", self.config.sersync_plugin, new.sersync_plugin),
-                ("the plugin settings", self.config.plugins, new.plugins),
-                ("<failLog>", self.config.fail_log, new.fail_log),
-                ("<inotify><modify>", self.config.inotify.modify, new.inotify.modify)):
-            if old_value != new_value:
-                logger.warning("reload: %s changed; that takes a restart", what)
-        removed = set(self.config.filter.excludes) - set(new.filter.excludes)
-        if removed:
-            # Directories an exclude kept out have no watch; only a restart scans for them.
-            logger.warning("reload: removing an exclude (%s) takes a restart: the directories "
-                           "it kept out are not watched yet", ", ".join(sorted(removed)))
-        old = self.config
-        self.config = replace(new, sersync_plugin=old.sersync_plugin, plugins=old.plugins,
-                              fail_log=old.fail_log)
-        self.watcher.use_rules(rules_for(self.config))
-        changed = [f"{len(self.config.filter.excludes)} exclude(s)"]
-        for index, lp in enumerate(self.config.localpaths):
-            changed += self._reload_remotes(index, lp)
-        for lane in self.all_lanes():
-            lane.filter_with(excluded_by(self.config))
-        self.fail_log.lanes = self.all_lanes()
-        if self.config.crontab != old.crontab:
-            self._crontab = fullsync.Schedule(fullsync.crontab_minutes(self.config),
-                                              time.monotonic())
-            changed.append("crontab")
-        logger.info("reloaded %s: %s", path, ", ".join(changed))
-        return True
-
-    def _load(self, path: str) -> configmod.Config:
-        """Relative paths in the file mean what they meant at start, also after -d moved to
-        /: the config is read from the directory sersyncpy started in. Only the main thread
-        reads it, and nothing else depends on the working directory."""
-        if self.start_dir is None or self.start_dir == os.getcwd():
-            return configmod.load(path)
-        here = os.getcwd()
-        os.chdir(self.start_dir)
-        try:
-            return configmod.load(path)
-        finally:
-            os.chdir(here)
-
-    def _reload_remotes(self, index: int, lp: configmod.LocalPath) -> list[str]:
-        lanes = {(ln.target.ip, ln.target.module, ln.target.port): ln for ln in self.lanes[index]}
-        kept, changed = [], []
-        for remote in lp.remotes:
-            target = target_for(self.config, remote)
-            lane = lanes.pop((target.ip, target.module, target.port), None)
-            if lane is None:
-                lane = self._lane(index, lp.watch, remote)
-                # A new remote has nothing yet: it alone gets the whole root.
-                lane.start()
-                lane.resync_beside()
-                changed.append(f"added {target.label}")
-            elif lane.target != target:
-                lane.target = target  # read at each rsync call
-                changed.append(f"new options for {target.label}")
-            kept.append(lane)
-        for lane in lanes.values():
-            pending, _lag = lane.lag()
-            logger.warning("reload: %s removed; %d pending changes for it are dropped",
-                           lane.target.label, pending)
-            lane.abandon()
-            self._retired.append(lane)
-            changed.append(f"removed {lane.target.label}")
-        self.lanes[index] = kept
-        if self.gate is not None:
-            self.gate.set_lanes(index, kept)
-        return changed
-
-    def stop(self, drain_seconds: float = 5.0) -> None:
-        """Stop watching, push what is queued, wait for the lanes, and leave in the fail log
-        what could not be pushed, marked as a clean stop."""
-        self.watcher.stop()
-        if self.watcher.is_alive():
-            self.watcher.join()
-        for lane in self.all_lanes():
-            lane.stop(drain_seconds)
-        for lane in self.all_lanes() + self._retired:
-            if lane.is_alive():
-                lane.join()
-        self.fail_log.stop()
-        if self._replayed:
-            self.fail_log.close()
-        if self.runner is not None:
-            if self.gate.waiting():
-                logger.warning("plugin %s: %d changes had not reached every remote; they "
-                               "will not be passed on", self.runner.plugin.name,
-                               self.gate.waiting())
-            stop_runner(self.runner)
-        if self.metrics is not None:
-            self.metrics.stop()
-        self.write_status(running=False)
-
-
-def dead(threads: list[threading.Thread]) -> list[str]:
-    """The names of threads that ended on their own (an unexpected error, already logged)."""
-    return [t.name for t in threads if t.ident is not None and not t.is_alive()]
-
-
-def stop_runner(runner: Runner, drain_seconds: float = 2.0) -> None:
-    runner.stop(drain_seconds)
-    # A delivery under way (a slow command) is not waited for long: the thread is a daemon
-    # thread, and what it still holds is lost with the process, as the log says.
-    runner.join(drain_seconds + 10.0)
-    if runner.is_alive():
-        logger.warning("plugin %s: still delivering at stop; %d notices are dropped",
-                       runner.plugin.name, runner.pending())
 
 
 class PluginOnly:
@@ -490,13 +133,13 @@ def serve(pipeline, start: Callable[[], None], config_path: str,
     try:
         start()
         logger.info("%s; stop with SIGTERM or Ctrl-C", pipeline.describe())
-        systemd.notify("READY=1", systemd.status(pipeline.describe()))
+        systemd.ready(pipeline.describe())
         if on_ready is not None:
             on_ready()
         ping_due = 0.0
         while not stop.is_set():
             if watchdog and time.monotonic() >= ping_due:
-                systemd.notify("WATCHDOG=1")
+                systemd.watchdog()
                 ping_due = time.monotonic() + watchdog
             wake.wait(period)
             wake.clear()
@@ -511,7 +154,7 @@ def serve(pipeline, start: Callable[[], None], config_path: str,
                 code = 1
                 break
             pipeline.tick()
-        systemd.notify("STOPPING=1")
+        systemd.stopping()
         if caught:
             logger.info("%s: passing on what is queued, then stopping",
                         signal.Signals(caught[-1]).name)
@@ -524,10 +167,10 @@ def serve(pipeline, start: Callable[[], None], config_path: str,
 
 def _handle(signum: int, pipeline, config_path: str) -> None:
     if signum == signal.SIGHUP:
-        systemd.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        systemd.reloading()
         logger.info("SIGHUP: reloading %s", config_path)
         pipeline.reload(config_path)
-        systemd.notify("READY=1", systemd.status(pipeline.describe()))
+        systemd.ready(pipeline.describe())
     elif signum == signal.SIGUSR1:
         logs.reopen()
     elif signum == signal.SIGUSR2:

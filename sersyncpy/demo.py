@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from sersyncpy import config, daemon, logs
-from sersyncpy.cli import version_line
+from sersyncpy import config, logs
 from sersyncpy.localdaemon import LocalDaemon
+from sersyncpy.replicator import Replicator
 
 CONFIG = """<?xml version="1.0" encoding="UTF-8"?>
 <!-- Written by `sersyncpy demo`: {source} -> rsync daemon module "demo" on port {port}. -->
@@ -61,7 +61,8 @@ def _interrupt(_signum, _frame):
     raise KeyboardInterrupt
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], version: str) -> int:
+    """`sersyncpy demo ARGS`; `version` is the line `sersyncpy --version` prints."""
     p = argparse.ArgumentParser(prog="sersyncpy demo", description=__doc__)
     p.add_argument("--dir", default="demo", help="the demo folder (default: ./demo)")
     p.add_argument("--seconds", type=float, default=0,
@@ -73,10 +74,10 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(module)  # a fresh replica, so what arrives is visibly this run's work
     source.mkdir(parents=True, exist_ok=True)
     logs.setup(False)
-    logging.getLogger("sersyncpy.pool").setLevel(logging.WARNING)
+    logging.getLogger("sersyncpy.push").setLevel(logging.WARNING)  # no line per batch
 
     rsyncd = LocalDaemon(home / "rsyncd", {"demo": module})
-    print(version_line())
+    print(version)
     # Started before the confxml is written: a first start may move off a port taken meanwhile.
     rsyncd.start()
     replicator = None
@@ -87,7 +88,7 @@ def main(argv: list[str]) -> int:
             user=rsyncd.user, password_attr=quoteattr(str(rsyncd.password_file)),
             fail_log_attr=quoteattr(str(home / "fail_log.sh")),
         ))
-        replicator = daemon.Replicator(config.load(str(conf_path)))
+        replicator = Replicator(config.load(str(conf_path)))
         print(f"rsync daemon: 127.0.0.1:{rsyncd.port}, module 'demo' -> {module}")
         signal.signal(signal.SIGTERM, _interrupt)  # stop as on Ctrl-C, stopping rsyncd too
         # returns once every directory is watched; a full push only if there is something

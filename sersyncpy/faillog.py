@@ -291,6 +291,10 @@ class FailLogWriter(Worker):
         self.interval = max(self.interval, 10 * (time.monotonic() - started))
         return True
 
+    def track(self, lanes: Sequence) -> None:
+        """A reload added or removed remotes: write theirs from now on."""
+        self.lanes = list(lanes)
+
     def changed(self) -> bool:
         return bool(self.health.error) or any(
             self._seen.get(id(lane)) != lane.version for lane in self.lanes)

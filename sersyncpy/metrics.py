@@ -23,9 +23,9 @@ if TYPE_CHECKING:  # only for the annotations: importing these costs start-up ti
     from sersyncpy.config import Config
     from sersyncpy.diskstate import Unreadable
     from sersyncpy.faillog import FailLogWriter, WriteHealth
+    from sersyncpy.lane import Lane
     from sersyncpy.plugins.gate import Gate
     from sersyncpy.plugins.runner import Runner
-    from sersyncpy.pool import Lane
     from sersyncpy.watcher import Watcher
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ REFUSAL_LOG_SECONDS = 60.0  # at most one WARNING about refused connections this
 
 
 class Pipeline(Protocol):
-    """What Collector reads of the running daemon.Replicator."""
+    """What Collector reads of the running replicator.Replicator."""
 
     config: Config
     watcher: Watcher

@@ -26,7 +26,7 @@ RETRY_MAX = 60.0
 
 
 class ResyncedLane(Protocol):
-    """What a Resync needs of its lane (pool.Lane)."""
+    """What a Resync needs of its lane (lane.Lane)."""
 
     root: str
     target: rsync.Target

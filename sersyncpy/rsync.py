@@ -234,6 +234,15 @@ def rename_argv(t: Target, src: str, dst: str, exclude_from: Optional[str] = Non
     ]
 
 
+def cleanup_argv(t: Target, rules_file: str) -> list[str]:
+    """Push the listed directories again, recursively with --delete, under the filter rules
+    of `rules_file` (rules.cleanup_file): what they hide is deleted on the remote."""
+    return [
+        *base_argv(t), "-r", "--from0", "--files-from=-", "--delete", "--force",
+        f"--filter=merge {rules_file}", "--", ".", t.destination(),
+    ]
+
+
 def full_argv(t: Target, exclude_from: Optional[str] = None) -> list[str]:
     """A recursive push of the listed directories (the root as "."), trusting rsync's quick
     check: overflow, -r, the unwatched. Names go on stdin, never into an argument, where the

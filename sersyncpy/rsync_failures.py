@@ -34,8 +34,7 @@ _MAX_QUOTES = 64
 
 
 def failed_paths(
-    stderr: str, listed: Sequence[str], root: str, module_dir_hint: str = "",
-    *, directories: Optional[Iterable[str]] = None,
+    stderr: str, listed: Sequence[str], root: str, *, directories: Optional[Iterable[str]] = None,
 ) -> Optional[set[str]]:
     """The `listed` paths (as given; "" is the root) that a `listed_argv` call ending in exit
     23 did not push, read from its stderr; None when that cannot be told: the caller then
@@ -44,9 +43,10 @@ def failed_paths(
     A listed path failed when a message names it, anything below it (a listed directory is
     sent whole), or a directory above it (a failed mkdir skips its content silently). Paths
     are matched as rsync prints them: below `root` for the sender, relative to the module
-    ("b/f", or "/b/f" when chrooted) or below `module_dir_hint` for the receiver, temporary
-    names ".f.XXXXXX" as "f", \\#ooo escapes decoded. An absolute path under neither prefix
-    matches by every suffix, so an unknown prefix may retry a path needlessly, never miss it.
+    ("b/f", or "/b/f" when chrooted) for the receiver, temporary names ".f.XXXXXX" as "f",
+    \\#ooo escapes decoded. An absolute path not below `root` (the receiver's over ssh, or a
+    root rsync printed resolved) matches by every suffix, so an unknown prefix may retry a
+    path needlessly, never miss it.
     "file has vanished" is no failure: its own event follows. A line that looks like an
     error but names no listed path makes the answer None, and so does a stderr as long as
     the tail run() keeps, whose first lines may be lost.
@@ -59,8 +59,7 @@ def failed_paths(
     if len(stderr) >= STDERR_KEPT:  # run() kept the tail: the first lines may be lost
         return None
     index = _ListedIndex(listed)
-    roots = [p for p in (_clean_prefix(root),) if p is not None]
-    hints = [p for p in (_clean_prefix(module_dir_hint),) if p is not None]
+    root_prefix = _clean_prefix(root)
     failed: set[str] = set()
     sender_failed = False
     # Only "\n" ends a message: rsync escapes control bytes in names, not U+2028 or U+0085.
@@ -72,7 +71,7 @@ def failed_paths(
         if line.startswith("IO error encountered -- skipping file deletion"):
             sender_failed = True  # rsync prints it on stdout, but a caller may merge the two
             continue
-        hits, under_root = index.attribute(_decode_escapes(line), roots, hints)
+        hits, under_root = index.attribute(_decode_escapes(line), root_prefix)
         if not hits:
             if line.startswith(_ERROR_STARTS) or any(tag in line for tag in _ROLE_TAGS):
                 return None
@@ -153,16 +152,11 @@ def _spans(text: str) -> list[tuple[str, bool]]:
     return [(span, relative) for span, relative in spans if span]
 
 
-def _relatives(span: str, roots: list[str], hints: list[str]) -> tuple[list[str], bool]:
+def _relatives(span: str, root_prefix: Optional[str]) -> tuple[list[str], bool]:
     """The relative paths `span` may stand for, and whether it lies below the root."""
-    rels: list[str] = []
-    under_root = False
-    for prefix, is_root in [(p, True) for p in roots] + [(p, False) for p in hints]:
-        if span == prefix or span.startswith(prefix.rstrip("/") + "/"):
-            rels.append(_norm(span[len(prefix):]))
-            under_root = under_root or is_root
-    if rels:
-        return rels, under_root
+    if root_prefix is not None and (
+            span == root_prefix or span.startswith(root_prefix.rstrip("/") + "/")):
+        return [_norm(span[len(root_prefix):])], True
     if not span.startswith("/"):
         return [_norm(span)], False
     # Where the receiver's directory is unknown ("/srv/www/b/f" over ssh): any suffix.
@@ -205,14 +199,12 @@ class _ListedIndex:
                 return found
             probe = probe.rpartition("/")[0]
 
-    def attribute(
-        self, text: str, roots: list[str], hints: list[str]
-    ) -> tuple[set[str], bool]:
+    def attribute(self, text: str, root_prefix: Optional[str]) -> tuple[set[str], bool]:
         """The listed paths one decoded message names, and whether one named lay below root."""
         hits: set[str] = set()
         under_root = False
         for span, relative in _spans(text):
-            rels, is_root = ([_norm(span)], False) if relative else _relatives(span, roots, hints)
+            rels, is_root = ([_norm(span)], False) if relative else _relatives(span, root_prefix)
             for rel in rels:
                 untemp = _untemp(rel)
                 found = self.related(rel) | (self.related(untemp) if untemp is not None else set())

@@ -9,7 +9,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Optional
 
@@ -87,17 +87,30 @@ def pattern(rel: str) -> bytes:
     return b"/" + raw
 
 
+def exclude_file(paths: list[str]) -> AbstractContextManager[Optional[str]]:
+    """A private temporary file of NUL-separated patterns for `paths` (--exclude-from), for
+    the rsync calls made while it is open; None when there is nothing to exclude."""
+    return _rules_file([pattern(path) for path in paths])
+
+
+def cleanup_file(raced: list[str], excluded: list[str]) -> AbstractContextManager[Optional[str]]:
+    """Filter rules (--filter="merge FILE") for the push that takes back what a push sent whole
+    carried though the <filter> regexes leave it out: a file created there between the walk
+    that listed the exclusions and rsync's own (`raced`). Hidden on our side, so the
+    receiver deletes its copy; the other excluded paths stay protected there, as always."""
+    return _rules_file([b"H " + pattern(path) for path in raced]
+                       + [b"- " + pattern(path) for path in excluded])
+
+
 @contextmanager
-def exclude_file(paths: list[str]) -> Iterator[Optional[str]]:
-    """A private temporary file of NUL-separated patterns for `paths`, for the rsync calls
-    made while it is open; None when there is nothing to exclude."""
-    if not paths:
+def _rules_file(lines: list[bytes]) -> Iterator[Optional[str]]:
+    if not lines:
         yield None
         return
     fd, name = tempfile.mkstemp(prefix="sersyncpy-exclude-")  # 0600, a name nobody guesses
     try:
         with os.fdopen(fd, "wb") as file:
-            file.write(b"".join(pattern(path) + b"\0" for path in paths))
+            file.write(b"".join(line + b"\0" for line in lines))
         yield name
     finally:
         os.unlink(name)

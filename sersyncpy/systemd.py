@@ -98,6 +98,26 @@ def notify(*lines: str) -> bool:
         return _failed("cannot notify systemd at %s: %s", target, error)
 
 
+# The daemon's moments, each one datagram (sd_notify(3)); False when not under systemd.
+def ready(text: str) -> bool:
+    """READY=1 with STATUS=text: started, or reloaded."""
+    return notify(READY, status(text))
+
+
+def reloading() -> bool:
+    """RELOADING=1, with the MONOTONIC_USEC that systemd 253+ matches to the reload."""
+    return notify(RELOADING, monotonic_usec())
+
+
+def stopping() -> bool:
+    return notify(STOPPING)
+
+
+def watchdog() -> bool:
+    """The keep-alive ping, every watchdog_seconds()."""
+    return notify(WATCHDOG)
+
+
 def watchdog_seconds() -> Optional[float]:
     """How often to send WATCHDOG=1 (half of $WATCHDOG_USEC, as sd_watchdog_enabled(3)
     advises), or None when the watchdog is off, invalid, or meant for another process."""

@@ -9,7 +9,6 @@ import errno
 import logging
 import os
 import stat
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from sersyncpy.errors import SersyncpyError
 from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
 from sersyncpy.rules import Rules
 from sersyncpy.watchtable import Root, WatchTable
+from sersyncpy.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class _Read:
     creates: dict[tuple[int, str], _Created] = field(default_factory=dict)  # new files in out
 
 
-class Watcher(threading.Thread):
+class Watcher(Worker):
     """Watches every root; calls sink(root_index, events) with events in the order they came."""
 
     def __init__(
@@ -104,7 +104,7 @@ class Watcher(threading.Thread):
         raise_limits: bool = False,
         unreadable: Optional[Sequence[Unreadable]] = None,
     ):
-        super().__init__(name="watcher", daemon=True)
+        super().__init__("watcher")
         self._rules = rules
         self._sink = sink
         self._unwatched_resync = unwatched_resync
@@ -114,7 +114,6 @@ class Watcher(threading.Thread):
             rules.is_excluded,
             list(unreadable) if unreadable else [Unreadable(p) for p in roots],
             unwatched_resync, raise_limits)
-        self._stopping = threading.Event()
         self.overflows = 0
 
     def use_rules(self, rules: Rules) -> None:
@@ -146,30 +145,26 @@ class Watcher(threading.Thread):
 
     # -- the loop -----------------------------------------------------------------------
 
-    def stop(self) -> None:
-        self._stopping.set()
-
-    def run(self) -> None:
+    def work(self) -> None:
+        """Read events (waking every 200 ms to see a stop), check the roots every second,
+        and retry the directories that could not be watched."""
         next_root_check = time.monotonic() + ROOT_CHECK_SECONDS
         next_resync = time.monotonic() + self._unwatched_resync
-        try:
-            while not self._stopping.is_set():
-                raw = self._inotify.read(timeout=200)
-                if raw:
-                    self.process(raw)
-                now = time.monotonic()
-                if now >= next_root_check:
-                    next_root_check = now + ROOT_CHECK_SECONDS
-                    self._deliver(self._check_roots())
-                if now >= next_resync:
-                    next_resync = now + self._unwatched_resync
-                    self._deliver([(root, Event(FULL, rel, True))
-                                   for root, rel in self.table.retry()])
-        except Exception:
-            logger.exception("the watcher failed; changes are no longer seen")
-            raise
-        finally:
-            self._inotify.close()
+        while not self.stopping():
+            raw = self._inotify.read(timeout=200)
+            if raw:
+                self.process(raw)
+            now = time.monotonic()
+            if now >= next_root_check:
+                next_root_check = now + ROOT_CHECK_SECONDS
+                self._deliver(self._check_roots())
+            if now >= next_resync:
+                next_resync = now + self._unwatched_resync
+                self._deliver([(root, Event(FULL, rel, True))
+                               for root, rel in self.table.retry()])
+
+    def finish(self) -> None:
+        self._inotify.close()
 
     def process(self, raw: list[KernelEvent]) -> None:
         """Turn one read of kernel events into Events and hand them to the sink, per root."""

@@ -103,7 +103,6 @@ cdef class FilterQueue:
     cdef unsigned int _deleted_filter[_BUCKETS]
     cdef long long _seq
     cdef bint _requeued
-    cdef public long long pushed
 
     def __init__(self):
         self._entries = {}
@@ -113,7 +112,6 @@ cdef class FilterQueue:
         memset(self._deleted_filter, 0, sizeof(self._deleted_filter))
         self._seq = 0
         self._requeued = False
-        self.pushed = 0
 
     def __len__(self):
         return len(self._entries)
@@ -146,7 +144,6 @@ cdef class FilterQueue:
         cdef object origin
         if path is None:  # the twin takes any key; typed, str alone is checked
             raise TypeError("a path is a str, not None")
-        self.pushed += 1
         if kind != RENAME:
             self._apply(kind, path, is_dir)
         elif src is None:

@@ -3,12 +3,16 @@ lane lives on, keeps the batch pending and pushes it later (issue 12, item 5).""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from conftest import wait_until
 
-from sersyncpy import pool, rsync
-from sersyncpy.events import UPDATE, Event
-from sersyncpy.pool import Lane, Slots
+from sersyncpy import lane as lanemod
+from sersyncpy import push, rsync
+from sersyncpy.diskstate import Unreadable
+from sersyncpy.events import SUBTREE, UPDATE, Event
+from sersyncpy.lane import Lane, Slots
 
 
 def test_a_lane_survives_an_unexpected_error_in_a_push(daemon, tmp_path, monkeypatch, caplog):
@@ -17,7 +21,7 @@ def test_a_lane_survives_an_unexpected_error_in_a_push(daemon, tmp_path, monkeyp
     (src / "a.txt").write_bytes(b"a")
     target = rsync.Target(ip="127.0.0.1", module="backup", port=daemon.port, user=daemon.user,
                           password_file=str(daemon.password_file), common_params=("-a",))
-    real_plan = pool.plan
+    real_plan = push.plan
     raised: list[int] = []
 
     def plan_that_fails_once(*args, **kwargs):
@@ -26,7 +30,7 @@ def test_a_lane_survives_an_unexpected_error_in_a_push(daemon, tmp_path, monkeyp
             raise PermissionError(13, "Permission denied", str(src / "private"))
         return real_plan(*args, **kwargs)
 
-    monkeypatch.setattr(pool, "plan", plan_that_fails_once)
+    monkeypatch.setattr(push, "plan", plan_that_fails_once)
     lane = Lane(str(src), target, Slots(1))
     lane.start()
     try:
@@ -46,4 +50,36 @@ def test_a_lane_survives_an_unexpected_error_in_a_push(daemon, tmp_path, monkeyp
 @pytest.fixture(autouse=True)
 def _quick_backoff(monkeypatch):
     # The retry after the failed push: first backoff 0.05 s instead of 1 s.
-    monkeypatch.setattr(pool, "next_backoff", lambda previous, code=10: 0.05)
+    monkeypatch.setattr(lanemod, "RETRY", (0.05, 0.05))
+
+
+def test_an_excluded_file_that_raced_a_directory_push_is_taken_back(daemon, tmp_path,
+                                                                     monkeypatch):
+    # Unpacking an archive into a new directory: the lane walks it for the paths the
+    # <filter> regexes leave out, then rsync walks it; a b.gz created in between went with
+    # it. The push takes it back (issue 13 item 2: the regexes apply to every path pushed).
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    for name in ("a.txt", "b.gz", "old.gz"):
+        (src / "d" / name).write_bytes(name.encode())
+    module = daemon.modules["backup"]
+    (module / "d").mkdir(parents=True)
+    (module / "d" / "old.gz").write_bytes(b"on the replica already: stays")
+    target = rsync.Target(ip="127.0.0.1", module="backup", port=daemon.port, user=daemon.user,
+                          password_file=str(daemon.password_file), common_params=("-a",))
+    real_walk = push.excluded_below
+    walks: list[list[str]] = []
+
+    def walk_that_misses_b_once(*args):
+        found = real_walk(*args)
+        walks.append(found)
+        return [path for path in found if path != "d/b.gz"] if len(walks) == 1 else found
+
+    monkeypatch.setattr(push, "excluded_below", walk_that_misses_b_once)
+    stats = push.LaneStats()
+    pusher = push.Pusher(str(src), target, stats, Unreadable(str(src)),
+                         excluded=lambda rel, is_dir: rel.endswith(".gz"))
+    done = pusher.push([Event(SUBTREE, "d", True)], lambda: True, lambda p: [])
+    assert done.failed == [] and len(walks) == 2
+    assert sorted(os.listdir(module / "d")) == ["a.txt", "old.gz"]
+    assert (module / "d" / "old.gz").read_bytes() == b"on the replica already: stays"

@@ -31,7 +31,7 @@ import pytest
 from conftest import child_processes, free_port, stop_process, wait_until
 
 from integration.conftest import confxml, same_tree, write
-from sersyncpy import pool, rsync
+from sersyncpy import probe, rsync
 
 SSHD = "/usr/sbin/sshd"
 RENAME_FILES = 500
@@ -391,7 +391,7 @@ def test_wrong_key_fails_and_retries_then_a_reload_with_the_right_key_loses_noth
 
 def test_reachable_probes_the_port_of_the_ssh_command(sshd):
     target = rsync.Target(ip=sshd.ip, module="/srv/replica", ssh=True, rsh=sshd.command())
-    assert pool.reachable(target)
+    assert probe.reachable(target)
 
 
 def test_after_an_sshd_outage_the_lane_catches_up_within_seconds(

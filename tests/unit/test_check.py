@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from sersyncpy import __version__, check, config, faillog, rsync
-from sersyncpy.daemon import target_for
 from sersyncpy.errors import ConfigError
+from sersyncpy.wiring import target_for
 
 REPO_CONFXML = Path(__file__).resolve().parents[2] / "confxml.xml"
 STOCK_WATCH = b'watch="/opt/tongbu"'

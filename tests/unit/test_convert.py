@@ -10,7 +10,7 @@ from typing import Callable
 
 import pytest
 
-from sersyncpy import cli, convert, daemon, statefiles
+from sersyncpy import cli, convert, statefiles, wiring
 from sersyncpy.config import Filter
 from sersyncpy.errors import UsageError
 from sersyncpy.plugins import Notice
@@ -214,8 +214,8 @@ def test_threads_of_minus_n(text: str, expected: object) -> None:
 def test_seconds_from_the_environment(monkeypatch, text: str, expected: object) -> None:
     monkeypatch.setenv("SERSYNCPY_X_SECONDS", text)
     if isinstance(expected, float):
-        assert daemon.env_seconds("SERSYNCPY_X_SECONDS", 7.0) == expected
+        assert wiring.env_seconds("SERSYNCPY_X_SECONDS", 7.0) == expected
         return
     with pytest.raises(UsageError) as caught:
-        daemon.env_seconds("SERSYNCPY_X_SECONDS", 7.0)
+        wiring.env_seconds("SERSYNCPY_X_SECONDS", 7.0)
     assert str(caught.value) == expected

@@ -5,11 +5,6 @@ from dataclasses import replace
 import pytest
 
 from sersyncpy import rsync
-from sersyncpy.diskstate import State, disk_state
-from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
-from sersyncpy.pool import next_backoff, plan
-
-DIR, MISSING, OTHER, SHADOWED = State.DIR, State.MISSING, State.OTHER, State.SHADOWED
 
 DAEMON = rsync.Target(ip="127.0.0.1", module="backup", port=8730, user="sersync",
                       password_file="/etc/rsync.pas", timeout=100, common_params=("-artuz",))
@@ -147,12 +142,6 @@ def test_no_path_outside_the_root_is_ever_listed_for_rsync(bad):
         rsync.encode_list(["fine", bad])
 
 
-def test_plan_sends_an_unsafe_rename_over_ssh_as_a_whole_directory():
-    batch = [Event(RENAME, "d;id>PWNED;", True, "d")]
-    p = plan(batch, lambda rel: DIR, lambda s, d: rsync.renamable(SSH, s, d))
-    assert not p.renames and [e.path for e in p.listed] == ["d;id>PWNED;"]
-
-
 def test_crontabfilter_patterns_apply_to_full_syncs_only():
     # sersyncpy 0.1 added them to every live push whenever <filter> was on (issue 13 item 2).
     t = rsync.Target(ip="h", module="m", full_excludes=("*.php",))
@@ -186,87 +175,6 @@ def test_exit_code_classes(code, kind):
     assert rsync.describe_exit(code)
 
 
-def test_plan_sorts_a_batch_by_kind_and_by_disk():
-    on_disk = {"renamed": DIR, "meta": DIR, "full": DIR, "sub": DIR, "file": OTHER,
-               "was/below/a/file": SHADOWED, "wild*": DIR}
-    batch = [
-        Event(RENAME, "renamed", True, "old"), Event(RENAME, "gone", True, "old2"),
-        Event(RENAME, "wild*", True, "old3"),
-        Event(UPDATE, "meta", True), Event(UPDATE, "file"), Event(DELETE, "x"),
-        Event(FULL, "full", True), Event(SUBTREE, "sub", True),
-        Event(DELETE, "was/below/a/file"),
-    ]
-    p = plan(batch, lambda rel: on_disk.get(rel, MISSING), DAEMON_RENAMES)
-    assert [e.path for e in p.renames] == ["renamed"]
-    assert [e.path for e in p.full] == ["full"]
-    assert [e.path for e in p.dirs] == ["meta"]
-    assert [e.path for e in p.listed] == ["gone", "wild*", "file", "x", "sub"]
-
-
-def test_disk_state(tmp_path):
-    (tmp_path / "d").mkdir()
-    (tmp_path / "f").write_text("x")
-    assert [disk_state(str(tmp_path), rel) for rel in ("d", "f", "nope", "f/below", "")] == [
-        DIR, OTHER, MISSING, SHADOWED, DIR]
-
-
-def test_backoff_starts_at_a_second_and_is_capped():
-    assert 0.8 <= next_backoff(0) <= 1.2
-    b = 0.0
-    for _ in range(20):
-        b = next_backoff(b)
-    assert b <= 60 * 1.2
-
-
-def test_partial_transfers_retry_soon():
-    assert next_backoff(0, 23) <= 0.12
-    b = 0.0
-    for _ in range(20):
-        b = next_backoff(b, 23)
-    assert b <= 5 * 1.2
-
-
-def test_plan_skips_a_missing_path_whose_parent_went_too():
-    # rm -rf d: the children's deletions are carried by d's own
-    on_disk = {"kept": DIR}
-    batch = [Event(DELETE, "d/sub/f"), Event(DELETE, "d/sub", True), Event(DELETE, "d", True),
-             Event(UPDATE, "kept/gone-file"), Event(DELETE, "top-file")]
-    p = plan(batch, lambda rel: on_disk.get(rel, MISSING), DAEMON_RENAMES)
-    assert [e.path for e in p.listed] == ["d", "kept/gone-file", "top-file"]
-    assert p.missing == p.listed
-
-
-def test_plan_marks_the_root_gone():
-    p = plan([Event(DELETE, "", True), Event(UPDATE, "x")], lambda rel: OTHER, DAEMON_RENAMES)
-    assert p.root_gone and [e.path for e in p.listed] == ["x"]
-
-
-def test_slots_are_granted_first_come_first_served():
-    import threading
-
-    from conftest import wait_until
-
-    from sersyncpy.pool import Slots
-
-    slots = Slots(1)
-    order = []
-    slots.__enter__()  # the slot is taken
-
-    def lane(name):
-        with slots:
-            order.append(name)
-
-    threads = []
-    for name in ("a", "b", "c"):
-        threads.append(threading.Thread(target=lane, args=(name,)))
-        threads[-1].start()
-        wait_until(lambda: len(slots._waiting) == len(threads))  # queued in this order
-    slots.__exit__(None, None, None)
-    for t in threads:
-        t.join(5)
-    assert order == ["a", "b", "c"]
-
-
 def test_parse_stats_reads_files_and_bytes_sent():
     out = (b"\nNumber of files: 7 (reg: 5, dir: 2)\nNumber of created files: 5\n"
            b"Number of regular files transferred: 5\nTotal file size: 1,234,567 bytes\n"
@@ -298,17 +206,6 @@ def test_ssh_command_goes_to_rsync_as_one_argument():
     t = rsync.Target(ip="h", module="/srv/www", ssh=True, rsh="ssh -p 2222 -i '/k ey'")
     argv = rsync.base_argv(t)
     assert argv[argv.index("-e") + 1] == "ssh -p 2222 -i '/k ey'"
-
-
-@pytest.mark.parametrize("rsh, port", [
-    ("ssh", 22), ("ssh -p 2222", 2222), ("ssh -p2222 -i k", 2222),
-    ("ssh -o Port=2200", 2200), ("ssh -oPort=2201", 2201), ("ssh -i '/a b' -p 7", 7),
-    ("ssh -p", 22), ("ssh 'unclosed", 22),
-])
-def test_the_probe_uses_the_port_of_the_ssh_command(rsh, port):
-    from sersyncpy.pool import ssh_port
-
-    assert ssh_port(rsh) == port
 
 
 def test_rsync_temp_files_stay_out_of_pushes_unless_dotfiles_are_replicated():

@@ -20,7 +20,7 @@ import pytest
 from sersyncpy import cli, fullsync, status
 from sersyncpy.config import Crontab, Filter
 from sersyncpy.faillog import WriteHealth
-from sersyncpy.pool import LaneStats
+from sersyncpy.push import LaneStats
 
 NOW = 1_700_000_000.0
 

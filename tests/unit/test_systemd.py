@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -48,6 +49,28 @@ def test_one_datagram_per_call_with_the_lines_joined(receiver):
     assert systemd.notify(systemd.STOPPING)
     assert receiver.recv(4096) == b"STOPPING=1"
     assert pending(receiver) == []
+
+
+def test_the_daemons_moments_are_one_datagram_each(receiver):
+    assert systemd.ready("watching 3 directories\nof 2 roots")
+    assert receiver.recv(4096) == b"READY=1\nSTATUS=watching 3 directories of 2 roots"
+    assert systemd.watchdog()
+    assert receiver.recv(4096) == b"WATCHDOG=1"
+    before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    assert systemd.reloading()
+    reloading, usec = receiver.recv(4096).decode().split("\n")
+    after = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    key, _, value = usec.partition("=")
+    assert reloading == "RELOADING=1" and key == "MONOTONIC_USEC" and before <= int(value) <= after
+    assert systemd.stopping()
+    assert receiver.recv(4096) == b"STOPPING=1"
+    assert pending(receiver) == []
+
+
+def test_the_moments_are_false_when_not_under_systemd(monkeypatch):
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    assert not (systemd.ready("x") or systemd.watchdog() or systemd.reloading()
+                or systemd.stopping())
 
 
 def test_abstract_namespace(monkeypatch):

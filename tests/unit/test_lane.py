@@ -1,0 +1,65 @@
+"""The lane's policies, without a remote: the retry backoff, the -n slots granted in turn,
+and the deletion hold."""
+
+import threading
+
+from conftest import wait_until
+
+from sersyncpy import lane as lanemod
+from sersyncpy.backoff import Backoff
+from sersyncpy.events import DELETE, UPDATE, Event
+from sersyncpy.lane import DeletionHold, Slots
+from sersyncpy.push import Plan
+
+
+def test_backoff_starts_at_a_second_and_is_capped():
+    backoff = Backoff(*lanemod.RETRY, jitter=0.2)
+    assert 0.8 <= backoff.next() <= 1.2
+    for _ in range(20):
+        wait = backoff.next()
+    assert wait <= 60 * 1.2
+    backoff.reset()
+    assert backoff.next() <= 1.2
+
+
+def test_partial_transfers_retry_soon():
+    backoff = Backoff(*lanemod.RETRY, jitter=0.2)
+    assert backoff.next(*lanemod.RETRY_PARTIAL) <= 0.12
+    for _ in range(20):
+        wait = backoff.next(*lanemod.RETRY_PARTIAL)
+    assert wait <= 5 * 1.2
+
+
+def test_slots_are_granted_first_come_first_served():
+    slots = Slots(1)
+    order = []
+    slots.__enter__()  # the slot is taken
+
+    def lane(name):
+        with slots:
+            order.append(name)
+
+    threads = []
+    for name in ("a", "b", "c"):
+        threads.append(threading.Thread(target=lane, args=(name,)))
+        threads[-1].start()
+        wait_until(lambda: len(slots._waiting) == len(threads))  # queued in this order
+    slots.__exit__(None, None, None)
+    for t in threads:
+        t.join(5)
+    assert order == ["a", "b", "c"]
+
+
+def _plan(*paths: str) -> Plan:
+    events = [Event(DELETE, path) for path in paths]
+    return Plan(listed=[Event(UPDATE, "kept"), *events], missing=events)
+
+
+def test_deletions_are_held_until_none_new_comes_but_a_temporary_name_goes_at_once():
+    hold = DeletionHold(60.0)
+    p = _plan("gone.txt", "d/.f.a1B2c3")
+    held = hold.take(p, stopping=False)
+    assert [e.path for e in held] == ["gone.txt"]
+    assert [e.path for e in p.listed] == ["kept", "d/.f.a1B2c3"]  # the rename's source
+    assert hold.take(_plan("gone.txt"), stopping=True) == []  # a stop lets them go
+    assert DeletionHold(0).take(_plan("x"), stopping=False) == []  # no hold at all
