@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import urlsplit, urlunsplit
 
-from sersyncpy import __version__, faillog, fullsync, plugins, rsync, status
+from sersyncpy import __version__, faillog, fullsync, plugins, rsync, statusfile
 from sersyncpy import config as configmod
 from sersyncpy.plugins.command import prefix_warning
 from sersyncpy.plugins.settings import CdnSettings, CommandSettings, PluginSettings, SocketSettings
@@ -342,7 +342,7 @@ def _state(cfg: configmod.Config, options: Options) -> list[str]:
     log = cfg.fail_log
     retry = (f"every failed push is tried again at least every {log.time_to_execute} minutes"
              if log.time_to_execute else "no periodic retry beyond each remote's own")
-    status_file = options.status_file or status.default_path(log.path)
+    status_file = options.status_file or statusfile.default_path(log.path)
     where = "--status-file" if options.status_file else "beside the fail log"
     return [f"fail log: {log.path} (the paths not yet on a remote, replayed at the next start)",
             f"  timeToExecute {log.time_to_execute}: {retry}",

@@ -84,6 +84,17 @@ def disk_state(root: str, rel: str, cache: Optional[dict[str, State]] = None) ->
     return _own_state(os.path.join(root, rel) if rel else root)
 
 
+def root_present(path: str, dev: int) -> bool:
+    """A watch root is where it was: a directory, on the device it was on when first watched
+    (not deleted, moved away, or covered by another mount, such as a failed NFS mount's
+    empty mount point). The watcher and every lane ask the same question."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_dev == dev
+
+
 def is_empty(directory: str) -> bool:
     """Whether a directory has nothing in it; False when that cannot be told (rsync will):
     an empty root is more often a failed mount than a wish to delete everything."""

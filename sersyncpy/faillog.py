@@ -9,6 +9,7 @@ lines (`#P ...`, each path base64-encoded), so no file name is ever interpreted.
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import logging
 import os
@@ -33,7 +34,14 @@ BAD_LINES_NAMED = 10  # damaged lines named one by one in the log; the rest are 
 # How often at most the file is rewritten while lanes change. After a kill, what the last
 # second added is recovered by the resync of every root at the next start.
 WRITE_SECONDS = 1.0
-RUNNING, CLEAN = "running", "clean"
+class RunState(str, enum.Enum):
+    """What the fail log says of the run that wrote it, on its #S line."""
+
+    RUNNING = "running"  # still running, or killed: the next start treats it as a crash
+    CLEAN = "clean"  # stopped cleanly: what is pending is all there is
+
+
+RUNNING, CLEAN = RunState.RUNNING, RunState.CLEAN
 
 
 @dataclass(frozen=True)
@@ -85,12 +93,12 @@ def _script(state: LaneState) -> list[bytes]:
     return lines
 
 
-def render(state: str, lanes: Sequence[LaneState]) -> bytes:
+def render(state: RunState, lanes: Sequence[LaneState]) -> bytes:
     """The whole file: header, data lines, then the script. Pure."""
     out = [b"#!/bin/sh", MAGIC,
            b"# Paths not yet on their remotes. sersyncpy rewrites this file and replays it",
            b"# at start-up; running it with /bin/sh pushes them with rsync.",
-           b"#S " + state.encode()]
+           b"#S " + state.value.encode()]
     ids = {}
     for lane in lanes:
         if not lane.events:
@@ -129,7 +137,7 @@ def _event(fields: list[bytes]) -> Event:
     return Event(kind, path, fields[3] == b"1", src)
 
 
-def parse(data: bytes) -> tuple[Optional[str], dict[str, list[Event]]]:
+def parse(data: bytes) -> tuple[Optional[RunState], dict[str, list[Event]]]:
     """(state, {lane key: events}) from a file's bytes; state None if it is not ours. A line
     that cannot be replayed is skipped with a WARNING (the first few are named)."""
     lines = data.split(b"\n")
@@ -144,7 +152,7 @@ def parse(data: bytes) -> tuple[Optional[str], dict[str, list[Event]]]:
         try:
             if fields[0] == b"#S":
                 # Anything but a clean stop is taken for a crash: the roots are resynced.
-                state = CLEAN if fields[1:] == [CLEAN.encode()] else RUNNING
+                state = CLEAN if fields[1:] == [CLEAN.value.encode()] else RUNNING
             elif fields[0] == b"#L":
                 if len(fields) != 4:
                     raise BadLine("not a #L ID ROOT REMOTE line")
@@ -182,7 +190,7 @@ def write_atomically(path: str, data: bytes, mode: int = 0o700) -> None:
         raise
 
 
-def load(path: str) -> tuple[Optional[str], dict[str, list[Event]]]:
+def load(path: str) -> tuple[Optional[RunState], dict[str, list[Event]]]:
     """Read the fail log left by the previous run: (state or None, pending per lane key).
 
     The file is input from whoever could write there: it is used only if it is a regular
@@ -273,7 +281,7 @@ class FailLogWriter(Worker):
         self.health = WriteHealth(path)
         self._seen: dict[int, int] = {}
 
-    def write(self, state: str) -> bool:
+    def write(self, state: RunState) -> bool:
         """Write the file now; False (logged, counted in `health`) when that failed."""
         snapshots = [(lane, *lane.snapshot()) for lane in self.lanes]
         lanes = [LaneState(lane.root, lane.target, tuple(events))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import threading
 import time
 from collections import deque
@@ -19,7 +18,7 @@ from typing import Callable, Optional
 from sersyncpy import probe, rsync
 from sersyncpy.backoff import Backoff
 from sersyncpy.config import DEFAULT_MAX_PENDING
-from sersyncpy.diskstate import Unreadable
+from sersyncpy.diskstate import Unreadable, root_present
 from sersyncpy.events import FULL, Event
 from sersyncpy.filterqueue import FilterQueue
 from sersyncpy.push import LaneStats, Plan, Pushed, Pusher
@@ -264,11 +263,7 @@ class Lane(Worker):
 
     def root_present(self) -> bool:
         """The root is where it was: not deleted, moved away, or covered by another mount."""
-        try:
-            st = os.stat(self.root)
-        except OSError:
-            return False
-        return stat.S_ISDIR(st.st_mode) and st.st_dev == self._root_dev
+        return root_present(self.root, self._root_dev)
 
     # -- the lane's own thread -----------------------------------------------------------
 

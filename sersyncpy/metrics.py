@@ -1,6 +1,6 @@
-"""Prometheus metrics at http://HOSTIP:PORT/metrics, from sersync's unused <host hostip port>
-(off when it is absent or its port is 0; 127.0.0.1 when hostip is empty). Values are read from
-the running pipeline at each scrape; the small HTTP server bounds its connections.
+"""Prometheus metrics at http://HOSTIP:PORT/metrics when <metrics start="true"> asks (127.0.0.1
+unless hostip says otherwise): the replicator's snapshot, the status file's document, rendered
+at each scrape; the small HTTP server bounds its connections.
 """
 
 from __future__ import annotations
@@ -12,21 +12,14 @@ import socketserver
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Optional, Protocol
+from typing import Callable, Optional
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
-if TYPE_CHECKING:  # only for the annotations: importing these costs start-up time
-    from sersyncpy.config import Config
-    from sersyncpy.diskstate import Unreadable
-    from sersyncpy.faillog import FailLogWriter, WriteHealth
-    from sersyncpy.lane import Lane
-    from sersyncpy.plugins.gate import Gate
-    from sersyncpy.plugins.runner import Runner
-    from sersyncpy.watcher import Watcher
+from sersyncpy.statusfile import FileStatus, PluginStatus, RemoteStatus, RootStatus, Status
 
 logger = logging.getLogger(__name__)
 
@@ -40,120 +33,104 @@ MAX_CONNECTIONS = 64
 REFUSAL_LOG_SECONDS = 60.0  # at most one WARNING about refused connections this often
 
 
-class Pipeline(Protocol):
-    """What Collector reads of the running replicator.Replicator."""
+# Snapshot: where everything stands now (replicator.Replicator.snapshot).
+Snapshot = Callable[[], Status]
 
-    config: Config
-    watcher: Watcher
-    runner: Optional[Runner]
-    gate: Optional[Gate]
-    unreadable: list[Unreadable]  # per root
-    fail_log: FailLogWriter
-    status_health: WriteHealth
+_REMOTE_COUNTERS = (  # (metric name, help, RemoteStatus field)
+    ("events", "changes offered to the remote's queue, before collapsing", "events"),
+    ("events_collapsed", "changes made redundant by later ones (not pushed apart)",
+     "events_collapsed"),
+    ("batches", "batches pushed", "batches"),
+    ("paths", "paths pushed", "paths"),
+    ("files_sent", "regular files rsync transferred", "files_sent"),
+    ("bytes_sent", "bytes rsync sent, protocol included", "bytes_sent"),
+    ("rsync_runs", "rsync processes run", "rsync_runs"),
+    ("failed_batches", "batches that failed (and were retried)", "failed_batches"),
+    ("pending_collapses", "times the pending paths passed <failLog maxPending> and became "
+     "one full sync of the root", "pending_collapses"),
+)
+_REMOTE_GAUGES = (
+    ("pending", "changes not yet on the remote (queue depth)", "pending"),
+    ("lag_seconds", "age of the oldest change not yet on the remote (0 when current)",
+     "lag_seconds"),
+    ("consecutive_failures", "failed batches in a row", "consecutive_failures"),
+    ("last_success_timestamp_seconds", "when a batch last reached the remote",
+     "last_success"),
+)
+_ROOT_GAUGES = (
+    ("watches", "directories watched", "watches"),
+    ("unwatched_directories", "directories that could not be watched (inotify limit): "
+     "resynced whole periodically", "unwatched"),
+    ("unreadable_paths", "paths and directories that could not be read (permissions): not "
+     "replicated", "unreadable"),
+)
 
-    def all_lanes(self) -> list[Lane]: ...
 
-
-def _lane_families(lanes: list[Lane]) -> list[Metric]:
+def _remote_families(remotes: tuple[RemoteStatus, ...]) -> Iterator[Metric]:
     labels = ["root", "remote"]
-    counters = {
-        "events": ("changes offered to the remote's queue, before collapsing", "events_in"),
-        "batches": ("batches pushed", "batches"),
-        "paths": ("paths pushed", "paths"),
-        "files_sent": ("regular files rsync transferred", "files_sent"),
-        "bytes_sent": ("bytes rsync sent, protocol included", "bytes_sent"),
-        "rsync_runs": ("rsync processes run", "rsync_runs"),
-        "failed_batches": ("batches that failed (and were retried)", "failed_batches"),
-        "pending_collapses": ("times the pending paths passed <failLog maxPending> and became "
-                              "one full sync of the root", "collapses"),
-    }
-    families = {
-        name: CounterMetricFamily(f"sersyncpy_{name}", doc, labels=labels)
-        for name, (doc, _) in counters.items()
-    }
-    collapsed = CounterMetricFamily("sersyncpy_events_collapsed",
-                                    "changes made redundant by later ones (not pushed apart)",
-                                    labels=labels)
-    gauges = {
-        "pending": GaugeMetricFamily("sersyncpy_pending", "changes not yet on the remote "
-                                     "(queue depth)", labels=labels),
-        "lag": GaugeMetricFamily("sersyncpy_lag_seconds", "age of the oldest change not yet on "
-                                 "the remote (0 when current)", labels=labels),
-        "failures": GaugeMetricFamily("sersyncpy_consecutive_failures", "failed batches in a "
-                                      "row", labels=labels),
-        "last_success": GaugeMetricFamily("sersyncpy_last_success_timestamp_seconds",
-                                          "when a batch last reached the remote",
-                                          labels=labels),
-    }
-    for lane in lanes:
-        key = [lane.root, lane.target.label]
-        stats = lane.stats
-        for name, (_, field) in counters.items():
-            families[name].add_metric(key, getattr(stats, field))
-        pending, lag = lane.lag()
-        collapsed.add_metric(key, max(0, stats.events_in - stats.events_out - pending))
-        gauges["pending"].add_metric(key, pending)
-        gauges["lag"].add_metric(key, lag)
-        gauges["failures"].add_metric(key, stats.failures)
-        gauges["last_success"].add_metric(key, stats.last_success or 0)
-    return [*families.values(), collapsed, *gauges.values()]
+    for kind, table in ((CounterMetricFamily, _REMOTE_COUNTERS),
+                        (GaugeMetricFamily, _REMOTE_GAUGES)):
+        for name, doc, attribute in table:
+            family = kind(f"sersyncpy_{name}", doc, labels=labels)
+            for remote in remotes:
+                family.add_metric([remote.root, remote.remote],
+                                  getattr(remote, attribute) or 0)
+            yield family
 
 
-def _write_families(health: dict[str, WriteHealth]) -> list[Metric]:
+def _root_families(roots: tuple[RootStatus, ...]) -> Iterator[Metric]:
+    for name, doc, attribute in _ROOT_GAUGES:
+        family = GaugeMetricFamily(f"sersyncpy_{name}", doc, labels=["root"])
+        for root in roots:
+            family.add_metric([root.path], getattr(root, attribute))
+        yield family
+
+
+def _file_families(files: dict[str, Optional[FileStatus]]) -> Iterator[Metric]:
     """Our own files (the fail log, the status file): whether their writes work."""
     failing = GaugeMetricFamily("sersyncpy_state_file_failing", "1 while the last write of one "
                                 "of sersyncpy's own files failed (full disk, permissions)",
                                 labels=["file"])
     failures = CounterMetricFamily("sersyncpy_state_file_write_failures", "failed writes of one "
                                    "of sersyncpy's own files", labels=["file"])
-    for name, h in health.items():
-        failing.add_metric([name], 1 if h.error else 0)
-        failures.add_metric([name], h.failures)
-    return [failing, failures]
+    for name, each in files.items():
+        if each is not None:
+            failing.add_metric([name], 1 if each.error else 0)
+            failures.add_metric([name], each.failures)
+    yield failing
+    yield failures
+
+
+def _plugin_families(plugin: PluginStatus) -> Iterator[Metric]:
+    labels = [plugin.name]
+    for name, doc, value in (
+            ("delivered", "changes passed to the plugin", plugin.delivered),
+            ("dropped", "changes the plugin was never told of", plugin.dropped)):
+        family = CounterMetricFamily(f"sersyncpy_plugin_{name}", doc, labels=["plugin"])
+        family.add_metric(labels, value)
+        yield family
+    queued = GaugeMetricFamily("sersyncpy_plugin_queued", "changes waiting for the plugin or "
+                               "for every remote", labels=["plugin"])
+    queued.add_metric(labels, plugin.queued + plugin.waiting_for_remotes)
+    yield queued
 
 
 class Collector:
-    """Reads a Replicator (daemon.py) at scrape time."""
+    """Renders the replicator's snapshot at scrape time: the same document as the status
+    file, so the two never disagree."""
 
-    def __init__(self, replicator: Pipeline):
-        self.replicator = replicator
+    def __init__(self, snapshot: Snapshot):
+        self.snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
-        r = self.replicator
-        yield from _lane_families(r.all_lanes())
-        watches = GaugeMetricFamily("sersyncpy_watches", "directories watched", labels=["root"])
-        unwatched = GaugeMetricFamily("sersyncpy_unwatched_directories", "directories that "
-                                      "could not be watched (inotify limit): resynced whole "
-                                      "periodically", labels=["root"])
-        unreadable = GaugeMetricFamily("sersyncpy_unreadable_paths", "paths and directories "
-                                       "that could not be read (permissions): not replicated",
-                                       labels=["root"])
-        for lp, (count, missing), paths in zip(r.config.localpaths, r.watcher.counts(),
-                                               r.unreadable):
-            watches.add_metric([lp.watch], count)
-            unwatched.add_metric([lp.watch], missing)
-            unreadable.add_metric([lp.watch], paths.count())
-        yield watches
-        yield unwatched
-        yield unreadable
-        yield from _write_families({"fail_log": r.fail_log.health, "status": r.status_health})
+        doc = self.snapshot()
+        yield from _remote_families(doc.remotes)
+        yield from _root_families(doc.roots)
+        yield from _file_families({"fail_log": doc.fail_log, "status": doc.status_file})
         yield CounterMetricFamily("sersyncpy_inotify_overflows", "inotify queue overflows "
-                                  "(each resynced every root)", value=r.watcher.overflows)
-        if r.runner is not None:
-            s = r.runner.stats
-            labels = [r.runner.plugin.name]
-            for name, doc, value in (
-                    ("delivered", "changes passed to the plugin", s.delivered),
-                    ("dropped", "changes the plugin was never told of", s.dropped)):
-                family = CounterMetricFamily(f"sersyncpy_plugin_{name}", doc,
-                                             labels=["plugin"])
-                family.add_metric(labels, value)
-                yield family
-            queued = GaugeMetricFamily("sersyncpy_plugin_queued", "changes waiting for the "
-                                       "plugin or for every remote", labels=["plugin"])
-            waiting = r.gate.waiting() if r.gate is not None else 0
-            queued.add_metric(labels, r.runner.pending() + waiting)
-            yield queued
+                                  "(each resynced every root)", value=doc.overflows)
+        if doc.plugin is not None:
+            yield from _plugin_families(doc.plugin)
 
 
 class _Handler(WSGIRequestHandler):
@@ -276,10 +253,10 @@ def _hang_up(request: socket.socket) -> None:
 class MetricsServer:
     """The /metrics endpoint, or nothing when <host> does not ask for one."""
 
-    def __init__(self, hostip: str, port: int, replicator: Pipeline,
+    def __init__(self, hostip: str, port: int, snapshot: Snapshot,
                  timeout: float = CONNECTION_SECONDS, max_connections: int = MAX_CONNECTIONS):
         self.address = (hostip or DEFAULT_HOSTIP, port)
-        self.replicator = replicator
+        self.snapshot = snapshot
         self.timeout, self.max_connections = timeout, max_connections
         self._server: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
@@ -288,7 +265,7 @@ class MetricsServer:
         if not self.address[1]:
             return
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(Collector(self.replicator))
+        registry.register(Collector(self.snapshot))
         host, port = self.address
         try:
             # As prometheus_client: the first address the name resolves to (IPv4 or IPv6).
@@ -298,7 +275,7 @@ class MetricsServer:
                              self.max_connections)
         except OSError as exc:
             # Metrics are for people watching; replication goes on without them.
-            logger.error("metrics: cannot listen on %s:%d (<host hostip port>): %s; no "
+            logger.error("metrics: cannot listen on %s:%d (<metrics hostip port>): %s; no "
                          "metrics served", host, port, exc.strerror or exc)
             return
         server.set_app(make_wsgi_app(registry))

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Optional
 
 from sersyncpy import config as configmod
-from sersyncpy import faillog, fullsync, logs, status
+from sersyncpy import faillog, fullsync, logs, statusfile
 from sersyncpy.diskstate import Unreadable
 from sersyncpy.errors import SersyncpyError, UsageError
 from sersyncpy.events import Event
@@ -63,7 +63,7 @@ class Replicator:
         self.fail_log = faillog.FailLogWriter(cfg.fail_log.path, self.all_lanes(),
                                               retry_minutes=cfg.fail_log.time_to_execute)
         self._replayed = False  # until then the fail log on disk is the last run's: keep it
-        self.status_path = status_path or status.default_path(cfg.fail_log.path)
+        self.status_path = status_path or statusfile.default_path(cfg.fail_log.path)
         self.status_health = faillog.WriteHealth(self.status_path)
         self._status_due = 0.0
         self._started = time.time()
@@ -73,7 +73,7 @@ class Replicator:
         if cfg.metrics.start:  # imported only then: prometheus_client costs ~30 ms at start
             from sersyncpy.metrics import MetricsServer
 
-            self.metrics = MetricsServer(cfg.metrics.hostip, cfg.metrics.port, self)
+            self.metrics = MetricsServer(cfg.metrics.hostip, cfg.metrics.port, self.snapshot)
         self._first_full: Optional[tuple[logs.Progress, list[Lane]]] = None  # -r, until done
 
     def _lane(self, index: int, root: str, remote: configmod.Remote) -> Lane:
@@ -163,33 +163,40 @@ class Replicator:
             fullsync.request(self.all_lanes(),
                              f"<crontab> every {self.config.crontab.schedule} minutes")
         if now >= self._status_due:
-            self._status_due = now + status.STATUS_SECONDS
+            self._status_due = now + statusfile.STATUS_SECONDS
             self.write_status()
 
     def full_sync(self, why: str) -> None:
         fullsync.request(self.all_lanes(), why)
 
-    def status_document(self, running: bool = True) -> dict:
-        remotes = []
-        for lane in self.all_lanes():
-            pending, lag = lane.lag()
-            remotes.append(status.remote_entry(lane.root, lane.target.label, lane.stats,
-                                               pending, lag, lane.paused))
-        roots = [status.root_entry(lp.watch, watched, unwatched, unreadable.count(), remotes)
-                 for lp, (watched, unwatched), unreadable in zip(
-                     self.config.localpaths, self.watcher.counts(), self.unreadable)]
+    def snapshot(self, running: bool = True) -> statusfile.Status:
+        """Where everything stands now: what the status file says and the metrics show."""
+        remotes = tuple(
+            statusfile.remote_status(lane.root, lane.target.label, lane.stats, *lane.lag(),
+                                     lane.paused)
+            for lane in self.all_lanes())
+        roots = tuple(
+            statusfile.root_status(lp.watch, watched, unwatched, unreadable.count(), remotes)
+            for lp, (watched, unwatched), unreadable in zip(
+                self.config.localpaths, self.watcher.counts(), self.unreadable))
         plugin = None
-        if self.runner is not None:
+        if self.runner is not None and self.gate is not None:
             s = self.runner.stats
-            plugin = {"name": self.runner.plugin.name, "queued": self.runner.pending(),
-                      "waiting_for_remotes": self.gate.waiting(), "delivered": s.delivered,
-                      "dropped": s.dropped, "failures": s.failures}
-        return status.document(self.config.source, self._started, roots, remotes, plugin,
-                               status.write_entry(self.fail_log.health), running)
+            plugin = statusfile.PluginStatus(
+                name=self.runner.plugin.name, queued=self.runner.pending(),
+                waiting_for_remotes=self.gate.waiting(), delivered=s.delivered,
+                dropped=s.dropped, failures=s.failures)
+        return statusfile.Status(
+            format=statusfile.FORMAT, running=running, updated=time.time(),
+            interval=statusfile.STATUS_SECONDS, remotes=remotes, roots=roots, plugin=plugin,
+            pid=os.getpid(), config=self.config.source, started=self._started,
+            fail_log=statusfile.file_status(self.fail_log.health),
+            status_file=statusfile.file_status(self.status_health),
+            overflows=self.watcher.overflows)
 
     def write_status(self, running: bool = True) -> None:
         try:
-            status.write(self.status_path, self.status_document(running))
+            statusfile.write(self.status_path, self.snapshot(running))
         except Exception as exc:  # a full disk: said once, tried again in 2 s, never fatal
             self.status_health.failed(exc, "the status file")
         else:

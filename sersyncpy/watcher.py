@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import stat
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from inotify_simple import INotify
 from inotify_simple import flags as F
 
 from sersyncpy import limits, rsync
-from sersyncpy.diskstate import Unreadable
+from sersyncpy.diskstate import Unreadable, root_present
 from sersyncpy.errors import SersyncpyError
 from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
 from sersyncpy.rules import Rules
@@ -326,11 +325,7 @@ class Watcher(Worker):
         out: list = []
         self.table.expire_missed()
         for root in self.table.roots:
-            try:
-                st = os.stat(root.path)
-                present = stat.S_ISDIR(st.st_mode) and st.st_dev == root.dev
-            except OSError:
-                present = False
+            present = root_present(root.path, root.dev)
             if not present and not root.gone:
                 self._root_lost(root, out, "is gone or was replaced by another mount")
             elif present and root.gone:

@@ -8,31 +8,38 @@ import itertools
 import socket
 import threading
 from collections.abc import Iterator
-from types import SimpleNamespace
 
 import pytest
 from conftest import free_port, wait_until
 
 from sersyncpy import metrics
-from sersyncpy.diskstate import Unreadable
-from sersyncpy.faillog import WriteHealth
 from sersyncpy.metrics import MetricsServer
+from sersyncpy.statusfile import FileStatus, RemoteStatus, RootStatus, Status
 
 IDLE = 50  # connections that never send a request
 SURPLUS = 100  # more connections, to go well past the cap
 
 
-def _pipeline() -> SimpleNamespace:
-    """What metrics.Collector reads of a Replicator: one root, no remote, no plugin."""
-    unreadable = Unreadable("/src")
-    unreadable.report(["private"])
-    return SimpleNamespace(
-        config=SimpleNamespace(localpaths=[SimpleNamespace(watch="/src")]),
-        watcher=SimpleNamespace(counts=lambda: [(3, 0)], overflows=0),
-        runner=None, gate=None, all_lanes=list, unreadable=[unreadable],
-        fail_log=SimpleNamespace(health=WriteHealth("/f.sh", "No space left on device",
-                                                    1.0, 2)),
-        status_health=WriteHealth("/f.status.json"))
+def _snapshot() -> Status:
+    """What metrics.Collector renders: one root, one remote, no plugin."""
+    remote = RemoteStatus(root="/src", remote="127.0.0.1::m", pending=2, lag_seconds=1.5,
+                          last_success=None, consecutive_failures=1, files_sent=3,
+                          bytes_sent=300, events=9, events_collapsed=4, rsync_runs=5)
+    return Status(format=1, running=True, updated=0.0, interval=2.0, remotes=(remote,),
+                  roots=(RootStatus("/src", 3, 0, None, unreadable=1),), plugin=None,
+                  fail_log=FileStatus("/f.sh", "No space left on device", 1.0, 2),
+                  status_file=FileStatus("/f.status.json"), overflows=1)
+
+
+def test_the_snapshot_is_rendered_as_it_stands(server: MetricsServer) -> None:
+    text = _scrape(server.address[1])
+    label = 'remote="127.0.0.1::m",root="/src"'
+    for line in (f"sersyncpy_events_total{{{label}}} 9.0",
+                 f"sersyncpy_events_collapsed_total{{{label}}} 4.0",
+                 f"sersyncpy_pending{{{label}}} 2.0", f"sersyncpy_lag_seconds{{{label}}} 1.5",
+                 f"sersyncpy_last_success_timestamp_seconds{{{label}}} 0.0",
+                 'sersyncpy_watches{root="/src"} 3.0', "sersyncpy_inotify_overflows_total 1.0"):
+        assert line in text, line
 
 
 def test_unreadable_paths_and_failing_state_files_are_exposed(server: MetricsServer) -> None:
@@ -46,7 +53,7 @@ def test_unreadable_paths_and_failing_state_files_are_exposed(server: MetricsSer
 @pytest.fixture
 def server() -> Iterator[MetricsServer]:
     """A MetricsServer without hostip (so on the default address) and its default limits."""
-    started = MetricsServer("", free_port(), _pipeline())
+    started = MetricsServer("", free_port(), _snapshot)
     started.start()
     yield started
     started.stop()
@@ -99,7 +106,7 @@ def test_idle_trickling_and_surplus_connections_are_hung_up_with_bounded_threads
     trickler = clients[IDLE]
     try:
         wait_until(lambda: server_threads() == IDLE + 1, timeout=5)
-        assert "sersyncpy_inotify_overflows_total 0.0" in _scrape(port)  # served meanwhile
+        assert "sersyncpy_inotify_overflows_total 1.0" in _scrape(port)  # served meanwhile
         wait_until(lambda: server_threads() == IDLE + 1, timeout=5)  # the scrape's is done
         # Up to the cap, connections get a thread each; beyond it they are closed at once.
         surplus = [_connect(port) for _ in range(SURPLUS)]

@@ -17,9 +17,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from sersyncpy import cli, fullsync, status
+from sersyncpy import cli, fullsync, status, statusfile
 from sersyncpy.config import Crontab, Filter
-from sersyncpy.faillog import WriteHealth
+from sersyncpy.faillog import WriteHealth, write_atomically
 from sersyncpy.push import LaneStats
 
 NOW = 1_700_000_000.0
@@ -106,67 +106,78 @@ def test_request_offers_one_full_event_of_the_root_to_every_lane():
     ("/srv/fail.log.sh", "/srv/fail.log.status.json"),
 ])
 def test_default_path_is_beside_the_fail_log(fail_log, expected):
-    assert status.default_path(fail_log) == expected
+    assert statusfile.default_path(fail_log) == expected
 
 
-def test_remote_entry_from_lane_stats():
+def test_remote_status_from_lane_stats():
     stats = LaneStats(batches=4, rsync_runs=5, failures=0, failed_batches=2, files_sent=7,
                       bytes_sent=1234, last_success=NOW - 1, last_full_sync=NOW - 50,
-                      last_error="exit 10 (error in socket I/O)")
-    entry = status.remote_entry("/src", "127.0.0.1:873::m", stats, 3, 1.23456, False)
-    assert entry == {
-        "root": "/src", "remote": "127.0.0.1:873::m", "pending": 3, "lag_seconds": 1.235,
-        "last_success": NOW - 1, "consecutive_failures": 0, "failed_batches": 2,
-        "last_error": "",  # the error of a failure since recovered is not shown
-        "files_sent": 7, "bytes_sent": 1234, "rsync_runs": 5, "batches": 4,
-        "last_full_sync": NOW - 50, "paused": False, "pending_collapses": 0,
-    }
+                      last_error="exit 10 (error in socket I/O)", events_in=20, events_out=12,
+                      paths=11, collapses=1)
+    entry = statusfile.remote_status("/src", "127.0.0.1:873::m", stats, 3, 1.23456, False)
+    assert entry == statusfile.RemoteStatus(
+        root="/src", remote="127.0.0.1:873::m", pending=3, lag_seconds=1.235,
+        last_success=NOW - 1, consecutive_failures=0, failed_batches=2,
+        last_error="",  # the error of a failure since recovered is not shown
+        files_sent=7, bytes_sent=1234, rsync_runs=5, batches=4,
+        last_full_sync=NOW - 50, paused=False, pending_collapses=1, events=20,
+        events_collapsed=5, paths=11)  # 20 offered, 12 taken, 3 still pending
     stats.failures = 2
-    failing = status.remote_entry("/src", "r", stats, 3, 0.0, True)
-    assert failing["last_error"] == "exit 10 (error in socket I/O)"
-    assert failing["consecutive_failures"] == 2 and failing["paused"] is True
+    failing = statusfile.remote_status("/src", "r", stats, 3, 0.0, True)
+    assert failing.last_error == "exit 10 (error in socket I/O)"
+    assert failing.consecutive_failures == 2 and failing.paused is True
 
 
-def test_root_entry_last_full_sync_is_the_oldest_of_its_remotes_or_none():
+def test_root_status_last_full_sync_is_the_oldest_of_its_remotes_or_none():
     def remote(root, full):
-        return {"root": root, "last_full_sync": full}
+        return statusfile.RemoteStatus(root, "r", 0, 0.0, None, 0, 0, 0, last_full_sync=full)
 
-    remotes = [remote("/a", 10.0), remote("/a", 20.0), remote("/b", None)]
-    assert status.root_entry("/a", 3, 1, 2, remotes) == {
-        "path": "/a", "watches": 3, "unwatched": 1, "unreadable": 2, "last_full_sync": 10.0}
-    assert status.root_entry("/b", 1, 0, 0, remotes)["last_full_sync"] is None
-    assert status.root_entry("/c", 1, 0, 0, remotes)["last_full_sync"] is None  # no remote
-    remotes.append(remote("/a", None))
-    assert status.root_entry("/a", 3, 0, 0, remotes)["last_full_sync"] is None
+    remotes = (remote("/a", 10.0), remote("/a", 20.0), remote("/b", None))
+    assert statusfile.root_status("/a", 3, 1, 2, remotes) == statusfile.RootStatus(
+        path="/a", watches=3, unwatched=1, last_full_sync=10.0, unreadable=2)
+    assert statusfile.root_status("/b", 1, 0, 0, remotes).last_full_sync is None
+    assert statusfile.root_status("/c", 1, 0, 0, remotes).last_full_sync is None  # no remote
+    remotes += (remote("/a", None),)
+    assert statusfile.root_status("/a", 3, 0, 0, remotes).last_full_sync is None
 
 
-def test_document_fields():
+def _status(**fields) -> statusfile.Status:
+    return statusfile.Status(**{
+        "format": 1, "running": True, "updated": NOW, "interval": 2.0, "remotes": (),
+        "roots": (), "plugin": None, **fields})
+
+
+def test_the_document_written_is_the_document_read():
     health = WriteHealth("/var/lib/sersyncpy/rsync_fail_log.sh", "No space left on device",
                          NOW - 9, 3)
-    doc = status.document("/etc/confxml.xml", NOW - 5, [], [], None,
-                          status.write_entry(health), running=False)
-    assert set(doc) == {"format", "pid", "config", "running", "started", "updated", "interval",
-                        "roots", "remotes", "plugin", "fail_log"}
-    assert doc["fail_log"] == {"path": "/var/lib/sersyncpy/rsync_fail_log.sh",
+    doc = _status(running=False, pid=os.getpid(), config="/etc/confxml.xml",
+                  started=NOW - 5, fail_log=statusfile.file_status(health), overflows=2)
+    raw = json.loads(statusfile.render(doc))
+    assert set(raw) == {"format", "pid", "config", "running", "started", "updated", "interval",
+                        "roots", "remotes", "plugin", "fail_log", "status_file", "overflows"}
+    assert raw["fail_log"] == {"path": "/var/lib/sersyncpy/rsync_fail_log.sh",
                                "error": "No space left on device", "failing_since": NOW - 9,
                                "failures": 3}
-    assert (doc["format"], doc["pid"], doc["config"], doc["running"], doc["started"],
-            doc["interval"]) == (1, os.getpid(), "/etc/confxml.xml", False, NOW - 5, 2.0)
-    assert doc["updated"] >= NOW
+    assert statusfile.parse(raw) == doc
 
 
 def test_write_is_atomic_json_with_a_final_newline(tmp_path):
     path = tmp_path / "s.status.json"
-    doc = {"format": 1, "remotes": [{"remote": "ünïcode"}]}
-    status.write(str(path), doc)
-    status.write(str(path), doc)  # replaces the previous one
+    doc = _status(config="ünïcode")
+    statusfile.write(str(path), doc)
+    statusfile.write(str(path), doc)  # replaces the previous one
     text = path.read_text(encoding="utf-8")
     assert text.endswith("}\n") and "ünïcode" in text
-    assert json.loads(text) == doc
+    assert statusfile.parse(json.loads(text)) == doc
     assert os.listdir(tmp_path) == ["s.status.json"]  # no temporary file left
 
 
 # --------------------------------------------------------------------------- verdict
+
+
+def _write_document(path: str, doc: dict) -> None:
+    """A status document as a running sersyncpy leaves it (atomically, 0644)."""
+    write_atomically(path, (json.dumps(doc) + "\n").encode(), mode=0o644)
 
 
 def _remote(name="127.0.0.1:873::backup", lag=0.0, **fields):
@@ -179,7 +190,7 @@ def _remote(name="127.0.0.1:873::backup", lag=0.0, **fields):
 
 
 def _parsed(doc):
-    return None if doc is None else status.parse(doc)
+    return None if doc is None else statusfile.parse(doc)
 
 
 def _doc(remotes=(), age=1.0, running=True, interval=2.0, roots=None, plugin=None):
@@ -213,13 +224,13 @@ def test_verdict(doc, max_lag, code, why):
 
 def test_verdict_stale_before_lagging():
     doc = _doc([_remote(lag=1000)], age=60)
-    assert status.verdict(status.parse(doc), 1, NOW)[0] == status.UNKNOWN
+    assert status.verdict(statusfile.parse(doc), 1, NOW)[0] == status.UNKNOWN
 
 
 def test_verdict_of_a_file_dated_ahead_is_unknown():
     # A clock set back after sersyncpy stopped: "updated" cannot tell whether it still runs.
-    assert status.verdict(status.parse(_doc(age=-9.9)), 60, NOW)[0] == status.CURRENT
-    assert status.verdict(status.parse(_doc(age=-3600)), 60, NOW) == (
+    assert status.verdict(statusfile.parse(_doc(age=-9.9)), 60, NOW)[0] == status.CURRENT
+    assert status.verdict(statusfile.parse(_doc(age=-3600)), 60, NOW) == (
         status.UNKNOWN, "the status file is dated 3600 s ahead: is the clock right?")
 
 
@@ -233,7 +244,7 @@ def test_table_lines():
         _remote("10.0.0.2::m", lag=42.25, pending=7, consecutive_failures=3),
     ], roots=[{"path": "/src", "watches": 12, "unwatched": 0, "last_full_sync": NOW - 3600},
               {"path": "/other", "watches": 5, "unwatched": 2, "last_full_sync": None}])
-    lines = status.table(status.parse(doc), NOW).splitlines()
+    lines = status.table(statusfile.parse(doc), NOW).splitlines()
     assert [line.split() for line in lines[:3]] == [
         ["REMOTE", "ROOT", "PENDING", "LAG", "LAST", "OK", "FAILS", "FILES", "BYTES"],
         ["127.0.0.1:873::backup", "/src", "0", "0.0s", "3s", "ago", "0", "12", "3456"],
@@ -252,7 +263,7 @@ def test_table_plugin_line_and_a_future_timestamp():
     doc = _doc([_remote(last_success=NOW + 5)], plugin={
         "name": "http", "queued": 1, "waiting_for_remotes": 2, "delivered": 3, "dropped": 4,
         "failures": 0})
-    lines = status.table(status.parse(doc), NOW).splitlines()
+    lines = status.table(statusfile.parse(doc), NOW).splitlines()
     assert lines[-1] == "plugin http: 1 queued, 2 waiting for remotes, 3 delivered, 4 dropped"
     assert "0s ago" in lines[1]  # a clock step back is not "-5s ago"
 
@@ -275,11 +286,11 @@ def test_status_command_without_a_file(tmp_path, capsys):
 def test_status_command_current_lagging_and_json(tmp_path, capsys, monkeypatch):
     path = tmp_path / "s.json"
     doc = _doc([_remote(lag=5.0)], age=0)
-    status.write(str(path), doc)
+    _write_document(str(path), doc)
     monkeypatch.setattr(status.time, "time", lambda: NOW)
     code, out, err = _run(capsys, "--status-file", str(path))
     assert (code, err) == (0, "OK: every remote is current\n")
-    assert out == status.table(status.parse(doc), NOW) + "\n"
+    assert out == status.table(statusfile.parse(doc), NOW) + "\n"
     code, out, err = _run(capsys, "--status-file", str(path), "--max-lag", "4.5")
     assert (code, err) == (1, "LAGGING: 1 remote(s) lag more than 4.5 s: "
                               "127.0.0.1:873::backup (5 s)\n")
@@ -315,7 +326,7 @@ def test_status_command_finds_the_file_through_the_config(tmp_path, capsys):
         <localpath watch="{watch}"><remote ip="127.0.0.1" name="m"/></localpath>
         <failLog path="{fail_log}" timeToExecute="60"/>
         </sersync></head>""")
-    status.write(str(tmp_path / "logs" / "fail.status.json"), _doc(running=False))
+    _write_document(str(tmp_path / "logs" / "fail.status.json"), _doc(running=False))
     code, _, err = _run(capsys, "-o", str(conf))
     assert (code, err) == (3, "UNKNOWN: sersyncpy has stopped\n")
 
@@ -337,27 +348,24 @@ def _with(change):
     return doc
 
 
-def test_parse_reads_what_document_writes():
+def test_parse_reads_what_render_writes():
     stats = LaneStats(batches=1, files_sent=2, bytes_sent=3, last_success=NOW - 1)
-    remotes = [status.remote_entry("/src", "10.0.0.2::m", stats, 4, 5.5, False)]
-    roots = [status.root_entry("/src", 6, 1, 0, remotes)]
-    plugin = {"name": "http", "queued": 1, "waiting_for_remotes": 0, "delivered": 2,
-              "dropped": 0, "failures": 0}
-    fail_log = status.write_entry(WriteHealth("/f.sh"))
-    doc = status.parse(json.loads(json.dumps(status.document("/c.xml", NOW, roots, remotes,
-                                                             plugin, fail_log))))
-    assert doc.remotes == (status.RemoteStatus("10.0.0.2::m", "/src", 4, 5.5, NOW - 1, 0, 2,
-                                               3),)
-    assert doc.roots == (status.RootStatus("/src", 6, 1, None),)
-    assert doc.plugin == status.PluginStatus("http", 1, 0, 2, 0)
-    assert (doc.format, doc.running, doc.interval) == (status.FORMAT, True, 2.0)
+    remotes = (statusfile.remote_status("/src", "10.0.0.2::m", stats, 4, 5.5, False),)
+    roots = (statusfile.root_status("/src", 6, 1, 0, remotes),)
+    plugin = statusfile.PluginStatus("http", 1, 0, 2, 0)
+    doc = _status(remotes=remotes, roots=roots, plugin=plugin, config="/c.xml",
+                  fail_log=statusfile.file_status(WriteHealth("/f.sh")))
+    read = statusfile.parse(json.loads(statusfile.render(doc)))
+    assert read == doc
+    assert read.remotes[0].pending == 4 and read.roots[0].watches == 6
+    assert (read.format, read.running, read.interval) == (statusfile.FORMAT, True, 2.0)
 
 
 def test_parse_ignores_fields_it_does_not_read():
     doc = _doc([_remote(later="a field of a newer sersyncpy")])
     doc["fail_log"] = {"path": "/var/lib/sersyncpy/fail.sh", "error": "", "failures": 0}
     doc["roots"][0]["unreadable"] = 2
-    assert status.verdict(status.parse(doc), 60, NOW) == (0, "every remote is current")
+    assert status.verdict(statusfile.parse(doc), 60, NOW) == (0, "every remote is current")
 
 
 @pytest.mark.parametrize("change, why", [
@@ -388,8 +396,8 @@ def test_parse_ignores_fields_it_does_not_read():
      "of zero or more"),
 ])
 def test_parse_names_the_first_field_of_the_wrong_shape(change, why):
-    with pytest.raises(status.Malformed) as raised:
-        status.parse(_with(change))
+    with pytest.raises(statusfile.Malformed) as raised:
+        statusfile.parse(_with(change))
     assert str(raised.value) == why
 
 
@@ -423,7 +431,7 @@ MALFORMED_FILES = {
     "nested too deep": lambda p: p.write_text("[" * 200_000),
     "a 100 MB file": lambda p: (p.touch(), os.truncate(p, 100 << 20)),  # sparse
     "a FIFO": lambda p: os.mkfifo(p),
-    "a symlink to a good file": lambda p: (status.write(str(p.with_name("good")), _fresh_doc()),
+    "a symlink to a good file": lambda p: (_write_document(str(p.with_name("good")), _fresh_doc()),
                                            p.symlink_to("good")),
     "a directory": lambda p: p.mkdir(),
 }
@@ -438,7 +446,7 @@ def test_status_command_on_a_malformed_file_is_unknown_without_a_traceback(tmp_p
 
 def test_status_command_on_a_good_file_is_current(tmp_path):
     path = tmp_path / "s.status.json"
-    status.write(str(path), _fresh_doc())
+    _write_document(str(path), _fresh_doc())
     result = _status_command(path)
     assert (result.returncode, result.stderr) == (0, "OK: every remote is current\n")
 
@@ -446,7 +454,7 @@ def test_status_command_on_a_good_file_is_current(tmp_path):
 @pytest.mark.parametrize("mode", [0o664, 0o646, 0o666])
 def test_status_file_others_may_write_is_unknown(tmp_path, mode):
     path = tmp_path / "s.status.json"
-    status.write(str(path), _fresh_doc())
+    _write_document(str(path), _fresh_doc())
     os.chmod(path, mode)
     _assert_unknown(_status_command(path), path, "not trusted: ")
 
@@ -483,7 +491,7 @@ def test_the_config_owners_status_file_is_trusted(tmp_path):
     # sersyncpy run by a dedicated user writes its status file as that user: asked with that
     # user's config, root believes it.
     path, config = tmp_path / "s.status.json", tmp_path / "confxml.xml"
-    status.write(str(path), _fresh_doc())
+    _write_document(str(path), _fresh_doc())
     config.write_text("<head/>")
     for owned in (path, config):
         os.chown(owned, NOBODY, NOBODY)
