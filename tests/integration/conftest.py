@@ -1,8 +1,11 @@
 """Fixtures that run the real sersyncpy command against real rsync daemons: a confxml.xml
-writer and a process fixture that waits for the watches and stops the process by its PID."""
+writer, a process fixture that waits for the watches and stops the process by its PID, and
+readers of the status file the process rewrites every 2 s (what tests assert on, rather than
+the wording of its log)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,7 +13,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, Union
 from xml.sax.saxutils import quoteattr
 
 import pytest
@@ -82,6 +85,46 @@ def confxml(
 """
 
 
+def label(daemon, module: str = "backup") -> str:
+    """How sersyncpy names a remote of the local daemon in its log and status file."""
+    return f"127.0.0.1:{daemon.port}::{module}"
+
+
+def read_status(path: Path) -> Optional[dict]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def remote_entry(doc: dict, daemon, module: str = "backup") -> dict:
+    (entry,) = [r for r in doc["remotes"] if r["remote"] == label(daemon, module)]
+    return entry
+
+
+def status_when(where: Union[Path, Sersyncpy], predicate: Callable[[dict], object],
+                timeout: float = 15.0, message: str = "status file") -> dict:
+    """The first status document (re-read as it is rewritten) for which predicate holds:
+    of the file at `where`, or of the Sersyncpy `where` (its status file, written by its
+    current process: a restarted one's predecessor left its last document there)."""
+    def check():
+        if isinstance(where, Path):
+            doc = read_status(where)
+        else:
+            doc = where.status()
+        return doc if doc is not None and predicate(doc) else None
+    return wait_until(check, timeout=timeout, interval=0.1, message=message)
+
+
+def status_after(where: Union[Path, Sersyncpy], moment: float,
+                 predicate: Callable[[dict], object] = lambda doc: True,
+                 timeout: float = 15.0, message: str = "status file") -> dict:
+    """The first status document written after `moment` (time.time()) for which predicate
+    holds: what the process saw once something had happened."""
+    return status_when(where, lambda doc: doc["updated"] > moment and predicate(doc),
+                       timeout=timeout, message=message)
+
+
 def as_user(uid: int, argv: list[str]) -> list[str]:
     """argv run as `uid` (its own group, no others, no capabilities), by setpriv."""
     return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--", *argv]
@@ -100,6 +143,8 @@ class Sersyncpy:
         self.fail_log = home / "fail_log.sh"  # each process its own, so tests run side by side
         self.config.write_text(config_text.replace("/tmp/rsync_fail_log.sh", str(self.fail_log)))
         self.log_path = home / "sersyncpy.log"
+        # Beside the fail log, as the default says (a test that moves either says where).
+        self.status_path = home / "fail_log.status.json"
         self.flags = flags
         self.env = dict(env or {})
         self.user = user
@@ -142,10 +187,12 @@ class Sersyncpy:
         if self.proc is not None:
             stop_process(self.proc)
 
-    def rsync_runs(self) -> int:
-        """rsync processes started so far, from the per-call INFO lines."""
-        return sum(1 for line in self.log().splitlines() if " paths, exit " in line
-                   or " paths failed: " in line)
+    def status(self) -> Optional[dict]:
+        """The status document this process last wrote (None before its first)."""
+        doc = read_status(self.status_path)
+        if doc is None or self.proc is None or doc.get("pid") != self.proc.pid:
+            return None
+        return doc
 
 
 @pytest.fixture

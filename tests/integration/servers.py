@@ -121,7 +121,8 @@ class HttpRecorder:
     """An http.server in a thread recording method, path, query, headers and body of every
     request, answering `status` with `reply` (both may be changed while it runs; `reply` may
     be a function of the request). `answers`, while it is not empty, gives the next requests'
-    (status, reply) instead, in turn. A connection idle for `idle` seconds is closed;
+    (status, reply) instead, in turn; `statuses` records the status of each answer, in
+    the order they were given. A connection idle for `idle` seconds is closed;
     `closed` counts the connections closed. With `tls` (certificate and key files) it speaks
     https. stop() also cuts the clients' kept-alive connections, so a stopped server answers
     nobody."""
@@ -130,6 +131,7 @@ class HttpRecorder:
                  answers: Optional[list[tuple[int, bytes]]] = None,
                  idle: Optional[float] = None, tls: Optional[tuple[str, str]] = None):
         self.requests: list[Request] = []
+        self.statuses: list[int] = []
         self.status = status
         self.reply = reply
         self.answers = list(answers or [])
@@ -162,6 +164,7 @@ class HttpRecorder:
                 with recorder._lock:
                     status, reply = (recorder.answers.pop(0) if recorder.answers
                                      else (recorder.status, recorder.reply))
+                    recorder.statuses.append(status)
                 data = reply(request) if callable(reply) else reply
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(data)))

@@ -9,9 +9,15 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-from conftest import wait_until
 
-from integration.conftest import Sersyncpy, confxml, same_tree, write
+from integration.conftest import (
+    Sersyncpy,
+    confxml,
+    remote_entry,
+    same_tree,
+    status_when,
+    write,
+)
 
 SERSYNCPY = [sys.executable, "-m", "sersyncpy"]
 
@@ -159,15 +165,15 @@ def test_a_remote_with_an_unknown_module_is_logged_while_the_others_replicate(
     daemon, src, sersyncpy, tmp_path
 ):
     proc = sersyncpy(confxml([(src, [(daemon, "nosuchmodule"), (daemon, "backup")])]))
-    bad_label = f"127.0.0.1:{daemon.port}::nosuchmodule"
-
-    def bad_remote_failed() -> bool:
-        return any(bad_label in line and "failed" in line for line in proc.log().splitlines())
-
     for i in range(5):
         write(src / f"d{i % 2}/f{i}", b"%d" % i)
     same_tree(src, daemon.modules["backup"])
-    wait_until(bad_remote_failed, timeout=10, message=proc.log())
+    # The bad remote's pushes fail (rsync's exit 5: unknown module) and stay pending.
+    doc = status_when(proc, lambda d: remote_entry(d, daemon, "nosuchmodule")["failed_batches"]
+                      >= 1, timeout=10, message=proc.log())
+    bad = remote_entry(doc, daemon, "nosuchmodule")
+    assert bad["consecutive_failures"] >= 1 and bad["pending"] >= 1, bad
+    assert bad["last_error"].startswith("exit "), bad
     # Still running, still replicating to the good remote after the failures.
     write(src / "after", b"after the failure")
     same_tree(src, daemon.modules["backup"])
@@ -198,6 +204,7 @@ def test_a_config_sersync_ran_with_unquoted_values_and_gbk_comments_replicates(
         proc.start()
         write(src / "d/a.txt", b"replicated")
         same_tree(src, daemon.modules["backup"])
+        # Log text kept: the WARNING that names each repair is the product.
         warnings = [line for line in proc.log().splitlines()
                     if " WARNING " in line and str(proc.config) in line]
         assert len(warnings) == 1, proc.log()

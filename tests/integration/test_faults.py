@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import trees_equal, wait_until
 
-from integration.conftest import confxml, same_tree, write
+from integration.conftest import confxml, same_tree, status_after, status_when, write
 
 
 def converge_seconds(src, dst, since, record_property, name, timeout=60):
@@ -89,6 +89,8 @@ def test_sigkill_mid_burst_then_restart_without_r_loses_nothing(daemon, src, ser
     restarted = time.monotonic()
     converge_seconds(src, daemon.modules["backup"], restarted, record_property,
                      "seconds_after_restart_from_sigkill")
+    # Log text kept: the WARNING that names the repair (the fail log replayed, every root
+    # resynced) is the product; no status field says how the last run ended.
     assert "did not stop cleanly" in proc.log()
 
 
@@ -120,7 +122,8 @@ def test_inotify_overflow_resyncs_the_root(daemon, src, sersyncpy, sysctl, recor
     burst_end = time.monotonic()
     converge_seconds(src, daemon.modules["backup"], burst_end, record_property,
                      "seconds_after_overflow_burst")
-    assert "overflow" in proc.log()
+    # The queue did overflow (so the overflow's resync is what converged).
+    status_when(proc, lambda d: d["overflows"] >= 1, timeout=5, message="no overflow")
 
 
 def test_root_deleted_no_mass_deletion_then_resumes(daemon, src, sersyncpy, tmp_path):
@@ -138,8 +141,10 @@ def test_root_deleted_no_mass_deletion_then_resumes(daemon, src, sersyncpy, tmp_
             os.rmdir(os.path.join(dirpath, name))
             time.sleep(0.15)
     os.rmdir(src)
-    wait_until(lambda: "is gone" in proc.log() or "was deleted" in proc.log(), timeout=10)
-    time.sleep(2)  # would a mass deletion happen, it would have by now
+    # Paused: the lane met the root gone, and pushes nothing until it is back. What it
+    # pushed before is all there will be.
+    status_when(proc, lambda d: d["remotes"][0]["paused"], timeout=10,
+                message="the lane did not pause")
     remaining = sum(len(files) for _, _, files in os.walk(daemon.modules["backup"]))
     assert remaining >= 198, f"only {remaining} of 200 files left on the remote"
     assert proc.proc.poll() is None
@@ -156,13 +161,20 @@ def test_root_covered_by_an_empty_mount_deletes_nothing(daemon, src, sersyncpy):
     before = sorted(os.listdir(daemon.modules["backup"]))
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(src)], check=True)
     try:
-        wait_until(lambda: "replaced by another mount" in proc.log(), timeout=10)
+        status_when(proc, lambda d: d["remotes"][0]["paused"], timeout=10,
+                    message="the lane did not pause")
         (src / "on-the-mount").write_bytes(b"m")
-        time.sleep(2)
+        # Still paused in a document written after the write: nothing went meanwhile.
+        status_after(proc, time.time(), lambda d: d["remotes"][0]["paused"], timeout=10,
+                     message="the lane went on with the mount")
         assert sorted(os.listdir(daemon.modules["backup"])) == before
     finally:
         subprocess.run(["umount", str(src)], check=True)
-    wait_until(lambda: "is back" in proc.log(), timeout=10)
+    # Back: the lane goes on, with a full push of the root that worked.
+    unmounted = time.time()
+    status_when(proc, lambda d: not d["remotes"][0]["paused"]
+                and (d["remotes"][0]["last_full_sync"] or 0) > unmounted, timeout=15,
+                message="the root was not seen back")
     write(src / "after-umount", b"a")
     same_tree(src, daemon.modules["backup"], timeout=30)
 
@@ -189,7 +201,10 @@ def test_watch_limit_names_the_sysctl_and_resyncs_unwatched_dirs(
     monkeypatch.setenv("SERSYNCPY_UNWATCHED_RESYNC_SECONDS", "2")
     sysctl("fs.inotify.max_user_watches", inotify_watches_in_use() + 6)
     proc = sersyncpy(confxml([(src, [(daemon, "backup")])]))
+    at_start = proc.status()  # written once the watches were set, before the limit is raised
     sysctl("fs.inotify.max_user_watches", 1 << 20)
+    assert at_start["roots"][0]["unwatched"] > 0, at_start
+    # Log text kept: the WARNING that names the sysctl to raise is the product.
     assert "fs.inotify.max_user_watches" in proc.log()
     for d in range(12):
         write(src / f"dir{d}/sub/late", b"%d" % d)
@@ -205,13 +220,14 @@ def test_watch_limit_advice_and_raise_inotify_limits(daemon, src, sersyncpy, sys
     sysctl("fs.inotify.max_user_watches", low)
     proc = sersyncpy(confxml([(src, [(daemon, "backup")])]), "--raise-inotify-limits")
     log = proc.log()
-    # The advice names the sysctl, its value and the value to set; the flag then set it.
+    # Log text kept: the advice, which names the sysctl, its value and the value to set.
     assert f"fs.inotify.max_user_watches is {low}" in log, log
     assert "sysctl -w fs.inotify.max_user_watches=" in log
-    assert "raised fs.inotify.max_user_watches from" in log
+    # The flag then set it, and every directory is watched.
     with open("/proc/sys/fs/inotify/max_user_watches") as f:
         assert int(f.read()) > low
-    assert "directories cannot be watched (the inotify watch limit" not in log
+    (root,) = proc.status()["roots"]
+    assert (root["watches"], root["unwatched"]) == (25, 0), root  # src, 12 dirs, 12 subs
     for d in range(12):
         write(src / f"dir{d}/sub/late", b"%d" % d)
     same_tree(src, daemon.modules["backup"], timeout=10)
@@ -244,7 +260,10 @@ def test_partial_transfer_retries_only_the_failed_paths(daemon, src, sersyncpy,
         write(src / "blocked/second", b"2")
         write(src / "free/second", b"2")
         wait_until(lambda: (module / "free/second").exists(), timeout=10)
-        wait_until(lambda: "paths to retry after the partial transfer" in proc.log(), timeout=10)
+        # rsync's exit 23: only the path that failed stays pending, to be retried.
+        status_when(proc, lambda d: d["remotes"][0]["last_error"].startswith("exit 23 ")
+                    and d["remotes"][0]["pending"] == 1, timeout=10,
+                    message="the partial transfer did not leave one path to retry")
         assert not (module / "blocked/second").exists()
     finally:
         for _ in range(50):  # the daemon's child may hold the mount for a moment

@@ -3,16 +3,21 @@
 sersync 2.5 built one shell command per event, so a name such as `$(touch MARKER)` ran. Here
 every name is a file and a directory; after each phase the replica must equal the source and
 no file MARKER may exist anywhere a shell could have run. Names are bytes: some are not UTF-8.
+The fail log, a script an admin may run by hand, is held to the same rule.
 """
 
 import os
 import shutil
 import stat
+import subprocess
 
 import pytest
-from conftest import wait_until
+from conftest import assert_trees_equal, wait_until
+from unit.test_faillog import HOSTILE
 
 from integration.conftest import confxml, same_tree
+from sersyncpy import faillog, rsync
+from sersyncpy.events import DELETE, SUBTREE, UPDATE, Event
 
 MARKER = b"MARKER"
 NAME_MAX = 255
@@ -148,6 +153,8 @@ def test_hostile_names_are_replicated_exactly_and_never_executed(
     shutil.rmtree(join(root, os.path.dirname(deep_dir)))
     check()
     assert proc.proc.poll() is None, proc.log()
+    # Log text kept: no rsync failed on any name. No status field counts every failed rsync:
+    # a rename that failed and went again as a copy, or a failed start-up resync, is in none.
     assert " failed: " not in proc.log(), proc.log()
 
 
@@ -180,3 +187,34 @@ def test_a_directory_renamed_to_a_wildcard_name_is_sent_to_that_name_only(daemon
     wait_until(lambda: (dst / "sentinel").exists(), timeout=10)
     same_tree(src, dst, timeout=1)
     assert_no_marker(src, dst, proc.home)
+
+
+# --------------------------------------------------------------------------- the fail log
+
+
+def test_running_the_fail_log_by_hand_replicates_hostile_names_and_executes_nothing(
+        tmp_path, daemon):
+    # The fail log is a script an admin may run (as sersync's was): every name quoted.
+    root = tmp_path / "src"
+    root.mkdir()
+    for name in HOSTILE:
+        (root / os.fsencode(name).decode("utf-8", "surrogateescape")).write_bytes(b"x")
+    (root / "dir with space").mkdir()
+    (root / "dir with space" / "in'side").write_bytes(b"y")
+    stale = daemon.modules["backup"] / "deleted `touch MARKER`"
+    stale.write_bytes(b"old")
+    t = rsync.Target(ip="127.0.0.1", module="backup", port=daemon.port, user=daemon.user,
+                     password_file=str(daemon.password_file), common_params=("-a",))
+    events = [Event(UPDATE, n) for n in HOSTILE] + [
+        Event(SUBTREE, "dir with space", True), Event(DELETE, "deleted `touch MARKER`")]
+    script = tmp_path / "fail_log.sh"
+    script.write_bytes(faillog.render(faillog.CLEAN, [faillog.LaneState(str(root), t,
+                                                                        tuple(events))]))
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    result = subprocess.run(["/bin/sh", str(script)], cwd=workdir, capture_output=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert_trees_equal(root, daemon.modules["backup"])
+    for place in (tmp_path, root, workdir, daemon.modules["backup"]):
+        assert not (place / "MARKER").exists(), place

@@ -39,6 +39,7 @@ def test_a_lane_survives_an_unexpected_error_in_a_push(daemon, tmp_path, monkeyp
         assert lane.is_alive()
         assert raised and lane.stats.failed_batches == 1 and lane.stats.failures == 0
         assert lane.lag() == (0, 0.0)
+        # Log text kept: the unexpected error's traceback reaches the log, once.
         tracebacks = [r for r in caplog.records if r.exc_info]
         assert len(tracebacks) == 1 and "failed unexpectedly" in tracebacks[0].getMessage()
     finally:

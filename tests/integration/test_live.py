@@ -9,7 +9,7 @@ import time
 import pytest
 from conftest import wait_until
 
-from integration.conftest import confxml, same_tree, write
+from integration.conftest import confxml, remote_entry, same_tree, status_when, write
 
 
 @pytest.fixture
@@ -149,7 +149,11 @@ def test_a_remote_with_a_wrong_password_does_not_stop_the_others(rsync_daemon, s
     for i in range(10):
         write(src / f"f{i}", b"%d" % i)
     same_tree(src, good.modules["backup"])
-    wait_until(lambda: "failed" in proc.log(), timeout=10)
+    doc = status_when(proc, lambda d: remote_entry(d, bad, "other")["failed_batches"] >= 1,
+                      timeout=10, message="the remote with the wrong password never failed")
+    wrong = remote_entry(doc, bad, "other")
+    assert wrong["last_error"].startswith("exit 5 "), wrong  # rsync: the daemon refused us
+    assert wrong["pending"] >= 1 and wrong["last_success"] is None, wrong
     assert os.listdir(bad.modules["other"]) == []
 
 
@@ -165,7 +169,9 @@ def test_excluded_paths_never_arrive(daemon, src, sersyncpy):
     write(src / "newdir/in.txt", b"k")
     ignore = ("drop.gz", "sub/drop2.gz", "cache", "newdir/in.gz")
     same_tree(src, daemon.modules["backup"], ignore=ignore)
-    time.sleep(0.5)  # give a wrongly sent file time to show up before asserting its absence
+    # Pushed in order: once a later file is there, a wrongly sent one would have been too.
+    write(src / "later.txt", b"l")
+    wait_until(lambda: (daemon.modules["backup"] / "later.txt").exists(), timeout=10)
     for rel in ignore:
         assert not (daemon.modules["backup"] / rel).exists(), rel
 
@@ -202,7 +208,9 @@ def test_2000_files_in_20_new_directories_converge_in_few_rsync_calls(daemon, sr
         for f in range(100):
             (src / f"dir{d}/file{f}").write_bytes(data[f:] + data[:f])
     same_tree(src, daemon.modules["backup"], timeout=60)
-    runs = proc.rsync_runs()
+    converged = time.time()
+    doc = status_when(proc, lambda d: d["updated"] > converged, timeout=5)
+    runs = doc["remotes"][0]["rsync_runs"]  # the start-up resync's included
     assert runs < 200, f"{runs} rsync calls for 2,000 files"
 
 

@@ -82,10 +82,6 @@ def hup(proc) -> str:
     return sighup(proc.proc.send_signal, proc.log)
 
 
-def status_path(proc) -> Path:
-    return proc.home / "fail_log.status.json"  # beside the fail log, as the default says
-
-
 def status_command(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*SERSYNCPY, "status", *args], capture_output=True, text=True,
                           timeout=60)
@@ -612,14 +608,14 @@ def test_status_command_exit_codes_table_and_json(daemon, src, sersyncpy):
     stopped = status_command("-o", conf)
     assert stopped.returncode == 3, stopped
     assert stopped.stderr == "UNKNOWN: sersyncpy has stopped\n"
-    assert read_status(status_path(proc))["running"] is False
+    assert read_status(proc.status_path)["running"] is False
     as_json = status_command("-o", conf, "--json")
     assert as_json.returncode == 3
-    assert json.loads(as_json.stdout) == read_status(status_path(proc))
-    by_path = status_command("--status-file", str(status_path(proc)), "--json")
+    assert json.loads(as_json.stdout) == read_status(proc.status_path)
+    by_path = status_command("--status-file", str(proc.status_path), "--json")
     assert (by_path.returncode, by_path.stdout) == (3, as_json.stdout)
 
-    status_path(proc).unlink()
+    proc.status_path.unlink()
     missing = status_command("-o", conf)
     assert (missing.returncode, missing.stdout) == (3, "")
     assert missing.stderr.startswith("UNKNOWN: no status file")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from conftest import assert_trees_equal, trees_equal, wait_until
 
-from integration.conftest import Sersyncpy, confxml, same_tree, write
+from integration.conftest import Sersyncpy, confxml, same_tree, status_when, write
 
 LAG_SAMPLES = 8
 MAX_RELAY_LAG = 3.0  # seconds from a write on A until the file is on C
@@ -176,8 +176,8 @@ def test_b_daemon_down_a_retries_and_c_follows(netns_host, rsync_daemon, sersync
         i += 1
         time.sleep(0.05)
     (a / "first").unlink()
-    wait_until(lambda: " paths failed: " in chain.proc_a.log(), timeout=10,
-               message="A never failed a push while B's daemon was down")
+    status_when(chain.proc_a, lambda d: d["remotes"][0]["failed_batches"] >= 1, timeout=10,
+                message="A never failed a push while B's daemon was down")
     assert not (b / "during" / "f0").exists()
 
     chain.daemon_b.start()  # same port: the first start found it free
@@ -216,7 +216,9 @@ def test_relay_full_sync_during_an_incoming_transfer_leaves_no_temp_file_on_c(
     wait_until(lambda: any(p.name.startswith(".big.") for p in b.iterdir()), timeout=10,
                message="rsync's temp file never appeared on B")
     chain.proc_b.start()  # with -r: its full push runs while the temp file grows on B
-    wait_until(lambda: "-r full sync done" in chain.proc_b.log(), timeout=10)
+    # -r's full push is done: the restarted process's remote had its root pushed whole.
+    status_when(chain.proc_b, lambda d: all(r["last_full_sync"] for r in d["remotes"]),
+                timeout=10, message="B's -r full sync did not end")
     wait_until(lambda: _has(c / "big", data), timeout=30, message="big never reached C")
     same_tree(a, b, timeout=5)
     # C must not keep rsync's temp file from B (a partial copy under a name A never had).

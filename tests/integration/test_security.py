@@ -1,14 +1,14 @@
 """Attacks on a running sersyncpy (issue 12), each by a real local user or tree writer: a fail log
 planted, damaged, a FIFO, sparse, another user's or on a full disk; a second instance; a
 directory we may not read; a directory swapped for a symlink; a dead remote at stop; an outage
-under churn; -d's files in shared places. Real processes against real rsync daemons; a second
+under churn; -d's files in shared places; a status file another user wrote; what another uid
+may not read. Real processes against real rsync daemons; a second
 uid comes from setpriv, a world-writable sticky directory stands in for /tmp."""
 
 from __future__ import annotations
 
 import base64
 import ctypes
-import json
 import os
 import secrets
 import shutil
@@ -26,8 +26,18 @@ from typing import Optional
 import pytest
 from conftest import child_processes, stop_process, wait_until
 
-from integration.conftest import as_user, confxml, same_tree, write
-from sersyncpy.events import RENAME, UPDATE
+from integration.conftest import (
+    as_user,
+    confxml,
+    label,
+    read_status,
+    remote_entry,
+    same_tree,
+    status_when,
+    write,
+)
+from sersyncpy import faillog, statusfile
+from sersyncpy.events import RENAME, UPDATE, Event
 
 SERSYNCPY = [sys.executable, "-m", "sersyncpy"]
 ATTACKER = 65534  # nobody: the other local user, or the uploader who owns part of the tree
@@ -72,10 +82,6 @@ def plant(path: Path, data: bytes, uid: int = ATTACKER, mode: int = 0o644) -> No
     run_as(uid, ["dd", f"of={path}", "status=none"], data, umask=0o666 & ~mode)
 
 
-def label(daemon, module: str = "backup") -> str:
-    return f"127.0.0.1:{daemon.port}::{module}"
-
-
 def b64(data) -> bytes:
     return base64.b64encode(os.fsencode(data) if isinstance(data, (str, Path)) else data)
 
@@ -96,27 +102,6 @@ def with_fail_log(text: str, path: Path) -> str:
     """A confxml() text whose fail log is `path` (the fixture's own would be in its folder)."""
     assert FAIL_LOG_ELEMENT in text
     return text.replace("/tmp/rsync_fail_log.sh", str(path))
-
-
-def read_status(path: Path) -> Optional[dict]:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-
-
-def status_when(path: Path, predicate: Callable[[dict], object], timeout: float = 15.0,
-                message: str = "status file") -> dict:
-    """The first status document (re-read as it is rewritten) for which predicate holds."""
-    def check():
-        doc = read_status(path)
-        return doc if doc is not None and predicate(doc) else None
-    return wait_until(check, timeout=timeout, interval=0.1, message=message)
-
-
-def remote_entry(doc: dict, daemon) -> dict:
-    (entry,) = [r for r in doc["remotes"] if r["remote"] == label(daemon)]
-    return entry
 
 
 def files_holding(tree: Path, needle: bytes) -> list[str]:
@@ -188,6 +173,8 @@ def test_a_planted_fail_log_in_a_shared_directory_never_pushes_a_path_outside_th
     status = tmp_path / "status.json"
     proc = sersyncpy(with_fail_log(confxml([(src, [(daemon, "backup")])]), planted),
                      "--status-file", str(status))
+    # Log text kept: the WARNING that tells the admin to move the fail log out of a shared
+    # directory is the product (no status field says where the fail log should be).
     assert [line for line in proc.log().splitlines()
             if " WARNING " in line and f" is in {world.tmp}," in line]  # a shared directory
 
@@ -230,6 +217,8 @@ def test_a_damaged_fail_log_is_skipped_line_by_line_and_its_good_lines_replayed(
     write(src / "after.txt", b"live")
     same_tree(src, daemon.modules["backup"])
     assert proc.proc.poll() is None
+    # Log text kept: no traceback reaches the admin's log for a damaged file (that the
+    # process lives and replicates is asserted above).
     assert "Traceback" not in proc.log()
 
 
@@ -241,7 +230,9 @@ def test_a_fifo_at_the_fail_log_path_does_not_block_the_start(daemon, sersyncpy,
     path.parent.mkdir()
     os.mkfifo(path, 0o600)  # nobody ever writes to it: open() for reading would block
     proc = sersyncpy(with_fail_log(confxml([(src, [(daemon, "backup")])]), path), wait=False)
-    wait_until(lambda: "replicating to" in proc.log() or proc.proc.poll() is not None,
+    proc.status_path = path.with_name("fail_log.status.json")  # beside the fail log
+    # Started: the status file is written once the watches are set and the lanes run.
+    wait_until(lambda: proc.status() is not None or proc.proc.poll() is not None,
                timeout=10, message="sersyncpy did not start with a FIFO as its fail log")
     assert proc.proc.poll() is None, proc.log()
     write(src / "f.txt", b"replicated")
@@ -258,7 +249,8 @@ def test_a_sparse_fail_log_of_4_gib_is_not_read_into_memory(daemon, sersyncpy, s
         f.truncate(4 << 30)  # holes: no disk used, but a read() returns 4 GiB of zeros
     path.chmod(0o600)
     proc = sersyncpy(with_fail_log(confxml([(src, [(daemon, "backup")])]), path), wait=False)
-    wait_until(lambda: "replicating to" in proc.log() or proc.proc.poll() is not None,
+    proc.status_path = path.with_name("fail_log.status.json")  # beside the fail log
+    wait_until(lambda: proc.status() is not None or proc.proc.poll() is not None,
                timeout=30, message="sersyncpy did not start with a sparse fail log")
     assert proc.proc.poll() is None, proc.log()
     write(src / "f.txt", b"replicated")
@@ -291,6 +283,67 @@ def test_a_service_user_whose_fail_log_another_user_created_keeps_replicating(
     assert doc["fail_log"]["failures"] >= 1
     assert planted.read_bytes() == b"rsync -artuz /data/ backup::data\n"  # never run, kept
     assert proc.proc.poll() is None
+
+
+def test_a_fail_log_of_another_user_is_not_read(tmp_path):
+    data = fail_log(Path("/srv/www"), "127.0.0.1::backup", [p_line(UPDATE, "ok.txt")])
+    ours = tmp_path / "ours.sh"
+    write(ours, data).chmod(0o600)
+    # The control: root's own is read.
+    assert faillog.load(str(ours)) == (faillog.CLEAN, {
+        "/srv/www\x00127.0.0.1::backup": [Event(UPDATE, "ok.txt")]})
+    path = tmp_path / "fail.sh"
+    write(path, data).chmod(0o600)
+    os.chown(path, ATTACKER, ATTACKER)
+    assert faillog.load(str(path)) == (faillog.RUNNING, {})
+    assert not path.exists()
+
+
+def current_status() -> bytes:
+    """A status document that says "running, every remote current", written just now."""
+    now = time.time()
+    remote = statusfile.RemoteStatus(
+        root="/src", remote="127.0.0.1:873::backup", pending=0, lag_seconds=0.0,
+        last_success=now - 1, consecutive_failures=0, files_sent=0, bytes_sent=0)
+    return statusfile.render(statusfile.Status(
+        format=statusfile.FORMAT, running=True, updated=now, interval=2.0, remotes=(remote,),
+        roots=(statusfile.RootStatus("/src", 2, 0, None),), plugin=None, pid=1,
+        config="/c.xml", started=now - 100))
+
+
+def status_command(path: Path, *argv: str) -> subprocess.CompletedProcess:
+    """`sersyncpy status`, as a monitoring system runs it."""
+    return subprocess.run([*SERSYNCPY, "status", "--status-file", str(path), *argv],
+                          capture_output=True, text=True, timeout=30)
+
+
+def assert_not_trusted(result: subprocess.CompletedProcess, path: Path) -> None:
+    assert (result.returncode, result.stdout) == (3, ""), result
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"UNKNOWN: {path}: not trusted: "), result.stderr
+
+
+def test_another_users_status_file_saying_current_is_unknown(world):
+    # A local user creates the file before sersyncpy does, saying all is well.
+    path = world.tmp / "rsync_fail_log.status.json"
+    plant(path, current_status())
+    assert (path.stat().st_uid, stat.S_IMODE(path.stat().st_mode)) == (ATTACKER, 0o644)
+    result = status_command(path)
+    assert_not_trusted(result, path)
+    assert str(ATTACKER) in result.stderr
+
+
+def test_the_config_owners_status_file_is_trusted(tmp_path):
+    # sersyncpy run by a dedicated user writes its status file as that user: asked with that
+    # user's config, root believes it.
+    path, config = tmp_path / "s.status.json", tmp_path / "confxml.xml"
+    write(path, current_status()).chmod(0o644)
+    config.write_text("<head/>")
+    for owned in (path, config):
+        os.chown(owned, SERVICE, SERVICE)
+    assert_not_trusted(status_command(path), path)
+    result = status_command(path, "-o", str(config))
+    assert (result.returncode, result.stderr) == (0, "OK: every remote is current\n")
 
 
 # --------------------------------------------------------------------------- item 4: full disk
@@ -381,6 +434,24 @@ def test_a_second_instance_on_the_same_config_is_refused(daemon, sersyncpy, src)
 
 
 # --------------------------------------------------------------------------- item 5
+
+
+def test_what_a_service_user_may_not_read_is_unreadable_to_it(world):
+    root = world.dir / "tree"
+    (root / "private").mkdir(parents=True)
+    (root / "private" / "f").write_text("x")
+    (root / "secret.txt").write_text("x")
+    (root / "open.txt").write_text("x")
+    os.chmod(root / "private", 0o700)
+    os.chmod(root / "secret.txt", 0o600)
+    os.chmod(root / "open.txt", 0o644)
+    rels = ["private", "private/f", "secret.txt", "open.txt"]
+    code = ("import sys; from sersyncpy.diskstate import disk_state; "
+            "print(' '.join(disk_state(sys.argv[1], r).value for r in sys.argv[2:]))")
+    out = subprocess.run(as_user(ATTACKER, [sys.executable, "-c", code, str(root), *rels]),
+                         capture_output=True, text=True, timeout=30, check=True,
+                         env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert out.stdout.split() == ["unreadable", "unreadable", "unreadable", "other"]
 
 
 def test_a_directory_another_user_makes_unreadable_does_not_stop_replication(

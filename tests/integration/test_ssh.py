@@ -14,7 +14,6 @@ line unescaped, as rsync up to 3.2.3 always does (issue 12).
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import signal
@@ -30,7 +29,7 @@ from typing import Optional
 import pytest
 from conftest import child_processes, free_port, stop_process, wait_until
 
-from integration.conftest import confxml, same_tree, write
+from integration.conftest import confxml, same_tree, status_when, write
 from sersyncpy import probe, rsync
 
 SSHD = "/usr/sbin/sshd"
@@ -257,20 +256,13 @@ def ssh_confxml(src: Path, sshd: Sshd, remote_dir: Path, key: Optional[Path] = N
     return text.replace('<ssh start="false"/>', ssh_on)
 
 
-def _status(proc) -> Optional[dict]:
-    try:
-        return json.loads(proc.fail_log.with_suffix(".status.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
 def settled_remote(proc, after: float) -> dict:
     """The remote's status entry once two status files written after `after` agree on the
     bytes sent, with nothing pending: every push made before `after` is counted."""
     seen: list[tuple[float, int]] = []
 
     def settled() -> Optional[dict]:
-        doc = _status(proc)
+        doc = proc.status()
         if doc is None or doc["updated"] <= after:
             return None
         remote = doc["remotes"][0]
@@ -336,7 +328,10 @@ def test_live_replication_over_ssh(sshd, sersyncpy, src, tmp_path_factory):
     (src / "with space").unlink()
     (src / "tree/a/other").write_bytes(b"rewritten")
     same_tree(src, remote_dir)
-    assert f"{sshd.ip}:{remote_dir}: " in proc.log()  # the lane's label: host:directory
+    (remote,) = status_when(proc, lambda d: d["remotes"][0]["pending"] == 0)["remotes"]
+    assert remote["remote"] == f"{sshd.ip}:{remote_dir}"  # the lane's label: host:directory
+    # Log text kept here and below: no status field counts every failed rsync (a failed
+    # start-up resync, or a rename sent again as a copy, is in none).
     assert " failed" not in proc.log(), proc.log()
     assert "Accepted publickey" in sshd.log()
 
@@ -362,6 +357,8 @@ def test_rename_of_a_directory_does_not_resend_its_data(sshd, sersyncpy, src,
           f"({100 * sent / size:.2f} %)")
     assert sent < RENAME_MAX_SHARE * size, (
         f"the rename sent {sent} bytes for a {size}-byte directory\n{proc.log()}")
+    # Log text kept: only the per-call INFO line says the rename went as one (no status
+    # field counts the calls of each kind).
     assert f"{sshd.ip}:{remote_dir}: rename of 1 paths, exit 0" in proc.log(), proc.log()
     assert " failed" not in proc.log(), proc.log()
     assert_command_lines_clean(sshd.command_lines(), {b"big", *tree_names(src)})
@@ -375,16 +372,22 @@ def test_wrong_key_fails_and_retries_then_a_reload_with_the_right_key_loses_noth
     write(src / "first", b"written while the key is wrong")
     write(src / "dir/second", b"also")
     # ssh fails (Permission denied), rsync exits 255: the lane keeps the paths and retries.
-    wait_until(lambda: proc.log().count(" paths failed: ") >= 2, timeout=20,
-               message="no retried failure")
+    doc = status_when(proc, lambda d: d["remotes"][0]["consecutive_failures"] >= 2,
+                      timeout=20, message="no retried failure")
+    failing = doc["remotes"][0]
+    assert failing["last_error"].startswith("exit "), failing
+    assert failing["pending"] >= 2 and failing["last_success"] is None, failing
+    # Log text kept: ssh's own words, quoted in the failure line, are why the admin reads.
     log = proc.log()
     assert "Permission denied (publickey)" in log, log
-    assert "retrying" in log, log
     assert not (remote_dir / "first").exists()
 
     proc.config.write_text(proc.config.read_text().replace(str(sshd.wrong_key), str(sshd.key)))
     proc.proc.send_signal(signal.SIGHUP)
-    wait_until(lambda: "new options for" in proc.log(), timeout=10, message="no reload")
+    # Applied: with the right key the pending paths go, and the lane is current again.
+    status_when(proc, lambda d: d["remotes"][0]["last_success"] is not None
+                and d["remotes"][0]["consecutive_failures"] == 0, timeout=40,
+                message="no push with the reloaded key")
     write(src / "third", b"after the reload")
     same_tree(src, remote_dir, timeout=40)
 
@@ -403,11 +406,12 @@ def test_after_an_sshd_outage_the_lane_catches_up_within_seconds(
     same_tree(src, remote_dir)
     sshd.stop()
     write(src / "second", b"during the outage")
-    # Four failures: the next wait is 8 s (+-20 %), long enough to tell a probe from none.
-    wait_until(lambda: proc.log().count("retrying") >= 4, timeout=30,
-               message="the lane did not keep retrying")
-    # ssh's own words: rsync exits 255 or 12, whichever it notices first, ssh's exit or the
-    # closed pipe (both seen, with and without -s).
+    # Four failures: the next wait is 8 s (+-20 %), long enough to tell a probe from none
+    # (the status file, rewritten every 2 s, may show the fourth up to 2 s late).
+    status_when(proc, lambda d: d["remotes"][0]["consecutive_failures"] >= 4, timeout=30,
+                message="the lane did not keep retrying")
+    # Log text kept: ssh's own words, which rsync's exit code (255 or 12, whichever it
+    # notices first, ssh's exit or the closed pipe; both seen, with and without -s) lacks.
     assert f"ssh: connect to host {sshd.ip} port {sshd.port}: Connection refused" in proc.log()
     sshd.start()  # the same port: the remote is back
     back = time.monotonic()
@@ -433,11 +437,11 @@ def test_a_directory_name_never_runs_as_a_command_on_the_backup(
     places = [sshd.shell_dir, remote_dir.parent, Path(os.path.expanduser("~root"))]
     # A rename sends the new name as the destination and the old one in --link-dest.
     for old, new in (("d", evil), (evil, "e")):
-        runs = proc.rsync_runs()
         (src / old).rename(src / new)
-        # rsync waits for ssh, and ssh for the remote shell: once the push has ended, so has
-        # whatever the shell was made to run.
-        wait_until(lambda runs=runs: proc.rsync_runs() > runs and not _rsync_running(proc),
+        # rsync waits for ssh, and ssh for the remote shell: once the pushes that brought the
+        # rename to the backup have ended, so has whatever the shell was made to run.
+        wait_until(lambda old=old, new=new: (remote_dir / new).is_dir()
+                   and not (remote_dir / old).exists() and not _rsync_running(proc),
                    timeout=20, message=f"no push of {old!r} renamed to {new!r}")
         pwned = [str(place / PWNED) for place in places if (place / PWNED).exists()]
         assert not pwned, f"renaming {old!r} to {new!r} ran a command on the backup: {pwned}"
@@ -445,7 +449,7 @@ def test_a_directory_name_never_runs_as_a_command_on_the_backup(
     lines = sshd.command_lines()
     assert any(line.startswith(b"rsync --server ") for line in lines), lines
     assert_command_lines_clean(lines, {b"d", b"f", b"e", evil.encode()})
-    assert " failed" not in proc.log(), proc.log()
+    assert " failed" not in proc.log(), proc.log()  # kept: see test_live_replication_over_ssh
 
 
 def test_ssh_with_auth_on_replicates_without_the_password_file(
@@ -459,5 +463,6 @@ def test_ssh_with_auth_on_replicates_without_the_password_file(
     proc = sersyncpy(text)
     write(src / "f.txt", b"over ssh, as root@")
     same_tree(src, remote_dir)
+    # Log text kept: the WARNING, said once, is the product; and no rsync failed (as above).
     assert proc.log().count('<auth start="true"> is not used in ssh mode') == 1
     assert " failed" not in proc.log(), proc.log()

@@ -63,16 +63,24 @@ def start(sersyncpy, host: Host, peers: list[Host], *flags: str) -> Sersyncpy:
 
 
 def settle(hosts, quiet: float = QUIET_SECONDS, timeout: float = 30.0) -> dict[str, int]:
-    """Wait until no host's rsync_runs() has changed for `quiet` seconds; return the counts."""
-    state: dict = {"counts": None, "since": 0.0}
+    """Wait until no host ran an rsync for `quiet` seconds; return the counts. The counts are
+    the status files' (every remote's rsync_runs), so the quiet time is the documents' own:
+    from the first document of each host showing its count to the latest, for all hosts at
+    once (a run not yet in a document, rewritten every 2 s, is not taken as quiet)."""
+    seen: dict[str, tuple[int, float]] = {}  # name -> (count, "updated" of its first doc)
 
     def quiet_for() -> Optional[dict[str, int]]:
-        counts = {h.name: h.proc.rsync_runs() for h in hosts}
-        now = time.monotonic()
-        if counts != state["counts"]:
-            state["counts"], state["since"] = counts, now
+        docs = {h.name: h.proc.status() for h in hosts}
+        if any(doc is None for doc in docs.values()):
             return None
-        return counts if now - state["since"] >= quiet else None
+        counts = {name: sum(r["rsync_runs"] for r in doc["remotes"])
+                  for name, doc in docs.items()}
+        for name, count in counts.items():
+            if name not in seen or seen[name][0] != count:
+                seen[name] = (count, docs[name]["updated"])
+        since = max(first for _, first in seen.values())
+        until = min(doc["updated"] for doc in docs.values())
+        return counts if until - since >= quiet else None
 
     return wait_until(quiet_for, timeout=timeout, interval=0.1,
                       message="rsync runs kept growing (an endless echo?)")
@@ -219,7 +227,8 @@ def test_start_up_merge_with_r_keeps_the_union_and_the_newer_version(
         assert found == expected, trees_report(pair)
         assert (host.dir / "shared.txt").read_bytes() == b"newer version, on B\n", host.name
     assert received(b, "shared.txt") == 0  # the newer copy was never overwritten, even briefly
-    assert "full of" in a.proc.log() and "full of" in b.proc.log()
+    for host in pair:  # each pushed its whole root (-r), and it worked
+        assert all(r["last_full_sync"] is not None for r in host.proc.status()["remotes"])
 
 
 # --------------------------------------------------------------------------- hub and spoke

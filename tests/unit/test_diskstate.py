@@ -1,12 +1,6 @@
-"""What a path is on disk as a push sees it: never through a symlinked or replaced ancestor,
-and unreadable for a user who may not read it (a real second uid)."""
-
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
+"""What a path is on disk as a push sees it: never through a symlinked or replaced ancestor;
+and what cannot be read, named once. (Unreadable for a real second uid, which needs root:
+tests/integration/test_security.py.)"""
 
 import pytest
 
@@ -48,43 +42,12 @@ def test_the_cache_checks_each_directory_of_a_batch_once(tree):
     assert cache["t"] is State.SHADOWED and cache["t/.ssh"] is State.SHADOWED
 
 
-def _as_nobody(root: str, rels: list[str]) -> list[str]:
-    code = ("import sys; from sersyncpy.diskstate import disk_state; "
-            "print(' '.join(disk_state(sys.argv[1], r).value for r in sys.argv[2:]))")
-    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
-                          sys.executable, "-c", code, root, *rels],
-                         capture_output=True, text=True, timeout=30, check=True,
-                         env={**os.environ, "PYTHONPATH": os.getcwd()})
-    return out.stdout.split()
-
-
-@pytest.fixture
-def open_dir():
-    """A directory another user may reach (pytest's own tmp_path is root's alone)."""
-    path = tempfile.mkdtemp(prefix="sersyncpy-diskstate-")
-    os.chmod(path, 0o755)
-    yield Path(path)
-    shutil.rmtree(path)
-
-
-def test_what_a_service_user_may_not_read_is_unreadable(open_dir):
-    root = open_dir
-    (root / "private").mkdir(parents=True)
-    (root / "private" / "f").write_text("x")
-    (root / "secret.txt").write_text("x")
-    (root / "open.txt").write_text("x")
-    os.chmod(root / "private", 0o700)
-    os.chmod(root / "secret.txt", 0o600)
-    os.chmod(root / "open.txt", 0o644)
-    assert _as_nobody(str(root), ["private", "private/f", "secret.txt", "open.txt"]) == [
-        "unreadable", "unreadable", "unreadable", "other"]
-
-
 def test_an_unreadable_path_is_named_once_whatever_the_remotes(caplog):
     unreadable = Unreadable("/srv/www")
     unreadable.report(["a", "b"])
     unreadable.report(["a", "b"])  # a second remote, or a retry
     assert unreadable.count() == 2
+    # Log text kept: the line naming each path, once, is the product (count() counts them).
     assert [r.getMessage() for r in caplog.records] == [
         "cannot read /srv/www/a (permission denied): it is not replicated until it can be "
         "read", "cannot read /srv/www/b (permission denied): it is not replicated until it "
@@ -98,4 +61,4 @@ def test_thousands_of_unreadable_paths_are_counted_not_each_named(caplog):
     for index in range(5000):  # another user's mkdir -m 700, one at a time
         unreadable.report([f"d{index}"])
     assert unreadable.count() == 5000
-    assert len(caplog.records) == UNREADABLE_NAMED + 1
+    assert len(caplog.records) == UNREADABLE_NAMED + 1  # kept: how much is logged

@@ -1,100 +1,22 @@
-"""The status file's documents, `sersyncpy status`'s verdict and table, and the <crontab>
-schedule (fullsync.Schedule, crontab_minutes): table tests, no processes, no clock waits."""
+"""The status file's documents and `sersyncpy status`'s verdict and table: table tests, no
+clock waits; the command itself runs as a monitoring system runs it, a process that exits
+(tests/integration/test_security.py has the files of another uid, which need root)."""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
-import shutil
-import stat
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from sersyncpy import cli, fullsync, status, statusfile
-from sersyncpy.config import Crontab, Filter
+from sersyncpy import cli, status, statusfile
 from sersyncpy.faillog import WriteHealth, write_atomically
 from sersyncpy.push import LaneStats
 
 NOW = 1_700_000_000.0
-
-# --------------------------------------------------------------------------- fullsync.Schedule
-
-
-def test_schedule_off_is_never_due():
-    schedule = fullsync.Schedule(None, 100.0)
-    assert schedule.period is None and schedule.next is None
-    assert not any(schedule.due(t) for t in (100.0, 160.0, 1e9))
-
-
-def test_schedule_is_due_every_period_from_the_start():
-    schedule = fullsync.Schedule(1, 100.0)
-    assert schedule.period == 60.0
-    assert not schedule.due(100.0)
-    assert not schedule.due(159.999)
-    assert schedule.due(160.0)
-    assert not schedule.due(160.0)  # once per period
-    assert not schedule.due(219.999)
-    assert schedule.due(220.0)
-
-
-def test_schedule_after_a_long_suspension_is_due_once_then_counts_from_then():
-    schedule = fullsync.Schedule(10, 0.0)
-    assert schedule.due(10_000.0)  # many periods missed: one push, not a burst
-    assert not schedule.due(10_000.1)
-    assert schedule.next == 10_600.0
-    assert not schedule.due(10_599.0)
-    assert schedule.due(10_600.0)
-
-
-def _cfg(start=True, schedule=5, crontab_excludes=(), filter_start=False, excludes=()):
-    return SimpleNamespace(crontab=Crontab(start, schedule, tuple(crontab_excludes)),
-                           filter=Filter(filter_start, tuple(excludes), False))
-
-
-@pytest.mark.parametrize("cfg, minutes", [
-    (_cfg(start=False), None),
-    (_cfg(), 5),
-    (_cfg(schedule=1), 1),
-    (_cfg(filter_start=True, excludes=(r"(.*)\.gz",), crontab_excludes=("*.gz",)), 5),
-    (_cfg(filter_start=True), 5),  # the filter on, but nothing excluded
-    (_cfg(filter_start=False, excludes=(r"(.*)\.gz",)), 5),  # excludes of a filter that is off
-    (_cfg(start=False, filter_start=True, excludes=(r"(.*)\.gz",)), None),
-])
-def test_crontab_minutes(cfg, minutes, caplog):
-    with caplog.at_level(logging.WARNING):
-        assert fullsync.crontab_minutes(cfg) == minutes
-    assert not caplog.records
-
-
-def test_crontab_with_filter_excludes_but_no_crontabfilter_runs(caplog):
-    # sersync switched it off, as its full sync ignored <filter>; ours applies the regexes.
-    cfg = _cfg(filter_start=True, excludes=(r"(.*)\.gz",))
-    with caplog.at_level(logging.WARNING):
-        assert fullsync.crontab_minutes(cfg) == cfg.crontab.schedule
-    assert not caplog.records
-
-
-def test_request_offers_one_full_event_of_the_root_to_every_lane():
-    class Lane:
-        def __init__(self):
-            self.offered = []
-
-        def offer(self, events, seq=0):
-            self.offered.append(events)
-
-    lanes = [Lane(), Lane()]
-    fullsync.request(lanes, "test")
-    for lane in lanes:
-        ((event,),) = lane.offered
-        assert (event.kind, event.path, event.is_dir) == (fullsync.FULL, "", True)
-
 
 # --------------------------------------------------------------------------- documents
 
@@ -457,44 +379,3 @@ def test_status_file_others_may_write_is_unknown(tmp_path, mode):
     _write_document(str(path), _fresh_doc())
     os.chmod(path, mode)
     _assert_unknown(_status_command(path), path, "not trusted: ")
-
-
-NOBODY = 65534
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="acts as a second uid: needs root")
-
-
-@pytest.fixture
-def sticky_tmp():
-    """A world-writable sticky directory standing in for /tmp (tmp_path is root's, 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="sersyncpy-status-", dir="/tmp"))
-    path.chmod(0o1777)
-    yield path
-    shutil.rmtree(path)
-
-
-@needs_root
-def test_another_users_status_file_saying_current_is_unknown(sticky_tmp):
-    # A local user creates the file before sersyncpy does, saying all is well.
-    path = sticky_tmp / "rsync_fail_log.status.json"
-    as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    subprocess.run([*as_nobody, "tee", str(path)], input=json.dumps(_fresh_doc()), text=True,
-                   stdout=subprocess.DEVNULL, check=True, timeout=30)
-    subprocess.run([*as_nobody, "chmod", "644", str(path)], check=True, timeout=30)
-    assert (path.stat().st_uid, stat.S_IMODE(path.stat().st_mode)) == (NOBODY, 0o644)
-    result = _status_command(path)
-    _assert_unknown(result, path, "not trusted: ")
-    assert str(NOBODY) in result.stderr
-
-
-@needs_root
-def test_the_config_owners_status_file_is_trusted(tmp_path):
-    # sersyncpy run by a dedicated user writes its status file as that user: asked with that
-    # user's config, root believes it.
-    path, config = tmp_path / "s.status.json", tmp_path / "confxml.xml"
-    _write_document(str(path), _fresh_doc())
-    config.write_text("<head/>")
-    for owned in (path, config):
-        os.chown(owned, NOBODY, NOBODY)
-    _assert_unknown(_status_command(path), path, "not trusted: ")
-    result = _status_command(path, "-o", str(config))
-    assert (result.returncode, result.stderr) == (0, "OK: every remote is current\n")
