@@ -163,7 +163,7 @@ class Replicator:
             fullsync.request(self.all_lanes(),
                              f"<crontab> every {self.config.crontab.schedule} minutes")
         if now >= self._status_due:
-            self._status_due = now + statusfile.STATUS_SECONDS
+            self._status_due = now + self.tuning.status
             self.write_status()
 
     def full_sync(self, why: str) -> None:
@@ -188,7 +188,7 @@ class Replicator:
                 dropped=s.dropped, failures=s.failures)
         return statusfile.Status(
             format=statusfile.FORMAT, running=running, updated=time.time(),
-            interval=statusfile.STATUS_SECONDS, remotes=remotes, roots=roots, plugin=plugin,
+            interval=self.tuning.status, remotes=remotes, roots=roots, plugin=plugin,
             pid=os.getpid(), config=self.config.source, started=self._started,
             fail_log=statusfile.file_status(self.fail_log.health),
             status_file=statusfile.file_status(self.status_health),

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from sersyncpy import config as configmod
-from sersyncpy import convert
+from sersyncpy import convert, statusfile
 from sersyncpy.errors import UsageError
 from sersyncpy.lane import DELETE_HOLD_SECONDS
 from sersyncpy.rsync import Target
@@ -52,6 +52,7 @@ class Tuning:
 
     delete_hold: float = DELETE_HOLD_SECONDS
     unwatched_resync: float = UNWATCHED_RESYNC_SECONDS
+    status: float = statusfile.STATUS_SECONDS
     raise_limits: bool = False  # --raise-inotify-limits
 
     @classmethod
@@ -60,6 +61,7 @@ class Tuning:
             delete_hold=env_seconds("SERSYNCPY_DELETE_HOLD_SECONDS", DELETE_HOLD_SECONDS),
             unwatched_resync=env_seconds("SERSYNCPY_UNWATCHED_RESYNC_SECONDS",
                                          UNWATCHED_RESYNC_SECONDS),
+            status=env_seconds("SERSYNCPY_STATUS_SECONDS", statusfile.STATUS_SECONDS),
         )
 
 
