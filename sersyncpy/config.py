@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
-from sersyncpy import convert, statefiles, xmlrepair
+from sersyncpy import convert, pushpolicy, statefiles, xmlrepair
 from sersyncpy.configxml import (
     Element,
     Invalid,
@@ -101,6 +101,9 @@ class Rsync:
     timeout: Optional[int]  # seconds
     ssh: bool
     ssh_command: str = "ssh"  # sersyncpy's <ssh command>: the remote shell, rsync splits it
+    # sersyncpy's <latency budgetMs>, in seconds: how long a change may wait to be gathered
+    # with others while changes keep coming (pushpolicy.py); 0: every push goes at once.
+    latency_budget: float = pushpolicy.DEFAULT_BUDGET
 
 
 @dataclass(frozen=True)
@@ -334,6 +337,8 @@ def _rsync(sersync: Element) -> Rsync:
         timeout=when_started(child(element, "timeout"), "time", convert.seconds_for_rsync),
         ssh=ssh,
         ssh_command=value(child(element, "ssh"), "command", convert.remote_shell, "ssh"),
+        latency_budget=value(child(element, "latency"), "budgetMs", convert.non_negative,
+                             round(pushpolicy.DEFAULT_BUDGET * 1000)) / 1000,
     )
 
 

@@ -15,7 +15,7 @@ from collections import deque
 from contextlib import AbstractContextManager
 from typing import Callable, Optional
 
-from sersyncpy import probe, rsync
+from sersyncpy import probe, pushpolicy, rsync
 from sersyncpy.backoff import Backoff
 from sersyncpy.config import DEFAULT_MAX_PENDING
 from sersyncpy.diskstate import Unreadable, root_present
@@ -141,6 +141,7 @@ class Lane(Worker):
         self._abandoned = False  # a reload removed the remote: its changes are dropped
         self._resync: Optional[Resync] = None  # the start-up resync while it runs
         self._resyncs: list[Resync] = []  # every one started, joined when the lane ends
+        self._cadence = pushpolicy.Cadence()  # when the next batch goes (pushpolicy.py)
 
     @property
     def target(self) -> rsync.Target:
@@ -235,12 +236,13 @@ class Lane(Worker):
         if redo:
             self.offer(redo)
 
-    def counted_run(self, argv: list[str], stdin: bytes,
+    def counted_run(self, argv: list[str], paths: list[str],
                     stop: threading.Event) -> rsync.Result:
-        """One rsync beside the lane's own (the Resync's), counted in the lane's stats."""
-        result = rsync.run(argv, self.root, stdin, stop)
+        """One rsync call beside the lane's own (the Resync's), counted in the lane's
+        stats."""
+        result = rsync.run_paths(argv, self.root, paths, stop)
         with self._cond:
-            self.stats.rsync_runs += 1
+            self.stats.rsync_runs += result.calls
             if result.ok:
                 self.stats.files_sent += result.files
                 self.stats.bytes_sent += result.sent
@@ -284,17 +286,36 @@ class Lane(Worker):
                     self._cond.wait()
                 if not self._queue or self._paused:
                     return
+                self._gather()
             # The batch is taken once the slot is ours, so it carries all that came while
             # this lane waited for one: fewer, larger rsync calls when slots are short.
             with self._slots:
                 batch, seq, offers_at_take, batch_oldest = self._take()
+                started = time.monotonic()
                 pushed = self._push_safely(batch)
+                ended = time.monotonic()
+            if not pushed.failed:  # a failure's duration (a timeout) says nothing of cost
+                with self._cond:
+                    busy = self._offers != offers_at_take
+                self._cadence = pushpolicy.pushed(self._cadence, started, ended, batch_oldest,
+                                                  busy, self.target.budget)
             self._tell(batch, pushed, seq)
             wait = self._settle(pushed, backoff, offers_at_take, batch_oldest)
             if wait is None:
                 return
             if wait > 0:
                 self._wait_before_retry(wait)
+
+    def _gather(self) -> None:
+        """Let changes gather while the push policy says so (under _cond): at once after a
+        quiet spell, else until the window after the last push has passed."""
+        while not self.stopping():
+            oldest = self._oldest if self._oldest is not None else time.monotonic()
+            left = pushpolicy.push_at(self._cadence, oldest, self.target.budget) \
+                - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(left)
 
     def _take(self) -> tuple[list[Event], int, int, Optional[float]]:
         """The whole queue as the next batch: (batch, seq, offers so far, its oldest)."""

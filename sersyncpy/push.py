@@ -183,9 +183,8 @@ class Pusher:
         parents = sorted({path.rpartition("/")[0] for path in raced})
         with cleanup_file(raced, [path for path in after if path in before]) as rules:
             argv = rsync.cleanup_argv(self.target, rules or "")
-            stdin = rsync.encode_list(parents)
             ok = self._run(argv, [Event(SUBTREE, path, True) for path in parents], "cleanup",
-                           stdin).ok
+                           parents).ok
         return [] if ok else [Event(SUBTREE, path, True) for path in parents]
 
     def _send(self, p: Plan, exclude_from: Optional[str]) -> list[Event]:
@@ -199,21 +198,18 @@ class Pusher:
                 p.listed.append(Event(SUBTREE, event.path, True))
         full = [e for e in p.full if not self._empty_full_push(e)]
         if full:
-            stdin = rsync.encode_list(e.path for e in full)
             argv = rsync.full_argv(self.target, exclude_from)
-            if not self._run(argv, full, "full", stdin).ok:
+            if not self._run(argv, full, "full").ok:
                 failed += full
             elif any(e.path == "" for e in full):
                 self.stats.last_full_sync = time.time()
         if p.listed:
-            stdin = rsync.encode_list(e.path for e in p.listed)
             argv = rsync.listed_argv(self.target, exclude_from)
-            result = self._run(argv, p.listed, "batch", stdin)
+            result = self._run(argv, p.listed, "batch")
             if not result.ok:
                 failed += self._which_failed(result, p.listed)
         if p.dirs:
-            stdin = rsync.encode_list(e.path for e in p.dirs)
-            if not self._run(rsync.dirs_argv(self.target), p.dirs, "dirs", stdin).ok:
+            if not self._run(rsync.dirs_argv(self.target), p.dirs, "dirs").ok:
                 failed += p.dirs
         return failed
 
@@ -244,9 +240,12 @@ class Pusher:
         return failed
 
     def _run(self, argv: list[str], events: list[Event], what: str,
-             stdin: bytes = b"") -> rsync.Result:
-        result = rsync.run(argv, self.root, stdin)
-        self.stats.rsync_runs += 1
+             paths: Optional[list[str]] = None) -> rsync.Result:
+        """Run one call of rsync.*_argv for `events` (their paths, unless `paths` says
+        which to list), counted in the stats."""
+        listed = [e.path for e in events] if paths is None else paths
+        result = rsync.run_paths(argv, self.root, listed if "--files-from=-" in argv else [])
+        self.stats.rsync_runs += result.calls
         if result.ok:
             self.stats.paths += len(events)
             self.stats.files_sent += result.files

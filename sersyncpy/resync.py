@@ -36,7 +36,7 @@ class ResyncedLane(Protocol):
 
     def exclusions(self, tops: list[str]) -> AbstractContextManager[Optional[str]]: ...
 
-    def counted_run(self, argv: list[str], stdin: bytes,
+    def counted_run(self, argv: list[str], paths: list[str],
                     stop: threading.Event) -> rsync.Result: ...
 
     def resynced(self, redo: list[Event], synced: bool) -> None: ...
@@ -88,8 +88,8 @@ class Resync(Worker):
             return False
         started = time.monotonic()
         with lane.exclusions([""]) as exclude_from:
-            result = lane.counted_run(rsync.full_argv(lane.target, exclude_from),
-                                      rsync.encode_list([""]), self._stop_asked)
+            result = lane.counted_run(rsync.full_argv(lane.target, exclude_from), [""],
+                                      self._stop_asked)
         if self.stopping():
             return None
         if result.ok:

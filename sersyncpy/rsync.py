@@ -15,13 +15,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
+from sersyncpy import pushpolicy
 from sersyncpy.events import is_clean
 
 logger = logging.getLogger(__name__)
 
-# File lists go to rsync NUL-separated on stdin (--from0 --files-from=-), so a file name may
-# hold any byte. sersync built one `cd W && rsync ...` shell string per event; we keep its
-# options (commonParams, auth, port, timeout, ssh) and its destinations, not its shell.
+# The builders below list paths NUL-separated on stdin (--from0 --files-from=-), which any
+# name fits; `invocations` turns such a call into the same call with the paths as arguments
+# (each ./-prefixed, -R as --files-from implied), in chunks under ARG_MAX: rsync reads
+# --files-from one byte per read() + poll(), and 10,000 paths cost 304 ms of its CPU that
+# way, 129 ms as arguments. sersync built one `cd W && rsync ...` shell string per event; we
+# keep its options (commonParams, auth, port, timeout, ssh) and destinations, not its shell.
 
 # A partitioned remote must not hold its lane forever: rsync waits this long for a daemon
 # connection, and, when <timeout> is off, this long without I/O (sersync set neither).
@@ -105,6 +109,10 @@ class Target:
     # (rules.py), whatever rsync sends whole.
     full_excludes: tuple[str, ...] = ()
     rsync_bin: str = "rsync"
+    # Not rsync's: how long a change may wait to be gathered with others (<latency
+    # budgetMs>, in seconds), read by the lane's push policy. Here so that a reload that
+    # changes it reaches the lane as any other option of the remote does.
+    budget: float = pushpolicy.DEFAULT_BUDGET
 
     @property
     def label(self) -> str:
@@ -164,11 +172,13 @@ def update_only(t: Target) -> bool:
 
 def changed_option(t: Target) -> str:
     """How listed paths escape rsync's quick check (size + whole-second mtime), which would
-    skip a same-size rewrite: `-I` sends them whatever the receiver has; with -u, `-c`
-    compares content, so that a file the receiver already has is left untouched. In a
-    two-way pair that is what ends the echo: the copy coming back is identical, nothing is
-    written, no event follows."""
-    return "-c" if update_only(t) else "-I"
+    skip a same-size rewrite: `-I` sends them whatever the receiver has. A peer that merges
+    (-u with <delete inFullSync="false">: two-way pairs, hubs) gets `-c` instead: content is
+    compared, a file the receiver already has is left untouched, and the copy that comes
+    back from the other side writes nothing and raises no event, which ends the echo. A
+    one-way replica has no echo to end, so it never pays -c's second read of every changed
+    file (a 256 MiB file read twice on each side)."""
+    return "-c" if update_only(t) and not t.full_deletes else "-I"
 
 
 # rsync's receiver writes each file as ".NAME.XXXXXX" before renaming it into place. Where the
@@ -298,6 +308,41 @@ def encode_list(paths: Iterable[str]) -> bytes:
     return b"".join(out)
 
 
+# Bytes of arguments per rsync call: well under Linux's ARG_MAX (a quarter of the stack
+# limit, 2 MiB by default), which the environment shares; and no single argument may pass
+# MAX_ARG_STRLEN (128 KiB). A call whose paths do not fit in one goes as several.
+ARGUMENT_BYTES = 512 * 1024
+LONGEST_ARGUMENT = 64 * 1024
+
+
+def invocations(argv: Sequence[str], paths: Sequence[str],
+                limit: int = ARGUMENT_BYTES) -> list[tuple[list[str], bytes]]:
+    """(argv, stdin) of each rsync to run for a --files-from=- call of rsync.*_argv over
+    `paths`: the paths as ./-prefixed arguments (no name can read as an option or a host:
+    spec), as many calls as `limit` bytes of them need; or the call itself with the list on
+    stdin when a path could not be an argument."""
+    if "--files-from=-" not in argv or not paths:
+        return [(list(argv), encode_list(paths))]
+    arguments = [b"./" + os.fsencode(p) if p else b"." for p in paths]
+    if any(len(a) > LONGEST_ARGUMENT for a in arguments):
+        return [(list(argv), encode_list(paths))]
+    encode_list(paths)  # the same refusal of a path that is not clean
+    *options, sep, source, destination = argv
+    if (sep, source) != ("--", "."):
+        raise ValueError(f"not a --files-from call ending in -- . DEST: {argv!r}")
+    options = [o for o in options if o != "--files-from=-"] + ["-R"]
+    calls, chunk, size = [], [], 0
+    for argument in arguments:
+        if chunk and size + len(argument) + 9 > limit:  # +9: the NUL and argv's pointer
+            calls.append(chunk)
+            chunk, size = [], 0
+        chunk.append(argument)
+        size += len(argument) + 9
+    calls.append(chunk)
+    return [([*options, "--", *(os.fsdecode(a) for a in chunk), destination], b"")
+            for chunk in calls]
+
+
 STDERR_KEPT = 256 * 1024
 STOP_POLL_SECONDS = 0.2  # how soon a run that may be stopped notices
 
@@ -309,6 +354,7 @@ class Result:
     stderr: str
     files: int = 0  # regular files transferred (from --stats)
     sent: int = 0  # bytes sent, protocol included (from --stats)
+    calls: int = 1  # rsync processes run (run_paths: one per chunk of arguments)
 
     @property
     def ok(self) -> bool:
@@ -367,6 +413,25 @@ def run(
     # Enough to name the failed paths of a large batch (rsync_failures); not unbounded.
     return Result(proc.returncode, time.monotonic() - start, text[-STDERR_KEPT:],
                   *parse_stats(out))
+
+
+def run_paths(argv: Sequence[str], cwd: str, paths: Sequence[str],
+              stop: Optional[threading.Event] = None) -> Result:
+    """Run a --files-from=- call of rsync.*_argv over `paths` as its `invocations`; one
+    Result for them all: the first failure's code (a later chunk is not tried after a
+    failure other than a partial transfer), times, stderr and counts added up."""
+    results: list[Result] = []
+    for call, stdin in invocations(argv, paths):
+        results.append(run(call, cwd, stdin, stop))
+        if results[-1].code not in OK_CODES and results[-1].code != 23:
+            break
+    if len(results) == 1:
+        return results[0]
+    failed = [r.code for r in results if r.code not in OK_CODES]
+    return Result(
+        failed[0] if failed else max(r.code for r in results),
+        sum(r.seconds for r in results), "\n".join(r.stderr for r in results if r.stderr),
+        sum(r.files for r in results), sum(r.sent for r in results), len(results))
 
 
 def _communicate(proc: subprocess.Popen, stdin: bytes,

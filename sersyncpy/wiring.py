@@ -43,6 +43,7 @@ def target_for(cfg: configmod.Config, remote: configmod.Remote) -> Target:
         full_deletes=cfg.inotify.delete and cfg.inotify.delete_in_full_sync,
         skip_rsync_temp=not cfg.filter.keep_dotfiles,
         full_excludes=cfg.crontab.excludes,
+        budget=r.latency_budget,
     )
 
 

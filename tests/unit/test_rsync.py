@@ -49,7 +49,8 @@ def test_listed_call_reads_nul_separated_paths_and_deletes_missing_ones():
                    "--delete"):
         assert option in argv
     assert argv[-3:] == ["--", ".", "sersync@127.0.0.1::backup/"]
-    assert "-c" in rsync.listed_argv(DAEMON)  # -u (sersync's sample -artuz): checksums
+    assert "-I" in rsync.listed_argv(DAEMON)  # a one-way replica, even with sersync's -u
+    assert "-c" in rsync.listed_argv(replace(DAEMON, full_deletes=False))  # a merging peer
     # Merging peers (inFullSync="false"): nothing deleted inside a listed directory.
     merge = rsync.listed_argv(replace(DAEMON, full_deletes=False))
     assert "--delete" not in merge and "--delete-missing-args" in merge
@@ -184,14 +185,60 @@ def test_parse_stats_reads_files_and_bytes_sent():
     assert rsync.parse_stats(b"Total bytes sent: 1.23K\n") == (0, 0)  # -h: not a count
 
 
-@pytest.mark.parametrize("params, option", [
-    (("-artuz",), "-c"), (("-a", "--update"), "-c"), (("-a", "-u"), "-c"),
-    (("-a",), "-I"), (("-artz", "--usermap=a:b"), "-I"), (("-avz",), "-I"),
+@pytest.mark.parametrize("params, full_deletes, option", [
+    (("-artuz",), False, "-c"), (("-a", "--update"), False, "-c"), (("-a", "-u"), False, "-c"),
+    (("-artuz",), True, "-I"), (("-a", "-u"), True, "-I"),
+    (("-a",), False, "-I"), (("-artz", "--usermap=a:b"), True, "-I"), (("-avz",), True, "-I"),
 ])
-def test_listed_paths_pass_the_quick_check_by_checksum_with_update(params, option):
-    # -u: the copy a two-way peer sends back is identical, -c sees it, nothing is written.
-    argv = rsync.listed_argv(rsync.Target(ip="h", module="m", common_params=params))
+def test_listed_paths_pass_the_quick_check_by_checksum_only_for_merging_peers(
+        params, full_deletes, option):
+    # -u with inFullSync="false" (two-way, hubs): the copy a peer sends back is identical,
+    # -c sees it, nothing is written. A one-way replica has no echo: -I, no second read.
+    argv = rsync.listed_argv(rsync.Target(ip="h", module="m", common_params=params,
+                                          full_deletes=full_deletes))
     assert option in argv and ({"-c", "-I"} - {option}).isdisjoint(argv)
+
+
+def test_listed_paths_go_as_dot_slash_arguments_in_chunks():
+    argv = rsync.listed_argv(DAEMON)
+    paths = ["a", "-n", "#c", "host:x", "d/e f", ""]
+    (call, stdin), = rsync.invocations(argv, paths)
+    assert stdin == b""
+    assert "--files-from=-" not in call and "-R" in call  # --files-from implied -R
+    assert call[call.index("--") + 1:] == ["./a", "./-n", "./#c", "./host:x", "./d/e f", ".",
+                                           DAEMON.destination()]
+    assert call[:call.index("--")] == [a for a in argv[:argv.index("--")]
+                                       if a != "--files-from=-"] + ["-R"]
+
+
+def test_arguments_are_split_under_the_limit_and_keep_every_path_in_order():
+    paths = [f"dir/file{i:04}" for i in range(1000)]
+    calls = rsync.invocations(rsync.listed_argv(DAEMON), paths, limit=2000)
+    assert len(calls) > 5
+    listed = []
+    for call, stdin in calls:
+        assert stdin == b"" and call[-1] == DAEMON.destination()
+        args = call[call.index("--") + 1:-1]
+        assert sum(len(a) + 9 for a in args) <= 2000
+        listed += args
+    assert listed == [f"./{p}" for p in paths]
+
+
+def test_a_path_too_long_for_an_argument_goes_on_stdin():
+    argv = rsync.dirs_argv(DAEMON)
+    paths = ["a", "x/" * 40_000 + "y"]
+    assert rsync.invocations(argv, paths) == [(argv, rsync.encode_list(paths))]
+
+
+def test_a_call_without_a_file_list_is_left_as_it_is():
+    argv = rsync.rename_argv(DAEMON, "old", "new")
+    assert rsync.invocations(argv, []) == [(argv, b"")]
+
+
+@pytest.mark.parametrize("bad", ["../etc", "/etc", "a/../../b", "a\0b"])
+def test_no_path_outside_the_root_becomes_an_argument(bad):
+    with pytest.raises(ValueError):
+        rsync.invocations(rsync.listed_argv(DAEMON), ["ok", bad])
 
 
 def test_full_sync_deletes_only_when_asked():

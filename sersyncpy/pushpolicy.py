@@ -1,0 +1,72 @@
+"""When a lane pushes its next batch (pure; TCP's Nagle and autocork in spirit): the first
+change after a quiet spell goes at once; while changes keep coming, they gather for a window
+that grows with what the lane's rsync calls cost, never past the latency budget.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Optional
+
+# <rsync><latency budgetMs="200"/>: the longest a change waits to be gathered with others,
+# its push included. 200 ms keeps a web cluster's replicas a fraction of a second behind
+# while an rsync per remote every ~0.2 s costs a few percent of a core under any churn.
+DEFAULT_BUDGET = 0.2
+# A window starts at this many times the cost of the lane's recent pushes, and doubles while
+# changes keep arriving during pushes: rsync then runs at most ~1/(1+GAIN) of the time.
+GAIN = 4.0
+RECENT = 8  # pushes whose durations make the expected cost
+
+
+@dataclass
+class Cadence:
+    """A lane's push history, as the policy needs it: updated by `pushed`, read by `push_at`."""
+
+    window: float = 0.0  # how long changes gather after a push while they keep coming
+    last_end: float = float("-inf")  # time.monotonic() when the last push ended
+    durations: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
+
+    @property
+    def cost(self) -> float:
+        """The expected duration of the next push: the mean of the recent ones."""
+        return sum(self.durations) / len(self.durations) if self.durations else 0.0
+
+
+def push_at(cadence: Cadence, oldest: float, budget: float) -> float:
+    """When to push a batch whose oldest change arrived at `oldest` (time.monotonic()):
+    a time at or before `oldest` means at once.
+
+    A change that came after the lane had been idle for longer than its window is the
+    first of a new stream: at once, as an idle TCP socket sends at once. Otherwise the
+    batch gathers until the window after the last push has passed, or until waiting longer
+    would break the budget for its oldest change, whichever comes first.
+    """
+    if budget <= 0 or cadence.window <= 0 or oldest - cadence.last_end >= cadence.window:
+        return oldest
+    return min(cadence.last_end + cadence.window, oldest + budget - cadence.cost)
+
+
+def pushed(cadence: Cadence, started: float, ended: float, oldest: Optional[float],
+           busy: bool, budget: float) -> Cadence:
+    """The cadence after a push that ran from `started` to `ended` (time.monotonic()) for a
+    batch whose oldest change arrived at `oldest`; `busy`: changes arrived while it ran.
+
+    Changes arriving while a push runs say the stream goes on: the window grows, from GAIN
+    times the push's cost, doubling, up to the budget less that cost (so that the oldest
+    change still arrives within the budget). A push that nothing arrived during halves it,
+    and one that started after a quiet spell (its oldest change came after a window's idle
+    time) ends it: a trickle slower than the pushes goes at once."""
+    durations = deque(cadence.durations, maxlen=RECENT)
+    durations.append(max(0.0, ended - started))
+    after = Cadence(cadence.window, ended, durations)
+    quiet = oldest is None or oldest - cadence.last_end >= cadence.window
+    if budget <= 0 or (quiet and not busy):
+        after.window = 0.0
+    elif busy:
+        cap = max(0.0, budget - after.cost)
+        after.window = min(cap, max(2 * cadence.window, GAIN * after.cost))
+    else:
+        half = cadence.window / 2
+        after.window = half if half >= after.cost else 0.0
+    return after
