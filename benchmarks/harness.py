@@ -3,9 +3,11 @@ the plain-rsync reference, and replica checks. Benchmarks measure; they assert n
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import signal
+import stat as stat_module
 import subprocess
 import sys
 import tempfile
@@ -364,3 +366,178 @@ def traffic(ds: list[LocalDaemon], offsets: list[int], timeout: float = 30) -> l
         if all(t.finished >= t.connections for t in found) or time.monotonic() > deadline:
             return found
         time.sleep(0.02)
+
+
+# --- Added for B8-B13 (issue 15): tools at any daemon address and with chosen rsync
+# options, clean-up on failure, a strict tree comparison and waiting for it. ---
+
+
+class ConfiguredSersyncpy(Sersyncpy):
+    """Sersyncpy with `common_params` as <commonParams> (default "-a", the class above's) and
+    each remote at its daemon's own address (a daemon inside a network namespace listens on
+    that namespace's address, not on 127.0.0.1)."""
+
+    def __init__(self, work: Path, src: Path, ds: list[LocalDaemon], env: Optional[dict] = None,
+                 common_params: str = "-a"):
+        super().__init__(work, src, ds, env)
+        remotes = "\n".join(f'            <remote ip="{d.address}" name="backup" '
+                            f'port="{d.port}"/>' for d in ds)
+        text = CONFIG.format(src=src, remotes=remotes, user=ds[0].user,
+                             pw=ds[0].password_file, faillog=work / "fail_log.sh")
+        old = '<commonParams params="-a"/>'
+        assert old in text
+        self.conf.write_text(text.replace(old, f'<commonParams params="{common_params}"/>'))
+
+
+def lsyncd_config_at(work: Path, src: Path, ds: list[LocalDaemon], delay: int) -> Path:
+    """lsyncd_config, with each daemon at its own address."""
+    syncs = "\n".join(
+        f'sync {{ default.rsync, source = "{src}", target = "{d.user}@{d.address}::backup", '
+        f'delay = {delay}, rsync = {{ archive = true, password_file = "{d.password_file}", '
+        f'_extra = {{ "--port={d.port}", "--sockopts=TCP_NODELAY" }} }} }}'
+        for d in ds)
+    conf = work / "lsyncd.lua"
+    conf.write_text(f'settings {{ nodaemon = true, logfile = "{work}/lsyncd.log", '
+                    f'insist = true, statusFile = "{work}/lsyncd.status" }}\n{syncs}\n')
+    return conf
+
+
+class ConfiguredLsyncd(Lsyncd):
+    """Lsyncd with each daemon at its own address."""
+
+    def __init__(self, work: Path, src: Path, ds: list[LocalDaemon], delay: int):
+        super().__init__(work, src, ds, delay)
+        self.conf = lsyncd_config_at(work, src, ds, delay)
+
+
+@contextmanager
+def stopped_on_failure(tool):
+    """Yields `tool` (a started Sersyncpy or Lsyncd); if the block fails before tool.stop(),
+    the process is terminated and reaped by its PID, so a failed run leaves nothing behind."""
+    try:
+        yield tool
+    finally:
+        proc = tool.proc
+        if proc is not None and proc.returncode is None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def reference_rsync_with(src: Path, ds: list[LocalDaemon],
+                         options: tuple[str, ...] = ("-a", "--delete")) -> tuple[float, float]:
+    """reference_rsync with chosen rsync options, to each daemon at its own address:
+    one call per replica, in parallel, now: (seconds, CPU seconds of the clients)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    procs = [subprocess.Popen(
+        ["rsync", *options, "--sockopts=TCP_NODELAY", f"--port={d.port}",
+         f"--password-file={d.password_file}", "./", f"{d.user}@{d.address}::backup/"],
+        cwd=src) for d in ds]
+    for p in procs:
+        p.wait()
+    seconds = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu
+
+
+def _entries(root: Path) -> dict[str, tuple]:
+    """{relative path: (kind, detail)} of everything under root (root itself left out):
+    ("dir", mode), ("file", mode, size), ("link", target), ("other", file type)."""
+    out: dict[str, tuple] = {}
+    for dirpath, dirnames, names in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        for name in dirnames + names:
+            path = os.path.join(dirpath, name)
+            key = os.path.normpath(os.path.join(rel, name))
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                out[key] = ("vanished",)
+                continue
+            mode = st.st_mode
+            if stat_module.S_ISDIR(mode):
+                out[key] = ("dir", stat_module.S_IMODE(mode))
+            elif stat_module.S_ISREG(mode):
+                out[key] = ("file", stat_module.S_IMODE(mode), st.st_size)
+            elif stat_module.S_ISLNK(mode):
+                out[key] = ("link", os.readlink(path))
+            else:
+                out[key] = ("other", stat_module.S_IFMT(mode))
+    return out
+
+
+def tree_diff(src: Path, dst: Path, limit: int = 5) -> list[str]:
+    """How `dst` differs from `src`, at most `limit` items ([] when equal): every entry
+    (directories, empty ones too, regular files, symlinks, others) with its type,
+    permission bits, size, a symlink's target and a file's bytes. Times and owners are not
+    compared; a hard link counts as the file it names (rsync -a does not keep links)."""
+    want, have = _entries(src), _entries(dst)
+    diffs = []
+    for key in sorted(want.keys() | have.keys()):
+        if len(diffs) >= limit:
+            break
+        a, b = want.get(key), have.get(key)
+        if a != b:
+            diffs.append(f"{key!r}: source {a or 'absent'}, replica {b or 'absent'}")
+        elif a[0] == "file" and not _same_bytes(src / key, dst / key):
+            diffs.append(f"{key!r}: same size, other bytes")
+    return diffs
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    try:
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            while True:
+                x, y = fa.read(1 << 20), fb.read(1 << 20)
+                if x != y:
+                    return False
+                if not x:
+                    return True
+    except OSError:
+        return False
+
+
+def wait_equal(src: Path, targets: list[Path], timeout: float,
+               poll: float = 0.01) -> tuple[Optional[float], list[list[str]]]:
+    """Poll until every target equals the (no longer changing) source: (the time the last
+    one did, or None after `timeout`; each target's differences at the end). A target
+    counts as equal from the end of the first poll in which its entries and sizes matched
+    (the cheap check of wait_matching), confirmed right then by tree_diff (bytes, types,
+    modes, empty directories, symlinks); rsync's receiver renames each file into place, so
+    a replica that matched then and compares equal just after was equal at that poll."""
+    want = _index(src)
+    deadline = time.monotonic() + timeout
+    done: dict[int, float] = {}
+    while True:
+        for i, t in enumerate(targets):
+            if i in done or not _matches(want, t):
+                continue
+            seen = time.monotonic()
+            if not tree_diff(src, t, limit=1):
+                done[i] = seen
+        if len(done) == len(targets):
+            return max(done.values()), [[] for _ in targets]
+        if time.monotonic() > deadline:
+            return None, [[] if i in done else tree_diff(src, t) for i, t in enumerate(targets)]
+        time.sleep(poll)
+
+
+def nearest_rank(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) by nearest rank; values may hold inf (never seen)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def differs_note(diffs: list[list[str]]) -> str:
+    """'' when every replica equals the source, else what differs, for a row."""
+    bad = [(i, d) for i, d in enumerate(diffs) if d]
+    if not bad:
+        return ""
+    i, d = bad[0]
+    return (f" **{len(bad)} replica(s) differ from the source**, e.g. replica {i}: "
+            f"{'; '.join(d[:2])}")
