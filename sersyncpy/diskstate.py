@@ -10,8 +10,9 @@ import logging
 import os
 import stat
 import threading
+import time
 from collections.abc import Iterable
-from typing import Optional
+from typing import Callable, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,58 @@ def disk_state(root: str, rel: str, cache: Optional[dict[str, State]] = None) ->
         if above is not State.DIR:
             return above
     return _own_state(os.path.join(root, rel) if rel else root)
+
+
+class SharedStates:
+    """The disk states of one root's paths, shared by its lanes, so that a path is looked up
+    once per change rather than once per remote. An event on a path or on any directory
+    above it (offered to `forget` before any lane sees it) makes what was known of it stale;
+    so does age (TTL_SECONDS: a change no event reports, a permission changed with <attrib>
+    off) and a failed push (`forget` again)."""
+
+    TTL_SECONDS = 1.0
+    LIMIT = 100_000  # paths remembered; past it everything is forgotten at once
+
+    def __init__(self, root: str, clock: Callable[[], float] = time.monotonic):
+        self.root = root
+        self._clock = clock
+        self._known: dict[str, tuple[State, int, float]] = {}  # state, tick, when
+        self._touched: dict[str, int] = {}  # path -> the tick of the last event on it
+        self._tick = 0
+        self._lock = threading.Lock()
+
+    def forget(self, paths: Iterable[str]) -> None:
+        with self._lock:
+            self._tick += 1
+            if len(self._touched) > self.LIMIT:
+                self._touched.clear()
+                self._known.clear()
+            for path in paths:
+                self._touched[path] = self._tick
+
+    def state(self, rel: str, batch: dict[str, State]) -> State:
+        """disk_state(root, rel, batch), from what another lane found if still fresh."""
+        now = self._clock()
+        known = self._known.get(rel)
+        if known is not None and now - known[2] < self.TTL_SECONDS and self._fresh(rel, known[1]):
+            return known[0]
+        tick = self._tick  # before the lstat: an event from now on makes it stale
+        state = disk_state(self.root, rel, batch)
+        if len(self._known) > self.LIMIT:
+            self._known.clear()
+        self._known[rel] = (state, tick, now)
+        return state
+
+    def _fresh(self, rel: str, tick: int) -> bool:
+        """No event on `rel`, on a directory above it, or on the root, since `tick`."""
+        touched = self._touched
+        probe = rel
+        while True:
+            if touched.get(probe, 0) > tick:
+                return False
+            if not probe:
+                return True
+            probe = probe.rpartition("/")[0]
 
 
 def root_present(path: str, dev: int) -> bool:

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 from sersyncpy import probe, pushpolicy, rsync
 from sersyncpy.backoff import Backoff
 from sersyncpy.config import DEFAULT_MAX_PENDING
-from sersyncpy.diskstate import Unreadable, root_present
+from sersyncpy.diskstate import SharedStates, Unreadable, root_present
 from sersyncpy.events import FULL, Event
 from sersyncpy.filterqueue import FilterQueue
 from sersyncpy.push import LaneStats, Plan, Pushed, Pusher
@@ -28,10 +28,15 @@ from sersyncpy.worker import Worker
 
 logger = logging.getLogger(__name__)
 
-# Deletions wait until none new has come for this long, so that a watch root being deleted
-# (rm -rf /var/www: its content goes first, the root last, however long that takes) never
-# reaches the remotes as a mass deletion. Nothing else waits. SERSYNCPY_DELETE_HOLD_SECONDS
-# sets it; a stream of deletions that never pauses waits at most DELETE_HOLD_MAX_SECONDS.
+# A deletion waits DELETE_SETTLE_SECONDS for others to follow, then goes: a file deleted on
+# its own reaches the remotes about as fast as a created one. More than DELETE_BURST of them
+# at once is a mass deletion: those wait until none new has come for DELETE_HOLD_SECONDS, so
+# that a watch root being deleted (rm -rf /var/www: its content goes first, the root last,
+# however long that takes) never reaches the remotes as one. rm deletes thousands of
+# entries in the settle time. SERSYNCPY_DELETE_HOLD_SECONDS sets the hold (0: no wait at
+# all); a stream of deletions that never pauses waits at most DELETE_HOLD_MAX_SECONDS.
+DELETE_SETTLE_SECONDS = 0.02
+DELETE_BURST = 100
 DELETE_HOLD_SECONDS = 0.5
 DELETE_HOLD_MAX_SECONDS = 30.0
 RETRY = (1.0, 60.0)  # seconds: the first wait after a failed push, and the longest
@@ -72,15 +77,19 @@ class Slots:
 
 
 class DeletionHold:
-    """Keeps deletions back until none new has come for `seconds` (at most
+    """Keeps deletions back for DELETE_SETTLE_SECONDS after the last new one, or, once more
+    than DELETE_BURST are pending, until none new has come for `seconds` (at most
     DELETE_HOLD_MAX_SECONDS after the first): the lane's policy against a root deleted
     content first."""
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
         self.seconds = seconds
+        self._clock = clock
         self.until = 0.0  # when the held deletions go, unless another comes first
         self._held: set[str] = set()  # deletions held back, to notice new ones
         self._since = 0.0  # when the first of them was held
+        self._last_new = 0.0  # when a deletion not held before was last seen
+        self._mass = False  # more than DELETE_BURST: the long hold
 
     def take(self, p: Plan, stopping: bool) -> list[Event]:
         """Take the deletions out of `p` for now; returns them (none once they are due)."""
@@ -90,20 +99,27 @@ class DeletionHold:
         missing = [e for e in p.missing if not rsync.is_temp_name(e.path.rpartition("/")[2])]
         paths = {e.path for e in missing}
         if not paths or self.seconds <= 0 or stopping:
-            self._held = set()
+            self._release()
             return []
-        now = time.monotonic()
+        now = self._clock()
         if not self._held:
             self._since = now
         if not paths <= self._held:
-            self.until = min(now + self.seconds, self._since + DELETE_HOLD_MAX_SECONDS)
+            self._last_new = now
+        self._mass = self._mass or len(paths) > DELETE_BURST
+        wait = self.seconds if self._mass else min(DELETE_SETTLE_SECONDS, self.seconds)
+        self.until = min(self._last_new + wait, self._since + DELETE_HOLD_MAX_SECONDS)
         if now >= self.until:
-            self._held = set()
+            self._release()
             return []
         self._held = paths
         held = {id(e) for e in missing}
         p.listed = [e for e in p.listed if id(e) not in held]
         return missing
+
+    def _release(self) -> None:
+        self._held = set()
+        self._mass = False
 
 
 class Lane(Worker):
@@ -112,11 +128,12 @@ class Lane(Worker):
     def __init__(self, root: str, target: rsync.Target, slots: Slots,
                  delete_hold: float = DELETE_HOLD_SECONDS, on_pushed: Optional[OnPushed] = None,
                  max_pending: int = DEFAULT_MAX_PENDING, unreadable: Optional[Unreadable] = None,
-                 excluded: Optional[Excluded] = None):
+                 excluded: Optional[Excluded] = None, states: Optional[SharedStates] = None):
         super().__init__(f"lane {target.label}")
         self.root = root
         self.stats = LaneStats()
-        self.pusher = Pusher(root, target, self.stats, unreadable or Unreadable(root), excluded)
+        self.pusher = Pusher(root, target, self.stats, unreadable or Unreadable(root), excluded,
+                             states)
         # Past this many pending paths (a remote down for long under churn), they become
         # one full sync of the root: memory stays bounded whatever the outage.
         self.max_pending = max_pending
@@ -366,6 +383,12 @@ class Lane(Worker):
                              "them for the next start", self.target.label, len(self._queue),
                              self.stats.last_error)
                 return None
+            if self.stats.last_code == rsync.STALLED and not self.stopping():
+                # Restarted across an outage (stall.py), or idle for the whole --timeout:
+                # the remote answers now, or it has had its time; a new connection at once.
+                logger.warning("%s: retrying %d paths at once: %s", self.target.label,
+                               len(self._queue), self.stats.last_error)
+                return 0.0
             first, cap = RETRY_PARTIAL if self.stats.last_code == 23 else RETRY
             wait = backoff.next(first, cap)
             if self.stopping():

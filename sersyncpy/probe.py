@@ -36,11 +36,11 @@ def ssh_port(rsh: str) -> int:
     return port
 
 
-def reachable(target: rsync.Target) -> bool:
-    """Whether the remote's daemon (or sshd) accepts a TCP connection within a second."""
+def reachable(target: rsync.Target, timeout: float = PROBE_SECONDS) -> bool:
+    """Whether the remote's daemon (or sshd) accepts a TCP connection within `timeout`."""
     port = ssh_port(target.rsh) if target.ssh else (target.port or 873)
     try:
-        socket.create_connection((target.ip, port), timeout=PROBE_SECONDS).close()
+        socket.create_connection((target.ip, port), timeout=timeout).close()
     except OSError:
         return False
     return True

@@ -12,10 +12,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from sersyncpy import rsync, rsync_failures
-from sersyncpy.diskstate import State, Unreadable, disk_state, is_empty
+from sersyncpy import probe, rsync, rsync_failures
+from sersyncpy.diskstate import SharedStates, State, Unreadable, disk_state, is_empty
 from sersyncpy.events import COVERING, DELETE, FULL, RENAME, SUBTREE, UPDATE, Event, is_clean
 from sersyncpy.rules import Excluded, cleanup_file, exclude_file, excluded_below
+from sersyncpy.stall import PROBE_TIMEOUT_SECONDS, Stall
 
 logger = logging.getLogger(__name__)
 
@@ -123,8 +124,10 @@ class Pusher:
     """Pushes batches of one root to one remote, counting in `stats`."""
 
     def __init__(self, root: str, target: rsync.Target, stats: LaneStats,
-                 unreadable: Unreadable, excluded: Optional[Excluded] = None):
+                 unreadable: Unreadable, excluded: Optional[Excluded] = None,
+                 states: Optional[SharedStates] = None):
         self.root = root
+        self.states = states or SharedStates(root)  # shared with the root's other lanes
         self.target = target  # replaced by a reload (Lane.retarget), read at each call
         self.stats = stats
         self.unreadable = unreadable
@@ -135,7 +138,7 @@ class Pusher:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s: batch: %s", self.target.label, ", ".join(map(str, batch)))
         seen: dict[str, State] = {}  # the directories of this batch, each checked once
-        p = plan(batch, lambda rel: disk_state(self.root, rel, seen),
+        p = plan(batch, lambda rel: self.states.state(rel, seen),
                  lambda src, dst: rsync.renamable(self.target, src, dst))
         if p.root_gone or not root_present():
             return Pushed(failed=batch, root_gone=True)
@@ -151,6 +154,7 @@ class Pusher:
         if excluded is not None and not failed:
             failed += self._take_back_raced(p.recursed, excluded)
         if failed:
+            self.states.forget(e.path for e in failed)  # found again at the retry
             self.stats.failures += 1
             self.stats.failed_batches += 1
         else:
@@ -223,6 +227,11 @@ class Pusher:
                        "remote", self.target.label, directory)
         return True
 
+    def _watchdog(self) -> Stall:
+        """Restarts a call stalled across an outage of the remote (stall.py)."""
+        target = self.target
+        return Stall(lambda: probe.reachable(target, PROBE_TIMEOUT_SECONDS))
+
     def _which_failed(self, result: rsync.Result, events: list[Event]) -> list[Event]:
         """After a partial transfer (23), only the paths rsync names failed; otherwise, or
         when it cannot be told, the whole call."""
@@ -244,7 +253,8 @@ class Pusher:
         """Run one call of rsync.*_argv for `events` (their paths, unless `paths` says
         which to list), counted in the stats."""
         listed = [e.path for e in events] if paths is None else paths
-        result = rsync.run_paths(argv, self.root, listed if "--files-from=-" in argv else [])
+        result = rsync.run_paths(argv, self.root, listed if "--files-from=-" in argv else [],
+                                 watchdog=self._watchdog)
         self.stats.rsync_runs += result.calls
         if result.ok:
             self.stats.paths += len(events)

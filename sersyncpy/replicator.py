@@ -15,7 +15,7 @@ from typing import Optional
 
 from sersyncpy import config as configmod
 from sersyncpy import faillog, fullsync, logs, statusfile
-from sersyncpy.diskstate import Unreadable
+from sersyncpy.diskstate import SharedStates, Unreadable
 from sersyncpy.errors import SersyncpyError, UsageError
 from sersyncpy.events import Event
 from sersyncpy.lane import Lane, Slots
@@ -48,6 +48,8 @@ class Replicator:
                              excluded=excluded_by(cfg))
         # Per root, the paths that could not be read: named once, whatever the remotes.
         self.unreadable = [Unreadable(lp.watch) for lp in cfg.localpaths]
+        # What each path of a root is on disk, found once for all its lanes.
+        self.states = [SharedStates(lp.watch) for lp in cfg.localpaths]
         self.lanes: list[list[Lane]] = [
             [self._lane(index, lp.watch, remote) for remote in lp.remotes]
             for index, lp in enumerate(cfg.localpaths)
@@ -82,10 +84,13 @@ class Replicator:
         return Lane(root, target_for(self.config, remote), self._slots,
                     self.tuning.delete_hold, on_pushed=on_pushed,
                     max_pending=self.config.fail_log.max_pending,
-                    unreadable=self.unreadable[index], excluded=excluded_by(self.config))
+                    unreadable=self.unreadable[index], excluded=excluded_by(self.config),
+                    states=self.states[index])
 
     def _sink(self, root_index: int, events: list[Event]) -> None:
         seq = self.gate.record(root_index, events) if self.gate else 0
+        self.states[root_index].forget(
+            path for e in events for path in ((e.path,) if e.src is None else (e.path, e.src)))
         for lane in self.lanes[root_index]:
             lane.offer(events, seq)
 

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional, Protocol
 
 from sersyncpy import pushpolicy
 from sersyncpy.events import is_clean
@@ -344,7 +344,16 @@ def invocations(argv: Sequence[str], paths: Sequence[str],
 
 
 STDERR_KEPT = 256 * 1024
-STOP_POLL_SECONDS = 0.2  # how soon a run that may be stopped notices
+STOP_POLL_SECONDS = 0.2  # how soon a run that may be stopped (or restarted) notices
+TERM_GRACE_SECONDS = 1.0
+# The code of a transfer restarted because it stalled (stall.py): rsync's own for a timeout.
+STALLED = 30
+
+
+class Watchdog(Protocol):
+    """Asked while an rsync runs whether it is stuck for good (stall.Stall)."""
+
+    def stuck(self, pid: int) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -392,9 +401,11 @@ def environment() -> dict[str, str]:
 
 def run(
     argv: Sequence[str], cwd: str, stdin: bytes = b"", stop: Optional[threading.Event] = None,
+    watchdog: Optional[Watchdog] = None,
 ) -> Result:
     """Run one rsync in `cwd`; never raises for rsync's own failures. When `stop` is set
-    (a long full sync at shutdown), rsync gets SIGTERM, which removes its temporary files."""
+    (a long full sync at shutdown), or `watchdog` finds it stuck, rsync gets SIGTERM, which
+    removes its temporary files; a stuck one ends with code STALLED."""
     logger.debug("rsync in %s: %s", cwd, argv)
     start = time.monotonic()
     try:
@@ -406,9 +417,12 @@ def run(
         return Result(127, time.monotonic() - start, str(exc))
     except OSError as exc:  # cwd vanished, too many processes...
         return Result(11, time.monotonic() - start, str(exc))
-    out, err = _communicate(proc, stdin, stop)
+    out, err, stuck = _communicate(proc, stdin, stop, watchdog)
     if stop is not None and stop.is_set():
         return Result(20, time.monotonic() - start, "stopped: sersyncpy is stopping")
+    if stuck:
+        return Result(STALLED, time.monotonic() - start, "restarted: the transfer made no "
+                      "progress across an outage of the remote, which answers again")
     text = err.decode("utf-8", "replace").strip()
     # Enough to name the failed paths of a large batch (rsync_failures); not unbounded.
     return Result(proc.returncode, time.monotonic() - start, text[-STDERR_KEPT:],
@@ -416,13 +430,14 @@ def run(
 
 
 def run_paths(argv: Sequence[str], cwd: str, paths: Sequence[str],
-              stop: Optional[threading.Event] = None) -> Result:
+              stop: Optional[threading.Event] = None,
+              watchdog: Optional[Callable[[], Watchdog]] = None) -> Result:
     """Run a --files-from=- call of rsync.*_argv over `paths` as its `invocations`; one
     Result for them all: the first failure's code (a later chunk is not tried after a
     failure other than a partial transfer), times, stderr and counts added up."""
     results: list[Result] = []
     for call, stdin in invocations(argv, paths):
-        results.append(run(call, cwd, stdin, stop))
+        results.append(run(call, cwd, stdin, stop, watchdog() if watchdog else None))
         if results[-1].code not in OK_CODES and results[-1].code != 23:
             break
     if len(results) == 1:
@@ -434,16 +449,34 @@ def run_paths(argv: Sequence[str], cwd: str, paths: Sequence[str],
         sum(r.files for r in results), sum(r.sent for r in results), len(results))
 
 
-def _communicate(proc: subprocess.Popen, stdin: bytes,
-                 stop: Optional[threading.Event]) -> tuple[bytes, bytes]:
-    if stop is None:
-        return proc.communicate(stdin)
+def _communicate(proc: subprocess.Popen, stdin: bytes, stop: Optional[threading.Event],
+                 watchdog: Optional[Watchdog]) -> tuple[bytes, bytes, bool]:
+    """(stdout, stderr, whether the watchdog found it stuck) of a process run to its end."""
+    if stop is None and watchdog is None:
+        return (*proc.communicate(stdin), False)
     data: Optional[bytes] = stdin
     while True:
         try:
-            return proc.communicate(data, timeout=STOP_POLL_SECONDS)
+            return (*proc.communicate(data, timeout=STOP_POLL_SECONDS), False)
         except subprocess.TimeoutExpired:
             data = None  # given once; communicate() goes on writing what is left of it
-            if stop.is_set():
-                proc.terminate()
-                return proc.communicate()
+            stopped = stop is not None and stop.is_set()
+            if stopped:
+                return (*_end(proc), False)
+            if watchdog is not None and watchdog.stuck(proc.pid):
+                # SIGTERM would wait: rsync's exit flushes a socket that is not moving. The
+                # sender keeps no temporary file to clean up; the receiver's goes with its
+                # connection.
+                proc.kill()
+                return (*proc.communicate(), True)
+
+
+def _end(proc: subprocess.Popen) -> tuple[bytes, bytes]:
+    """SIGTERM (rsync removes its temporary files), then SIGKILL if it is still there after
+    TERM_GRACE_SECONDS: on a stalled connection rsync's exit waits to flush its socket."""
+    proc.terminate()
+    try:
+        return proc.communicate(timeout=TERM_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()

@@ -4,6 +4,7 @@ must not slow down, and both must equal the source once the link is back."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -18,6 +19,10 @@ OUTAGE_SECONDS = 30.0
 WRITE_INTERVAL = 0.05  # one new file this often, for the whole outage
 MAX_LAG = 3.0  # how long a file may take to reach the replica that is still reachable
 CATCH_UP_TIMEOUT = 60.0  # backoff in the lanes tops out at 60 s
+# B's transfer in flight when the link went down is restarted once B answers again
+# (stall.py), instead of waiting for TCP's next retransmission (9 s after a 20 s outage,
+# measured before the restart existed). 2 s on a quiet machine; room for a loaded one.
+CATCH_UP_LIMIT = 5.0
 # rsyncd's own I/O timeout: the daemon side of a connection cut by the partition exits on
 # its own instead of waiting for a peer that gave up long ago.
 DAEMON_OPTIONS = {"timeout": "60"}
@@ -154,9 +159,53 @@ def test_one_remote_cut_off_does_not_slow_the_other_and_catches_up(
 
     same_tree(src, replica_a, timeout=CATCH_UP_TIMEOUT)
     same_tree(src, replica_b, timeout=CATCH_UP_TIMEOUT)
+    assert catch_up is not None and catch_up <= CATCH_UP_LIMIT, (
+        f"replica B matched {catch_up} s after link-up (limit {CATCH_UP_LIMIT} s)")
     # Log text kept: no status field counts every failed rsync (a failed start-up resync
     # is in none), and none may have failed for A.
     assert not [line for line in _lines_of(proc.log(), label_a) if "failed" in line], (
         f"pushes to A failed although A stayed reachable:\n{proc.log()}"
     )
     assert entry(proc.status(), label_a)["failed_batches"] == 0
+
+
+STALL_OUTAGE_SECONDS = 15.0
+STALL_FILE_BYTES = 3 * 1024 * 1024
+STALL_BWLIMIT = "--bwlimit=1000"  # KiB/s: the 3 MiB file takes ~3 s, long enough to cut
+STALL_LIMIT = 7.0  # the whole file again (~3 s), plus room; without the restart: ~15 s
+
+
+@pytest.mark.slow
+def test_a_transfer_stalled_by_an_outage_is_restarted_once_the_remote_answers(
+    netns_host, rsync_daemon, sersyncpy, src
+):
+    # A transfer in flight when the link goes: TCP backs its retransmissions off through
+    # the outage, and after a 15 s one the next may come ~10 s after the link is back.
+    host = netns_host()
+    daemon = rsync_daemon(address=host.ip, netns=host.name, options=DAEMON_OPTIONS)
+    replica = daemon.modules["backup"]
+    proc = sersyncpy(confxml([(src, [(daemon, "backup")])], params=f"-a {STALL_BWLIMIT}",
+                             timeout=None))  # rsync's I/O timeout: 60 s, past the outage
+    write(src / "first", b"x")
+    same_tree(src, replica)
+    write(src / "big", os.urandom(STALL_FILE_BYTES))
+    # Cut the link once the receiver has part of it: rsync's temporary file is growing.
+    wait_until(lambda: any(p.name.startswith(".big.") and p.stat().st_size > 256 * 1024
+                           for p in replica.iterdir()), timeout=10, interval=0.02,
+               message="the transfer of big did not start")
+    host.link_down()
+    time.sleep(STALL_OUTAGE_SECONDS)  # the scenario itself: an outage of this length
+    host.link_up()
+    link_up_at = time.monotonic()
+    wait_until(lambda: (replica / "big").exists()
+               and (replica / "big").read_bytes() == (src / "big").read_bytes(),
+               timeout=60, interval=0.05, message=f"big never arrived:\n{proc.log()}")
+    caught_up = time.monotonic() - link_up_at
+    print(f"outage {STALL_OUTAGE_SECONDS:g} s mid-transfer; big arrived {caught_up:.1f} s "
+          "after link-up")
+    # The receiver of the killed transfer removes its temporary file once its own
+    # connection ends: TCP's next retransmission meets our reset.
+    wait_until(lambda: trees_equal(src, replica), timeout=60, interval=0.1,
+               message=f"the replica never matched:\n{proc.log()}")
+    assert caught_up <= STALL_LIMIT, (
+        f"matched {caught_up:.1f} s after link-up (limit {STALL_LIMIT} s):\n{proc.log()}")

@@ -62,3 +62,42 @@ def test_thousands_of_unreadable_paths_are_counted_not_each_named(caplog):
         unreadable.report([f"d{index}"])
     assert unreadable.count() == 5000
     assert len(caplog.records) == UNREADABLE_NAMED + 1  # kept: how much is logged
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_shared_states_look_a_path_up_once_until_an_event_or_age(tmp_path, monkeypatch):
+    from sersyncpy import diskstate
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_text("x")
+    calls = []
+    real = diskstate.disk_state
+    monkeypatch.setattr(diskstate, "disk_state",
+                        lambda root, rel, cache=None: calls.append(rel) or real(root, rel, cache))
+    clock = Clock()
+    states = diskstate.SharedStates(str(tmp_path), clock)
+    assert states.state("d/f", {}) is State.OTHER
+    assert states.state("d/f", {}) is State.OTHER  # a second lane: no lookup
+    assert calls == ["d/f"]
+    (tmp_path / "d" / "f").unlink()
+    states.forget(["d/f"])  # the deletion's event
+    assert states.state("d/f", {}) is State.MISSING
+    (tmp_path / "d" / "f").write_text("x")
+    states.forget(["d"])  # an event on a directory above it
+    assert states.state("d/f", {}) is State.OTHER
+    states.forget([""])  # the root's (an overflow's full sync)
+    assert states.state("d/f", {}) is State.OTHER
+    assert calls == ["d/f"] * 4
+    clock.now += diskstate.SharedStates.TTL_SECONDS
+    states.state("d/f", {})  # aged out
+    assert len(calls) == 5
+    states.forget(["d/other", "e"])  # events elsewhere change nothing
+    states.state("d/f", {})
+    assert len(calls) == 5

@@ -63,3 +63,52 @@ def test_deletions_are_held_until_none_new_comes_but_a_temporary_name_goes_at_on
     assert [e.path for e in p.listed] == ["kept", "d/.f.a1B2c3"]  # the rename's source
     assert hold.take(_plan("gone.txt"), stopping=True) == []  # a stop lets them go
     assert DeletionHold(0).take(_plan("x"), stopping=False) == []  # no hold at all
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_lone_deletion_settles_briefly_then_goes():
+    clock = Clock()
+    hold = DeletionHold(0.5, clock)
+    assert [e.path for e in hold.take(_plan("gone.txt"), stopping=False)] == ["gone.txt"]
+    assert hold.until == 100.0 + lanemod.DELETE_SETTLE_SECONDS
+    clock.now += lanemod.DELETE_SETTLE_SECONDS
+    assert hold.take(_plan("gone.txt"), stopping=False) == []  # due: it goes
+
+
+def test_a_mass_deletion_waits_until_none_new_has_come_for_the_hold():
+    clock = Clock()
+    hold = DeletionHold(0.5, clock)
+    many = [f"d/f{i}" for i in range(lanemod.DELETE_BURST + 1)]
+    assert len(hold.take(_plan(*many[:3]), stopping=False)) == 3  # the first few: settling
+    clock.now += 0.01
+    assert len(hold.take(_plan(*many), stopping=False)) == len(many)  # a burst: held
+    clock.now += 0.4
+    assert hold.take(_plan(*many, "d"), stopping=False)  # still coming: held on
+    clock.now += 0.4
+    assert hold.take(_plan(*many, "d"), stopping=False)  # 0.4 s since "d" came
+    clock.now += 0.1
+    assert hold.take(_plan(*many, "d"), stopping=False) == []  # quiet for the hold: they go
+    # The next lone deletion only settles again.
+    assert hold.take(_plan("x"), stopping=False)
+    assert hold.until == clock.now + lanemod.DELETE_SETTLE_SECONDS
+
+
+def test_a_stream_of_deletions_is_held_at_most_the_longest_hold():
+    clock = Clock()
+    hold = DeletionHold(0.5, clock)
+    paths = [f"f{i}" for i in range(lanemod.DELETE_BURST + 1)]
+    hold.take(_plan(*paths), stopping=False)
+    while clock.now < 100.0 + lanemod.DELETE_HOLD_MAX_SECONDS - 0.2:
+        clock.now += 0.2
+        paths.append(f"g{clock.now}")
+        assert hold.take(_plan(*paths), stopping=False)
+    clock.now += 0.2
+    paths.append("last")
+    assert hold.take(_plan(*paths), stopping=False) == []
