@@ -1,4 +1,4 @@
-"""Runs every benchmark (B1-B7) with its defaults and rewrites benchmarks/RESULTS.md: the
+"""Runs every benchmark (B1-B13) with its defaults and rewrites benchmarks/RESULTS.md: the
 table, the machine and the command line. Each row is measured side by side with its
 reference in this one run.
 
@@ -18,7 +18,7 @@ from harness import machine
 # (id, module): each module has run(args) -> list[Row] and parser().
 BENCHMARKS = [
     ("B1", "filterqueue"), ("B2", "burst"), ("B3", "trickle"), ("B4", "rename"),
-    ("B5", "delete"), ("B6", "watch_setup"), ("B7", "fanout"),
+    ("B5", "delete"), ("B6", "watch_setup"), ("B7", "fanout"), ("B8", "churn"),
 ]
 # Why a row can miss its target, as measured on 2026-11-21 (kept here so that a rewritten
 # RESULTS.md keeps them; the figures above them are from the run itself).
