@@ -21,16 +21,19 @@ MASK = "****"
 # leave out below a directory sent whole, and a renamed directory's old and new names.
 EXCLUDE_FILE = "/tmp/sersyncpy-exclude-XXXXXXXX"
 RENAMED_FROM, RENAMED_TO = "OLD", "NEW"
+LISTED_PATH = "PATH"  # stands for the paths of a batch in the calls shown
 
 # The options sersyncpy adds to commonParams, in the order they are explained; a key ending
 # in "=" matches any value.
 _ADDED = (
-    ("-r", "with --files-from (which turns off -a's recursion): a listed directory is "
+    ("-r", "with listed paths (which turn off -a's recursion): a listed directory is "
            "sent whole"),
     ("-I", "a listed file is sent whatever the remote has (sersync 2.5: rsync's quick "
            "check skipped a same-size rewrite within the same second)"),
-    ("-c", "with -u in commonParams: a listed file is compared by content, so one the "
-           "remote already has is left untouched (sersync 2.5: the quick check)"),
+    ("-c", "with -u in commonParams and <delete inFullSync=\"false\"> (a peer that "
+           "merges): a listed file is compared by content, so the copy coming back from "
+           "the other side is left untouched and the echo ends"),
+    ("-R", "the listed paths keep their place below the root"),
     ("-s", "over ssh, names travel inside rsync's protocol, never on the remote shell's "
            "command line"),
     ("-e", "the remote shell, <ssh command> (rsync splits it; no shell runs it)"),
@@ -44,7 +47,8 @@ _ADDED = (
     ("--stats", "files and bytes sent, for the status file and metrics"),
     ("--from0", "the paths come NUL-separated (on stdin, or in --exclude-from's file): any "
                 "byte in a name is safe"),
-    ("--files-from=", "the paths of the batch, on stdin"),
+    ("--files-from=", "the paths of the batch, on stdin (only for a path too long to be an "
+                      "argument)"),
     ("--delete-missing-args", "a listed path that is gone is deleted on the remote"),
     ("--force", "a directory that is gone is deleted with its content"),
     ("--ignore-missing-args", "a listed path that is gone is skipped"),
@@ -59,7 +63,8 @@ _ADDED = (
                    "keepDotfiles=\"false\" rsync's temporary files (.NAME.XXXXXX)"),
     ("--exclude-from=", "with <filter> on: what its regexes leave out below a directory "
                         "sent whole (a private temporary file, only when there is any)"),
-    ("--", "ends the options: no path is read as one"),
+    ("--", "ends the options: no path is read as one (each is ./PATH, so none reads as "
+           "an option or a host: either)"),
 )
 
 
@@ -130,11 +135,16 @@ def _argvs(cfg: configmod.Config, t: rsync.Target) -> tuple[tuple[str, list[str]
     """The rsync calls of one remote, as a run would make them."""
     exclude_from = EXCLUDE_FILE if excluded_by(cfg) else None
     return (
-        ("live batch", rsync.listed_argv(t, exclude_from)),
-        ("full sync", rsync.full_argv(t, exclude_from)),
+        ("live batch", as_run(rsync.listed_argv(t, exclude_from))),
+        ("full sync", as_run(rsync.full_argv(t, exclude_from), "")),
         ("renamed dir", rsync.rename_argv(t, RENAMED_FROM, RENAMED_TO, exclude_from)),
-        ("dir metadata", rsync.dirs_argv(t)),
+        ("dir metadata", as_run(rsync.dirs_argv(t))),
     )
+
+
+def as_run(argv: list[str], path: str = LISTED_PATH) -> list[str]:
+    """A call of rsync.*_argv as a run makes it, for one path (rsync.invocations)."""
+    return rsync.invocations(argv, [path])[0][0]
 
 
 def _remote(cfg: configmod.Config, remote: configmod.Remote) -> list[str]:

@@ -137,6 +137,34 @@ class SharedStates:
             probe = probe.rpartition("/")[0]
 
 
+# A renamed directory this small goes whole in the batch's one rsync call: an rsync process
+# of its own (--link-dest, to send no data) costs more than its data.
+SMALL_TREE_FILES = 64
+SMALL_TREE_BYTES = 1024 * 1024
+
+
+def is_small_tree(directory: str) -> bool:
+    """Whether `directory` holds at most SMALL_TREE_FILES entries and SMALL_TREE_BYTES of
+    regular files, all the way down (symlinks not followed); stops counting past either."""
+    entries, size, todo = 0, 0, [directory]
+    while todo:
+        try:
+            with os.scandir(todo.pop()) as found:
+                for entry in found:
+                    entries += 1
+                    if entries > SMALL_TREE_FILES:
+                        return False
+                    if entry.is_dir(follow_symlinks=False):
+                        todo.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        size += entry.stat(follow_symlinks=False).st_size
+                        if size > SMALL_TREE_BYTES:
+                            return False
+        except OSError:
+            continue  # rsync will meet what we cannot read
+    return True
+
+
 def root_present(path: str, dev: int) -> bool:
     """A watch root is where it was: a directory, on the device it was on when first watched
     (not deleted, moved away, or covered by another mount, such as a failed NFS mount's

@@ -77,48 +77,52 @@ class Slots:
 
 
 class DeletionHold:
-    """Keeps deletions back for DELETE_SETTLE_SECONDS after the last new one, or, once more
-    than DELETE_BURST are pending, until none new has come for `seconds` (at most
-    DELETE_HOLD_MAX_SECONDS after the first): the lane's policy against a root deleted
-    content first."""
+    """Keeps each deletion back DELETE_SETTLE_SECONDS after it was first seen, or, once
+    more than DELETE_BURST are pending, all of them until none new has come for `seconds`
+    (at most DELETE_HOLD_MAX_SECONDS after the first): the lane's policy against a root
+    deleted content first."""
 
     def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
         self.seconds = seconds
         self._clock = clock
-        self.until = 0.0  # when the held deletions go, unless another comes first
-        self._held: set[str] = set()  # deletions held back, to notice new ones
-        self._since = 0.0  # when the first of them was held
+        self.until = 0.0  # when the next held deletion goes, unless more come first
+        self._seen: dict[str, float] = {}  # held deletions: when each was first seen
         self._last_new = 0.0  # when a deletion not held before was last seen
         self._mass = False  # more than DELETE_BURST: the long hold
 
     def take(self, p: Plan, stopping: bool) -> list[Event]:
-        """Take the deletions out of `p` for now; returns them (none once they are due)."""
+        """Take the deletions out of `p` that must wait; returns them."""
         # The deletion of an rsync temporary name (the source of its rename into place, in a
         # tree that is itself an rsync destination) goes with the rename's update, at once:
         # no watch root is deleted by it, and a second rsync per received file would follow.
         missing = [e for e in p.missing if not rsync.is_temp_name(e.path.rpartition("/")[2])]
-        paths = {e.path for e in missing}
-        if not paths or self.seconds <= 0 or stopping:
+        if not missing or self.seconds <= 0 or stopping:
             self._release()
             return []
         now = self._clock()
-        if not self._held:
-            self._since = now
-        if not paths <= self._held:
+        seen = {e.path: self._seen.get(e.path, now) for e in missing}
+        if not seen.keys() <= self._seen.keys():
             self._last_new = now
-        self._mass = self._mass or len(paths) > DELETE_BURST
-        wait = self.seconds if self._mass else min(DELETE_SETTLE_SECONDS, self.seconds)
-        self.until = min(self._last_new + wait, self._since + DELETE_HOLD_MAX_SECONDS)
-        if now >= self.until:
+        self._seen = seen
+        self._mass = self._mass or len(seen) > DELETE_BURST
+        if self._mass:
+            self.until = min(self._last_new + self.seconds,
+                             min(seen.values()) + DELETE_HOLD_MAX_SECONDS)
+            held = missing if now < self.until else []
+        else:
+            settle = min(DELETE_SETTLE_SECONDS, self.seconds)
+            held = [e for e in missing if now < seen[e.path] + settle]
+            self.until = min((seen[e.path] + settle for e in held), default=now)
+        if not held:
             self._release()
             return []
-        self._held = paths
-        held = {id(e) for e in missing}
-        p.listed = [e for e in p.listed if id(e) not in held]
-        return missing
+        self._seen = {e.path: seen[e.path] for e in held}
+        ids = {id(e) for e in held}
+        p.listed = [e for e in p.listed if id(e) not in ids]
+        return held
 
     def _release(self) -> None:
-        self._held = set()
+        self._seen = {}
         self._mass = False
 
 
@@ -155,6 +159,9 @@ class Lane(Worker):
         # the replication lag in the status file.
         self._oldest: Optional[float] = None
         self._inflight_oldest: Optional[float] = None  # the same, for the batch being pushed
+        # The oldest change the push policy waits for: deletions held back are not (they go
+        # when the hold says, hold.until).
+        self._waiting_since: Optional[float] = None
         self._abandoned = False  # a reload removed the remote: its changes are dropped
         self._resync: Optional[Resync] = None  # the start-up resync while it runs
         self._resyncs: list[Resync] = []  # every one started, joined when the lane ends
@@ -180,6 +187,8 @@ class Lane(Worker):
             self.stats.events_in += len(events)
             if self._oldest is None:
                 self._oldest = time.monotonic()
+            if self._waiting_since is None:
+                self._waiting_since = time.monotonic()
             self.version += 1
             self._paused = False
             self._cond.notify()
@@ -317,7 +326,7 @@ class Lane(Worker):
                 self._cadence = pushpolicy.pushed(self._cadence, started, ended, batch_oldest,
                                                   busy, self.target.budget)
             self._tell(batch, pushed, seq)
-            wait = self._settle(pushed, backoff, offers_at_take, batch_oldest)
+            wait = self._settle(pushed, backoff, batch_oldest)
             if wait is None:
                 return
             if wait > 0:
@@ -327,9 +336,11 @@ class Lane(Worker):
         """Let changes gather while the push policy says so (under _cond): at once after a
         quiet spell, else until the window after the last push has passed."""
         while not self.stopping():
-            oldest = self._oldest if self._oldest is not None else time.monotonic()
-            left = pushpolicy.push_at(self._cadence, oldest, self.target.budget) \
-                - time.monotonic()
+            if self._waiting_since is None:  # only deletions held back
+                at = self._hold.until
+            else:
+                at = pushpolicy.push_at(self._cadence, self._waiting_since, self.target.budget)
+            left = at - time.monotonic()
             if left <= 0:
                 return
             self._cond.wait(left)
@@ -340,6 +351,7 @@ class Lane(Worker):
             batch = self._inflight = self._queue.take()
             # What arrives from now on is younger than this batch.
             batch_oldest, self._oldest = self._oldest, None
+            self._waiting_since = None
             self._inflight_oldest = batch_oldest
             self.stats.events_out += len(batch)
             return batch, self._seq, self._offers, batch_oldest
@@ -354,7 +366,7 @@ class Lane(Worker):
         if done:
             self._on_pushed(self, done, seq)
 
-    def _settle(self, pushed: Pushed, backoff: Backoff, offers_at_take: int,
+    def _settle(self, pushed: Pushed, backoff: Backoff,
                 batch_oldest: Optional[float]) -> Optional[float]:
         """Put back what is left of a batch; returns how long to back off before the next
         (0: go on at once), or None when the lane ends."""
@@ -366,14 +378,13 @@ class Lane(Worker):
                 return None
             if (pushed.failed or pushed.held) and batch_oldest is not None:
                 self._oldest = min(batch_oldest, self._oldest or batch_oldest)
+            if pushed.failed and batch_oldest is not None:
+                self._waiting_since = min(batch_oldest, self._waiting_since or batch_oldest)
             if pushed.held:
+                # They go when the hold says (_gather), with whatever has come by then.
                 self._queue.requeue(pushed.held)
             if not pushed.failed:
                 backoff.reset()
-                if pushed.held and not self.stopping() and self._offers == offers_at_take:
-                    # New changes still go at once: an offer ends this wait. One that came
-                    # while this batch was planned is seen now, not a hold later.
-                    self._cond.wait(max(0.0, self._hold.until - time.monotonic()))
                 return 0.0
             self._queue.requeue(pushed.failed)
             if self._paused:

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from sersyncpy import probe, rsync, rsync_failures
-from sersyncpy.diskstate import SharedStates, State, Unreadable, disk_state, is_empty
+from sersyncpy.diskstate import (
+    SharedStates,
+    State,
+    Unreadable,
+    disk_state,
+    is_empty,
+    is_small_tree,
+)
 from sersyncpy.events import COVERING, DELETE, FULL, RENAME, SUBTREE, UPDATE, Event, is_clean
 from sersyncpy.rules import Excluded, cleanup_file, exclude_file, excluded_below
 from sersyncpy.stall import PROBE_TIMEOUT_SECONDS, Stall
@@ -139,7 +146,7 @@ class Pusher:
             logger.debug("%s: batch: %s", self.target.label, ", ".join(map(str, batch)))
         seen: dict[str, State] = {}  # the directories of this batch, each checked once
         p = plan(batch, lambda rel: self.states.state(rel, seen),
-                 lambda src, dst: rsync.renamable(self.target, src, dst))
+                 self._worth_a_rename)
         if p.root_gone or not root_present():
             return Pushed(failed=batch, root_gone=True)
         if p.unclean:
@@ -163,6 +170,12 @@ class Pusher:
             self.unreadable.readable(e.path for e in p.listed + p.full + p.dirs + p.renames)
         self.stats.batches += 1
         return Pushed(failed, held, p.skipped + p.unreadable + p.unclean)
+
+    def _worth_a_rename(self, src: str, dst: str) -> bool:
+        """Whether a renamed directory goes with a call of its own that hard-links it from
+        its old name (rename_argv); a small one goes whole in the batch's call instead."""
+        return (rsync.renamable(self.target, src, dst)
+                and not is_small_tree(os.path.join(self.root, dst)))
 
     def _excluded_below(self, tops: list[str]) -> Optional[list[str]]:
         """What the <filter> regexes leave out below directories sent whole (None: no

@@ -330,7 +330,10 @@ def invocations(argv: Sequence[str], paths: Sequence[str],
     *options, sep, source, destination = argv
     if (sep, source) != ("--", "."):
         raise ValueError(f"not a --files-from call ending in -- . DEST: {argv!r}")
-    options = [o for o in options if o != "--files-from=-"] + ["-R"]
+    # --from0 stays for the files rsync still reads (--exclude-from, a merged filter).
+    reads = any(o.startswith(("--exclude-from=", "--filter=merge ")) for o in options)
+    options = [o for o in options
+               if o != "--files-from=-" and (o != "--from0" or reads)] + ["-R"]
     calls, chunk, size = [], [], 0
     for argument in arguments:
         if chunk and size + len(argument) + 9 > limit:  # +9: the NUL and argv's pointer

@@ -84,18 +84,19 @@ def test_repo_confxml_roots_remotes_and_the_argv_of_each_call(repo, watch) -> No
     target = target_for(repo, repo.localpaths[0].remotes[0])
     assert target.label == label
     expected = {
-        "live batch": rsync.listed_argv(target),
-        "full sync": rsync.full_argv(target),
+        "live batch": check.as_run(rsync.listed_argv(target)),
+        "full sync": check.as_run(rsync.full_argv(target), ""),
         "renamed dir": rsync.rename_argv(target, "OLD", "NEW"),
-        "dir metadata": rsync.dirs_argv(target),
+        "dir metadata": check.as_run(rsync.dirs_argv(target)),
     }
     for what, argv in expected.items():
         assert argv_line(lines, label, what) == shlex.join(argv)
     live = argv_line(lines, label, "live batch").split()
     for added in ("--sockopts=TCP_NODELAY", "--contimeout=10", "--timeout=60", "--stats",
-                  "-c", "--from0", "--files-from=-", "--delete-missing-args"):
+                  "-I", "-R", "--delete-missing-args", "./PATH"):
         assert added in live, added
-    assert "-I" not in live  # commonParams -artuz has -u: -c, not -I
+    assert "-c" not in live  # -artuz has -u, but a one-way replica has no echo: -I
+    assert "--files-from=-" not in live  # paths go as arguments
     assert any("no shell runs" in line for line in lines)
 
 
@@ -104,9 +105,9 @@ def test_repo_confxml_explains_only_the_options_it_adds(repo) -> None:
     start = lines.index("options sersyncpy adds to <commonParams>:")
     explained = [line.split(":")[0].strip() for line in lines[start + 1:]
                  if line.startswith("  -")]
-    assert explained[:4] == ["-r", "-c", "--sockopts=TCP_NODELAY", "--contimeout=10"]
+    assert explained[:4] == ["-r", "-I", "-R", "--sockopts=TCP_NODELAY"]
     assert "--timeout=60" in explained and "--stats" in explained
-    for absent in ("-I", "-s", "-e", "--port", "--password-file", "--exclude", "--exclude-from"):
+    for absent in ("-c", "-s", "-e", "--port", "--password-file", "--exclude", "--exclude-from"):
         assert absent not in explained, absent
     assert "-artuz" not in explained  # commonParams itself is the user's
 
@@ -164,8 +165,8 @@ def test_ssh_remotes_login_directory_and_argv(tmp_path, watch) -> None:
         "    host backup.example.com, port 2222 not used (see the warnings), ")
     live = argv_line(lines, "10.0.0.9:/srv/www", "live batch")
     assert live.startswith("rsync -a -s -e 'ssh -i /root/.ssh/sersync_key' --timeout=60 "
-                           "--stats -r -I --from0 --files-from=- ")
-    assert live.endswith(" -- . sync@10.0.0.9:/srv/www/")
+                           "--stats -r -I ")
+    assert live.endswith(" -R -- ./PATH sync@10.0.0.9:/srv/www/")
     argvs = [argv_line(lines, label, what) for label in ("backup.example.com:2222:/srv/backup/www",
                                                            "10.0.0.9:/srv/www")
              for what in ("live batch", "full sync", "renamed dir", "dir metadata")]

@@ -208,7 +208,10 @@ def test_listed_paths_go_as_dot_slash_arguments_in_chunks():
     assert call[call.index("--") + 1:] == ["./a", "./-n", "./#c", "./host:x", "./d/e f", ".",
                                            DAEMON.destination()]
     assert call[:call.index("--")] == [a for a in argv[:argv.index("--")]
-                                       if a != "--files-from=-"] + ["-R"]
+                                       if a not in ("--files-from=-", "--from0")] + ["-R"]
+    # --from0 stays when rsync still reads a NUL-separated file.
+    with_excludes, _ = rsync.invocations(rsync.listed_argv(DAEMON, "/tmp/x"), ["a"])[0]
+    assert "--from0" in with_excludes and "--exclude-from=/tmp/x" in with_excludes
 
 
 def test_arguments_are_split_under_the_limit_and_keep_every_path_in_order():
