@@ -541,3 +541,19 @@ def differs_note(diffs: list[list[str]]) -> str:
     i, d = bad[0]
     return (f" **{len(bad)} replica(s) differ from the source**, e.g. replica {i}: "
             f"{'; '.join(d[:2])}")
+
+
+@contextmanager
+def chroot_daemons(work: Path, count: int):
+    """daemons(), with "use chroot = yes": symlinks are then stored verbatim (without chroot
+    rsyncd drops an absolute target's leading "/"), as on a real replica; needs root."""
+    started = [LocalDaemon(work / f"rsyncd{i}", {"backup": work / f"replica{i}"},
+                           password="bench", options={"use chroot": "yes"})
+               for i in range(count)]
+    try:
+        for d in started:
+            d.start()
+        yield started
+    finally:
+        for d in started:
+            d.stop()
