@@ -187,11 +187,14 @@ class Lane(Worker):
             self.stats.events_in += len(events)
             if self._oldest is None:
                 self._oldest = time.monotonic()
-            if self._waiting_since is None:
-                self._waiting_since = time.monotonic()
             self.version += 1
-            self._paused = False
-            self._cond.notify()
+            # Wake the lane only when this offer changes when it pushes: it waited for work
+            # (or for held deletions alone), or was paused. While a batch gathers, its time
+            # is set: hundreds of offers a second need not each wake the lane.
+            if self._waiting_since is None or self._paused:
+                self._waiting_since = self._waiting_since or time.monotonic()
+                self._paused = False
+                self._cond.notify()
 
     def _collapse(self) -> None:
         """Too many pending paths: one full sync of the root replaces them (under _cond)."""
