@@ -21,6 +21,7 @@ from sersyncpy.config import (
     Rsync,
 )
 from sersyncpy.errors import ConfigError
+from sersyncpy.wiring import target_for
 
 REPO_CONFXML = Path(__file__).resolve().parents[2] / "confxml.xml"
 
@@ -567,6 +568,25 @@ def test_options_off_ignore_their_values(watch: str) -> None:
 def test_timeout_zero_is_allowed(watch: str) -> None:
     rsync = b'<rsync><timeout start="true" time="0"/></rsync>'
     assert config.parse(minimal(watch, inside_sersync=rsync), "x.xml").rsync.timeout == 0
+
+
+@pytest.mark.parametrize("element, seconds", [
+    (b"", 0.2), (b'<latency budgetMs="500"/>', 0.5), (b'<latency budgetMs="0"/>', 0.0),
+    (b"<latency/>", 0.2),
+])
+def test_latency_budget_is_milliseconds_with_200_by_default(watch, element, seconds) -> None:
+    rsync = b"<rsync>" + element + b"</rsync>"
+    cfg = config.parse(minimal(watch, inside_sersync=rsync), "x.xml")
+    assert cfg.rsync.latency_budget == seconds
+    assert target_for(cfg, cfg.localpaths[0].remotes[0]).budget == seconds
+
+
+@pytest.mark.parametrize("bad", [b"-1", b"abc", b"0.5"])
+def test_a_bad_latency_budget_is_a_one_line_error(watch, bad) -> None:
+    rsync = b'<rsync><latency budgetMs="' + bad + b'"/></rsync>'
+    with pytest.raises(ConfigError) as e:
+        config.parse(minimal(watch, inside_sersync=rsync), "x.xml")
+    assert "latency" in str(e.value) and "budgetMs" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_empty_common_params_give_no_arguments(watch: str) -> None:
