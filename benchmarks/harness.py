@@ -510,6 +510,13 @@ def wait_equal(src: Path, targets: list[Path], timeout: float,
     (the cheap check of wait_matching), confirmed right then by tree_diff (bytes, types,
     modes, empty directories, symlinks); rsync's receiver renames each file into place, so
     a replica that matched then and compares equal just after was equal at that poll."""
+    times, diffs = wait_equal_each(src, targets, timeout, poll)
+    return (None if None in times else max(times)), diffs
+
+
+def wait_equal_each(src: Path, targets: list[Path], timeout: float,
+                    poll: float = 0.01) -> tuple[list[Optional[float]], list[list[str]]]:
+    """wait_equal, with the time each target became equal (None: not within `timeout`)."""
     want = _index(src)
     deadline = time.monotonic() + timeout
     done: dict[int, float] = {}
@@ -521,9 +528,10 @@ def wait_equal(src: Path, targets: list[Path], timeout: float,
             if not tree_diff(src, t, limit=1):
                 done[i] = seen
         if len(done) == len(targets):
-            return max(done.values()), [[] for _ in targets]
+            return [done[i] for i in range(len(targets))], [[] for _ in targets]
         if time.monotonic() > deadline:
-            return None, [[] if i in done else tree_diff(src, t) for i, t in enumerate(targets)]
+            return ([done.get(i) for i in range(len(targets))],
+                    [[] if i in done else tree_diff(src, t) for i, t in enumerate(targets)])
         time.sleep(poll)
 
 
