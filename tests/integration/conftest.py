@@ -32,7 +32,8 @@ def _flag(value: bool) -> str:
 def confxml(
     roots: list[tuple[Path, list]], *, params: str = "-a", excludes: tuple[str, ...] = (),
     crontab_excludes: tuple[str, ...] = (), keep_dotfiles: bool = True,
-    timeout: Optional[int] = 20, password_file: Optional[Path] = None, **inotify: bool,
+    timeout: Optional[int] = 20, password_file: Optional[Path] = None, debug: bool = False,
+    **inotify: bool,
 ) -> str:
     """A confxml.xml for `roots`: [(watch dir, [(RsyncDaemon, module), ...]), ...]."""
     flags = {**INOTIFY_DEFAULTS, **inotify}
@@ -56,7 +57,7 @@ def confxml(
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <head version="2.5">
     <host hostip="localhost" port="0"/>
-    <debug start="false"/>
+    <debug start="{_flag(debug)}"/>
     <fileSystem xfs="false"/>
     <filter start="{_flag(bool(excludes))}" keepDotfiles="{_flag(keep_dotfiles)}">
 {filter_xml}

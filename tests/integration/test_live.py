@@ -278,12 +278,15 @@ def _random_operations(root, rng, count):
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_random_changes_converge_with_no_stale_overwrite(daemon, src, sersyncpy, seed):
-    sersyncpy(confxml([(src, [(daemon, "backup")])], attrib=True))
+    proc = sersyncpy(confxml([(src, [(daemon, "backup")])], attrib=True, debug=True))
     rng = random.Random(seed)
     for _ in range(5):
         _random_operations(src, rng, 200)
         time.sleep(rng.random() * 0.05)  # let some batches go out in between
-    same_tree(src, daemon.modules["backup"], timeout=30)
+    try:
+        same_tree(src, daemon.modules["backup"], timeout=30)
+    except AssertionError as failed:  # every batch and rsync call, to see which went wrong
+        raise AssertionError(f"{failed}\n{proc.log()}") from None
 
 
 def test_a_watch_root_that_is_a_symlink_is_followed(daemon, tmp_path, sersyncpy):
