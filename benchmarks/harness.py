@@ -84,7 +84,9 @@ class Sersyncpy:
         self.env = {**os.environ, **(env or {})}
         self.proc: Optional[subprocess.Popen] = None
 
-    def start(self) -> Sersyncpy:
+    def start(self, resynced: bool = True) -> Sersyncpy:
+        """Start; return once every watch is set and (`resynced`) the start-up resync is
+        done on every remote."""
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "sersyncpy", "-o", str(self.conf)],
@@ -92,11 +94,11 @@ class Sersyncpy:
         # Watching, and the start-up resync done on every remote: what a benchmark measures
         # is its workload, not the start (lsyncd's start-up sync is left out alike).
         while (b"replicating to" not in (text := self.log_path.read_bytes())
-               or text.count(b"start-up resync of") < self.count):
+               or (resynced and text.count(b"start-up resync of") < self.count)):
             if self.proc.poll() is not None:
                 raise SystemExit(self.log_path.read_text())
             time.sleep(0.01)
-        self.cpu_at_start = cpu_so_far(self.proc.pid)
+        self.cpu_at_start = cpu_so_far(self.proc.pid) if resynced else 0.0
         return self
 
     def stop(self) -> float:

@@ -46,7 +46,7 @@ def measure_sersyncpy(work: Path, tree: Path, ds) -> dict:
     work.mkdir()
     proc = Sersyncpy(work, tree, ds)
     started = time.monotonic()
-    proc.start()  # returns once the log says "replicating to": every watch is set
+    proc.start(resynced=False)  # once the log says "replicating to": every watch is set
     seconds = time.monotonic() - started
     rss = vm_hwm_mib(proc.proc.pid)
     cpu = proc.stop()
