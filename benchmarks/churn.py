@@ -488,8 +488,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=15)
     p.add_argument("--remotes", type=int, default=3)
     p.add_argument("--poll", type=float, default=0.005, help="replica poll interval, s")
-    p.add_argument("--patience", type=float, default=30,
-                   help="how long to wait after the writer for every change to arrive, s")
+    p.add_argument("--patience", type=float, default=10,
+                   help="how long to wait after the writer for every change to arrive, s "
+                   "(a change still missing then counts as never seen)")
     return p
 
 

@@ -107,7 +107,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=50, help="operations per second")
     p.add_argument("--seed", type=int, default=12)
     p.add_argument("--remotes", type=int, default=3)
-    p.add_argument("--patience", type=float, default=30,
+    p.add_argument("--patience", type=float, default=20,
                    help="how long to wait for the cut-off replica after link-up, s")
     return p
 
