@@ -238,6 +238,11 @@ class Writer(threading.Thread):
         finally:
             self.ended = time.monotonic()
 
+    def halt(self) -> None:
+        """Stop now and wait, raising nothing (for clean-up)."""
+        self._stop_now.set()
+        self.join()
+
     def finish(self, now: bool = False) -> float:
         """Wait for the end (at once with `now`); returns when the last operation ended."""
         if now:
@@ -418,6 +423,7 @@ def measure(work: Path, tool: str, args) -> dict:
                 writer_end = writer.finish()
                 idle = checker.wait_idle(args.patience)
             finally:
+                writer.halt()  # at once, if the block failed
                 checker.stop()
             done, diffs = wait_equal(src, replicas(ds), 5 if not idle else args.patience)
             cpu = proc.stop()
