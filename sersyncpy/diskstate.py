@@ -101,12 +101,17 @@ class SharedStates:
         self._known: dict[str, tuple[State, int, float]] = {}  # state, tick, when
         self._touched: dict[str, int] = {}  # path -> the tick of the last event on it
         self._tick = 0
+        self._cleared = clock()
         self._lock = threading.Lock()
 
     def forget(self, paths: Iterable[str]) -> None:
         with self._lock:
             self._tick += 1
-            if len(self._touched) > self.LIMIT:
+            now = self._clock()
+            if now - self._cleared > self.TTL_SECONDS or len(self._touched) > self.LIMIT:
+                # Nothing known is used past the TTL, so what was touched before is not
+                # needed either: both go, and memory follows the last second's changes.
+                self._cleared = now
                 self._touched.clear()
                 self._known.clear()
             for path in paths:

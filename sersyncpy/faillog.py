@@ -15,9 +15,9 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 from sersyncpy import rsync, statefiles
 from sersyncpy.background import PidFile
@@ -74,45 +74,54 @@ def sh_quote(text: str) -> bytes:
     return b"'" + os.fsencode(text).replace(b"'", b"'\\''") + b"'"
 
 
-def _script(state: LaneState) -> list[bytes]:
-    """The commands that push one lane's paths by hand."""
+def _script(state: LaneState) -> Iterator[bytes]:
+    """The commands that push one lane's paths by hand, line by line."""
     paths: list[str] = []
     for e in state.events:
         if e.kind == RENAME and e.src is not None:
             paths.append(e.src)
         paths.append(e.path)
     argv = rsync.listed_argv(state.target)
-    lines = [b"# " + os.fsencode(state.target.label) + b": %d paths" % len(paths),
-             b"cd " + sh_quote(state.root) + b" && {"]
+    yield b"# " + os.fsencode(state.target.label) + b": %d paths" % len(paths)
+    yield b"cd " + sh_quote(state.root) + b" && {"
     for i in range(0, len(paths), 100):
         # ./ as in rsync.encode_list: a listed name starting with # would be a comment.
         chunk = b" ".join(sh_quote(f"./{p}" if p else ".") for p in paths[i:i + 100])
-        lines.append(b"printf '%s\\0' " + chunk)
+        yield b"printf '%s\\0' " + chunk
         # printf is a shell builtin, so no exec argument limit applies to long lists.
-    lines.append(b"} | " + b" ".join(sh_quote(a) for a in argv))
-    return lines
+    yield b"} | " + b" ".join(sh_quote(a) for a in argv)
 
 
 def render(state: RunState, lanes: Sequence[LaneState]) -> bytes:
     """The whole file: header, data lines, then the script. Pure."""
-    out = [b"#!/bin/sh", MAGIC,
-           b"# Paths not yet on their remotes. sersyncpy rewrites this file and replays it",
-           b"# at start-up; running it with /bin/sh pushes them with rsync.",
-           b"#S " + state.value.encode()]
+    return b"".join(render_lines(state, lanes))
+
+
+def render_lines(state: RunState, lanes: Sequence[LaneState]) -> Iterator[bytes]:
+    """The file line by line, each ending in a newline: written as it is made, a fail log
+    of 100,000 paths per lane never sits whole in memory (~500 B a path did)."""
+    for line in _lines(state, lanes):
+        yield line + b"\n"
+
+
+def _lines(state: RunState, lanes: Sequence[LaneState]) -> Iterator[bytes]:
+    yield from (b"#!/bin/sh", MAGIC,
+                b"# Paths not yet on their remotes. sersyncpy rewrites this file and replays "
+                b"it",
+                b"# at start-up; running it with /bin/sh pushes them with rsync.",
+                b"#S " + state.value.encode())
     ids = {}
     for lane in lanes:
         if not lane.events:
             continue
         ids[lane.key] = str(len(ids)).encode()
-        out.append(b"#L " + ids[lane.key] + b" " + _b64(lane.root) + b" "
-                   + _b64(lane.target.label))
+        yield b"#L " + ids[lane.key] + b" " + _b64(lane.root) + b" " + _b64(lane.target.label)
         for e in lane.events:
             line = b"#P %s %d %d %s" % (ids[lane.key], e.kind, e.is_dir, _b64(e.path))
-            out.append(line + (b" " + _b64(e.src) if e.src is not None else b""))
+            yield line + (b" " + _b64(e.src) if e.src is not None else b"")
     for lane in lanes:
         if lane.events:
-            out += _script(lane)
-    return b"\n".join(out) + b"\n"
+            yield from _script(lane)
 
 
 class BadLine(ValueError):
@@ -170,14 +179,17 @@ def parse(data: bytes) -> tuple[Optional[RunState], dict[str, list[Event]]]:
     return state, pending
 
 
-def write_atomically(path: str, data: bytes, mode: int = 0o700) -> None:
+def write_atomically(path: str, data: Union[bytes, Iterable[bytes]], mode: int = 0o700) -> None:
     """Replace `path` so that a reader, or a crash, sees the old file or the new, whole. The
     temporary file's name is unpredictable (mkstemp): no symlink can be planted for it."""
     directory = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if isinstance(data, bytes):
+                f.write(data)
+            else:
+                f.writelines(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
@@ -288,7 +300,7 @@ class FailLogWriter(Worker):
                  for lane, _, events in snapshots]
         started = time.monotonic()
         try:
-            write_atomically(self.path, render(state, lanes))
+            write_atomically(self.path, render_lines(state, lanes))
         except Exception as exc:  # a full disk or any other failure: never the end of us
             self.health.failed(exc, "the fail log")
             return False

@@ -178,7 +178,7 @@ class Lane(Worker):
             if self._abandoned:
                 return
             self._queue.push_many(events)
-            if len(self._queue) > self.max_pending:
+            if len(self._queue) + len(self._inflight) > self.max_pending:
                 self._collapse()
             if self._resync is not None:
                 self._resync.record(events)

@@ -9,6 +9,7 @@ import logging
 import os
 import string
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -326,7 +327,9 @@ def invocations(argv: Sequence[str], paths: Sequence[str],
     arguments = [b"./" + os.fsencode(p) if p else b"." for p in paths]
     if any(len(a) > LONGEST_ARGUMENT for a in arguments):
         return [(list(argv), encode_list(paths))]
-    encode_list(paths)  # the same refusal of a path that is not clean
+    for path in paths:  # encode_list's refusal, without building its bytes
+        if not is_clean(path):
+            raise ValueError(f"refusing to list {path!r} for rsync: not a clean relative path")
     *options, sep, source, destination = argv
     if (sep, source) != ("--", "."):
         raise ValueError(f"not a --files-from call ending in -- . DEST: {argv!r}")
@@ -411,16 +414,21 @@ def run(
     removes its temporary files; a stuck one ends with code STALLED."""
     logger.debug("rsync in %s: %s", cwd, argv)
     start = time.monotonic()
-    try:
-        proc = subprocess.Popen(
-            list(argv), cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=environment(),
-        )
-    except FileNotFoundError as exc:
-        return Result(127, time.monotonic() - start, str(exc))
-    except OSError as exc:  # cwd vanished, too many processes...
-        return Result(11, time.monotonic() - start, str(exc))
-    out, err, stuck = _communicate(proc, stdin, stop, watchdog)
+    # stderr goes to an unnamed file of which only the end is read: a batch whose files
+    # vanish under it has rsync say so once per file (2 MB of it, seen under stress-ng).
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen(
+                list(argv), cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=errors, env=environment(),
+            )
+        except FileNotFoundError as exc:
+            return Result(127, time.monotonic() - start, str(exc))
+        except OSError as exc:  # cwd vanished, too many processes...
+            return Result(11, time.monotonic() - start, str(exc))
+        out, _, stuck = _communicate(proc, stdin, stop, watchdog)
+        errors.seek(max(0, errors.seek(0, os.SEEK_END) - 4 * STDERR_KEPT))  # UTF-8: <= 4 B
+        err = errors.read()
     if stop is not None and stop.is_set():
         return Result(20, time.monotonic() - start, "stopped: sersyncpy is stopping")
     if stuck:
