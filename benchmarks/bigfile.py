@@ -28,6 +28,7 @@ from harness import (
     reference_rsync_with,
     replicas,
     scratch,
+    stop_checked,
     stopped_on_failure,
     tree_diff,
 )
@@ -91,7 +92,7 @@ def measure(work: Path, tool: str, params: str, data: bytes, args) -> dict:
                     result[step] = None if done is None else done - closed
                     if done is None:
                         break
-                result["cpu"] = proc.stop()
+                result["cpu"] = stop_checked(proc)
             result["rsyncs"] = proc.rsync_runs()
         result["diffs"] = [tree_diff(src, t) for t in targets]
     return result

@@ -44,6 +44,7 @@ from harness import (
     reference_rsync,
     replicas,
     scratch,
+    stop_checked,
     stopped_on_failure,
     tree_diff,
     wait_equal,
@@ -426,7 +427,7 @@ def measure(work: Path, tool: str, args) -> dict:
                 writer.halt()  # at once, if the block failed
                 checker.stop()
             done, diffs = wait_equal(src, replicas(ds), 5 if not idle else args.patience)
-            cpu = proc.stop()
+            cpu = stop_checked(proc)
         lat, undone = checker.latencies()
         result = {"lat": lat, "undone": undone, "cpu": cpu, "rsyncs": proc.rsync_runs(),
                   "ops": writer.ops, "kinds": dict(churn.done),

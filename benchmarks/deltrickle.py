@@ -29,6 +29,7 @@ from harness import (
     reference_rsync,
     replicas,
     scratch,
+    stop_checked,
     stopped_on_failure,
     wait_equal,
 )
@@ -110,7 +111,7 @@ def measure(work: Path, args) -> dict:
                     unlinked[name] = time.monotonic()
                     time.sleep(max(0.0, start + (i + 1) * args.interval - time.monotonic()))
                 done, diffs = wait_equal(src, replicas(ds), args.patience)
-                cpu = proc.stop()
+                cpu = stop_checked(proc)
         finally:
             watcher.stop()
         more_single, more_parallel = reference_calls(ref_ds, ref_src, args.calls - half,

@@ -37,6 +37,7 @@ from harness import (
     reference_rsync,
     replicas,
     scratch,
+    stop_checked,
     stopped_on_failure,
     tree_diff,
     wait_equal,
@@ -103,7 +104,7 @@ def measure(work: Path, tool: str, tarball: Path, args) -> dict:
         with stopped_on_failure(proc.start()):
             writer_end, steps = deploy(src, tarball)
             done, diffs = wait_equal(src, replicas(ds), args.patience)
-            cpu = proc.stop()
+            cpu = stop_checked(proc)
         return {"lag": None if done is None else done - writer_end, "cpu": cpu,
                 "rsyncs": proc.rsync_runs(), "steps": steps, "diffs": diffs,
                 "equal": done is not None}

@@ -567,3 +567,22 @@ def chroot_daemons(work: Path, count: int):
     finally:
         for d in started:
             d.stop()
+
+
+class ToolExited(Exception):
+    """The tool being measured ended before the benchmark stopped it."""
+
+
+def stop_checked(tool) -> float:
+    """tool.stop() (a Sersyncpy or an Lsyncd); a tool that ended by itself during the run is
+    reported with the end of its log, not as wait4's ECHILD."""
+    code = tool.proc.poll()
+    if code is None:
+        return tool.stop()
+    log = getattr(tool, "log_path", None) or tool.work / "lsyncd.log"
+    try:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+    except OSError as exc:
+        tail = f"(no log: {exc})"
+    raise ToolExited(f"{type(tool).__name__} (PID {tool.proc.pid}) ended by itself during the "
+                     f"run, status {code}; {log} ends:\n{tail}")

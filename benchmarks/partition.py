@@ -27,6 +27,7 @@ from harness import (
     differs_note,
     replicas,
     scratch,
+    stop_checked,
     stopped_on_failure,
     wait_equal_each,
 )
@@ -62,7 +63,7 @@ def measure(work: Path, tool: str, args) -> dict:
                     finally:
                         writer_end = writer.finish(now=True)
                     times, diffs = wait_equal_each(src, replicas(ds), args.patience)
-                    cpu = proc.stop()
+                    cpu = stop_checked(proc)
             finally:
                 far.stop()
     finally:

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from harness import machine
@@ -63,7 +64,7 @@ def main() -> int:
     p.add_argument("--output", default=str(Path(__file__).with_name("RESULTS.md")))
     args = p.parse_args()
     only = {b.strip() for b in args.only.split(",") if b.strip()}
-    rows, notes = [], []
+    rows, notes, failed = [], [], []
     started = time.time()
     for bench, module_name in BENCHMARKS:
         if only and bench not in only:
@@ -75,9 +76,17 @@ def main() -> int:
             continue
         print(f"running {bench} ({module_name}.py) ...", file=sys.stderr, flush=True)
         t0 = time.monotonic()
-        for row in module.run(module.parser().parse_args([])):
-            rows.append(row)
-            print(row.markdown(), flush=True)
+        try:
+            for row in module.run(module.parser().parse_args([])):
+                rows.append(row)
+                print(row.markdown(), flush=True)
+        except (Exception, SystemExit) as exc:  # the other benchmarks still run
+            traceback.print_exc()
+            failed.append(bench)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            notes.append(f"- {bench}: **failed** after {time.monotonic() - t0:.0f} s: "
+                         f"{type(exc).__name__}: {first}")
+            continue
         notes.append(f"- {bench}: {time.monotonic() - t0:.0f} s")
     command = " ".join(["bash benchmarks/setup &&", ".venv/bin/python", *sys.argv])
     text = "\n".join([
@@ -103,7 +112,7 @@ def main() -> int:
     ])
     Path(args.output).write_text(text)
     print(f"wrote {args.output}", file=sys.stderr)
-    return 0 if all(row.met is not False for row in rows) else 1
+    return 0 if not failed and all(row.met is not False for row in rows) else 1
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from harness import (
     reference_rsync,
     replicas,
     scratch,
+    stop_checked,
     stopped_on_failure,
     tree_diff,
     vm_hwm_mib,
@@ -101,7 +102,7 @@ def measure(work: Path, stressors: list[str], args) -> dict:
             ended = time.monotonic()
             done, diffs = wait_equal(src, replicas(ds), args.patience)
             rss = vm_hwm_mib(proc.proc.pid)
-            cpu = proc.stop()
+            cpu = stop_checked(proc)
         entries = sum(len(dirs) + len(files) for _, dirs, files in os.walk(src))
         ref_seconds, ref_cpu = reference_rsync(src, ref_ds)
         ref_diffs = [tree_diff(src, r) for r in replicas(ref_ds)]
