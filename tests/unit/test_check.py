@@ -134,7 +134,7 @@ def test_repo_confxml_plugin_files_metrics_password(repo) -> None:
     fail_log = "/var/lib/sersyncpy/rsync_fail_log.sh"
     assert line_starting(lines, "fail log: ").startswith(f"fail log: {fail_log} ")
     assert "  timeToExecute 60: every failed push is tried again at least every 60 minutes" in lines
-    assert line_starting(lines, "  maxPending ").startswith("  maxPending 100000: ")
+    assert line_starting(lines, "  maxPending ").startswith("  maxPending 20000: ")
     assert line_starting(lines, "lock: ").startswith(f"lock: {faillog.lock_path(fail_log)} ")
     assert line_starting(lines, "status file: ").startswith(
         "status file: /var/lib/sersyncpy/rsync_fail_log.status.json (beside the fail log;")
