@@ -55,6 +55,8 @@ _ADDED = (
     ("--delete", "a full sync, or a directory sent whole, deletes on the remote what the "
                  "source lacks"),
     ("--mkpath", "a renamed directory's parents are made on the remote"),
+    ("--modify-window=", "-1: a renamed directory's files are compared in nanoseconds, so "
+                         "a same-size rewrite just before the rename is not linked over"),
     ("--link-dest=", "the remote hard-links a renamed directory's unchanged files from its "
                      "old name: nothing is sent again (sersync 2.5 deleted it and sent it "
                      "whole; rsync >= 3.2.3, else it is sent whole)"),

@@ -28,14 +28,15 @@ from sersyncpy.worker import Worker
 
 logger = logging.getLogger(__name__)
 
-# A deletion waits DELETE_SETTLE_SECONDS for others to follow, then goes: a file deleted on
-# its own reaches the remotes about as fast as a created one. More than DELETE_BURST of them
+# A deletion waits DELETE_SETTLE_SECONDS (counted from when its batch began to gather) for
+# others to follow, then goes: a file deleted on its own reaches the remotes about as fast as
+# a created one. More than DELETE_BURST of them
 # at once is a mass deletion: those wait until none new has come for DELETE_HOLD_SECONDS, so
 # that a watch root being deleted (rm -rf /var/www: its content goes first, the root last,
 # however long that takes) never reaches the remotes as one. rm deletes thousands of
 # entries in the settle time. SERSYNCPY_DELETE_HOLD_SECONDS sets the hold (0: no wait at
 # all); a stream of deletions that never pauses waits at most DELETE_HOLD_MAX_SECONDS.
-DELETE_SETTLE_SECONDS = 0.02
+DELETE_SETTLE_SECONDS = 0.01
 DELETE_BURST = 100
 DELETE_HOLD_SECONDS = 0.5
 DELETE_HOLD_MAX_SECONDS = 30.0
@@ -90,8 +91,9 @@ class DeletionHold:
         self._last_new = 0.0  # when a deletion not held before was last seen
         self._mass = False  # more than DELETE_BURST: the long hold
 
-    def take(self, p: Plan, stopping: bool) -> list[Event]:
-        """Take the deletions out of `p` that must wait; returns them."""
+    def take(self, p: Plan, stopping: bool, since: Optional[float] = None) -> list[Event]:
+        """Take the deletions out of `p` that must wait; returns them. A deletion not seen
+        before counts as seen `since` (when its batch began to gather), else now."""
         # The deletion of an rsync temporary name (the source of its rename into place, in a
         # tree that is itself an rsync destination) goes with the rename's update, at once:
         # no watch root is deleted by it, and a second rsync per received file would follow.
@@ -100,7 +102,8 @@ class DeletionHold:
             self._release()
             return []
         now = self._clock()
-        seen = {e.path: self._seen.get(e.path, now) for e in missing}
+        first = now if since is None else min(since, now)
+        seen = {e.path: self._seen.get(e.path, first) for e in missing}
         if not seen.keys() <= self._seen.keys():
             self._last_new = now
         self._seen = seen
@@ -319,13 +322,18 @@ class Lane(Worker):
             # The batch is taken once the slot is ours, so it carries all that came while
             # this lane waited for one: fewer, larger rsync calls when slots are short.
             with self._slots:
-                batch, seq, offers_at_take, batch_oldest = self._take()
+                batch, seq, offers_at_take, batch_oldest, since = self._take()
+                runs = self.stats.rsync_runs
                 started = time.monotonic()
-                pushed = self._push_safely(batch)
+                pushed = self._push_safely(batch, since)
                 ended = time.monotonic()
-            if not pushed.failed:  # a failure's duration (a timeout) says nothing of cost
+            # The cost is what rsync took: not a failure's (a timeout), nor a push of only
+            # deletions held back, which ran none.
+            if not pushed.failed and self.stats.rsync_runs > runs:
                 with self._cond:
-                    busy = self._offers != offers_at_take
+                    # One change arriving during a push is a trickle that group commit
+                    # carries; two or more, a stream outpacing the pushes.
+                    busy = self._offers - offers_at_take >= pushpolicy.STREAM_OFFERS
                 self._cadence = pushpolicy.pushed(self._cadence, started, ended, batch_oldest,
                                                   busy, self.target.budget)
             self._tell(batch, pushed, seq)
@@ -348,16 +356,17 @@ class Lane(Worker):
                 return
             self._cond.wait(left)
 
-    def _take(self) -> tuple[list[Event], int, int, Optional[float]]:
-        """The whole queue as the next batch: (batch, seq, offers so far, its oldest)."""
+    def _take(self) -> tuple[list[Event], int, int, Optional[float], Optional[float]]:
+        """The whole queue as the next batch: (batch, seq, offers so far, its oldest, when
+        it began to gather)."""
         with self._cond:
             batch = self._inflight = self._queue.take()
             # What arrives from now on is younger than this batch.
             batch_oldest, self._oldest = self._oldest, None
-            self._waiting_since = None
+            since, self._waiting_since = self._waiting_since, None
             self._inflight_oldest = batch_oldest
             self.stats.events_out += len(batch)
-            return batch, self._seq, self._offers, batch_oldest
+            return batch, self._seq, self._offers, batch_oldest, since
 
     def _tell(self, batch: list[Event], pushed: Pushed, seq: int) -> None:
         """The plugins' gate: what reached the remote. A dropped path is not on the remote's
@@ -411,12 +420,12 @@ class Lane(Worker):
                            len(self._queue), wait)
             return wait
 
-    def _push_safely(self, batch: list[Event]) -> Pushed:
+    def _push_safely(self, batch: list[Event], since: Optional[float] = None) -> Pushed:
         """Pusher.push, but whatever goes wrong in it (a bug, an error nobody foresaw) leaves
         the batch pending, backs off and is retried: one bad push never ends the lane."""
         try:
             pushed = self.pusher.push(batch, self.root_present,
-                                      lambda p: self._hold.take(p, self.stopping()))
+                                      lambda p: self._hold.take(p, self.stopping(), since))
         except Exception as exc:
             self.stats.failures += 1
             self.stats.failed_batches += 1

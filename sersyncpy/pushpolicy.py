@@ -17,6 +17,9 @@ DEFAULT_BUDGET = 0.2
 # changes keep arriving during pushes: rsync then runs at most ~1/(1+GAIN) of the time.
 GAIN = 4.0
 RECENT = 8  # pushes whose durations make the expected cost
+# Offers (watcher reads) arriving during one push that say the stream outpaces the pushes;
+# one is a trickle that the next push carries at once.
+STREAM_OFFERS = 2
 
 
 @dataclass

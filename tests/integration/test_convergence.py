@@ -95,3 +95,36 @@ def test_the_start_up_resync_does_not_hold_up_live_changes(daemon, src, sersyncp
     wait_until(lambda: [(bool(r["last_full_sync"]), r["pending"])
                         for r in status(proc).get("remotes", [])] == [(True, 0)],
                message="the status does not show the resync done")
+
+
+def test_a_same_size_rewrite_just_before_its_directory_is_renamed_is_not_linked_over(
+    daemon, src, sersyncpy
+):
+    # The rewrite's pending update goes with the old name when the directory is renamed,
+    # and a big directory is sent against its old copy (--link-dest): in whole seconds the
+    # rewritten file looks unchanged and the old bytes were linked, for good.
+    sersyncpy(confxml([(src, [(daemon, "backup")])]))
+    replica = daemon.modules["backup"]
+    (src / "a" / "sub").mkdir(parents=True)
+    for k in range(100):  # more than a small tree: the rename goes with --link-dest
+        write(src / "a" / f"pad{k}", b"x" * 100)
+    same_tree(src, replica)
+    current = "a"
+    for attempt in range(3):
+        time.sleep(1.02 - time.time() % 1)  # early in a second, the file is written,
+        write(src / current / "sub" / "f", os.urandom(1000))
+        wait_until(lambda: _same_bytes(src / current / "sub" / "f",  # replicated,
+                                       replica / current / "sub" / "f"),
+                   timeout=10, interval=0.002)
+        write(src / current / "sub" / "f", os.urandom(1000))  # rewritten, the same size
+        renamed = f"b{attempt}"
+        os.rename(src / current, src / renamed)
+        current = renamed
+        same_tree(src, replica, timeout=10)
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    try:
+        return a.read_bytes() == b.read_bytes()
+    except FileNotFoundError:
+        return False
