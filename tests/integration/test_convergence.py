@@ -112,11 +112,11 @@ def test_a_same_size_rewrite_just_before_its_directory_is_renamed_is_not_linked_
     current = "a"
     for attempt in range(3):
         time.sleep(1.02 - time.time() % 1)  # early in a second, the file is written,
-        write(src / current / "sub" / "f", os.urandom(1000))
-        wait_until(lambda: _same_bytes(src / current / "sub" / "f",  # replicated,
-                                       replica / current / "sub" / "f"),
+        path = Path(current, "sub", "f")
+        write(src / path, os.urandom(1000))
+        wait_until(lambda p=path: _same_bytes(src / p, replica / p),  # replicated,
                    timeout=10, interval=0.002)
-        write(src / current / "sub" / "f", os.urandom(1000))  # rewritten, the same size
+        write(src / path, os.urandom(1000))  # rewritten, the same size
         renamed = f"b{attempt}"
         os.rename(src / current, src / renamed)
         current = renamed
