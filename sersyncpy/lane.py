@@ -169,6 +169,7 @@ class Lane(Worker):
         self._resync: Optional[Resync] = None  # the start-up resync while it runs
         self._resyncs: list[Resync] = []  # every one started, joined when the lane ends
         self._cadence = pushpolicy.Cadence()  # when the next batch goes (pushpolicy.py)
+        self._offers_counted = 0  # offers the cadence has seen
 
     @property
     def target(self) -> rsync.Target:
@@ -322,7 +323,7 @@ class Lane(Worker):
             # The batch is taken once the slot is ours, so it carries all that came while
             # this lane waited for one: fewer, larger rsync calls when slots are short.
             with self._slots:
-                batch, seq, offers_at_take, batch_oldest, since = self._take()
+                batch, seq, _, batch_oldest, since = self._take()
                 runs = self.stats.rsync_runs
                 started = time.monotonic()
                 pushed = self._push_safely(batch, since)
@@ -331,11 +332,10 @@ class Lane(Worker):
             # deletions held back, which ran none.
             if not pushed.failed and self.stats.rsync_runs > runs:
                 with self._cond:
-                    # One change arriving during a push is a trickle that group commit
-                    # carries; two or more, a stream outpacing the pushes.
-                    busy = self._offers - offers_at_take >= pushpolicy.STREAM_OFFERS
+                    offers, self._offers_counted = (self._offers - self._offers_counted,
+                                                    self._offers)
                 self._cadence = pushpolicy.pushed(self._cadence, started, ended, batch_oldest,
-                                                  busy, self.target.budget)
+                                                  offers, self.target.budget)
             self._tell(batch, pushed, seq)
             wait = self._settle(pushed, backoff, batch_oldest)
             if wait is None:

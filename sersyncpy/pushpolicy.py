@@ -17,9 +17,11 @@ DEFAULT_BUDGET = 0.2
 # changes keep arriving during pushes: rsync then runs at most ~1/(1+GAIN) of the time.
 GAIN = 4.0
 RECENT = 8  # pushes whose durations make the expected cost
-# Offers (watcher reads) arriving during one push that say the stream outpaces the pushes;
-# one is a trickle that the next push carries at once.
-STREAM_OFFERS = 2
+# The share of its time rsync would run if every change went at once (the rate of offers
+# times the cost of a push) past which changes gather: a trickle of 40 changes/s at 13 ms a
+# push (0.5) goes one by one, 100/s (1.5) gathers.
+STREAM_DUTY = 0.8
+RATE_WEIGHT = 0.5  # of the newest interval in the offer rate's moving average
 
 
 @dataclass
@@ -29,6 +31,7 @@ class Cadence:
     window: float = 0.0  # how long changes gather after a push while they keep coming
     last_end: float = float("-inf")  # time.monotonic() when the last push ended
     durations: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
+    rate: float = 0.0  # offers (watcher reads) per second, a moving average
 
     @property
     def cost(self) -> float:
@@ -51,22 +54,27 @@ def push_at(cadence: Cadence, oldest: float, budget: float) -> float:
 
 
 def pushed(cadence: Cadence, started: float, ended: float, oldest: Optional[float],
-           busy: bool, budget: float) -> Cadence:
+           offers: int, budget: float) -> Cadence:
     """The cadence after a push that ran from `started` to `ended` (time.monotonic()) for a
-    batch whose oldest change arrived at `oldest`; `busy`: changes arrived while it ran.
+    batch whose oldest change arrived at `oldest`; `offers`: how many came since the last
+    push ended.
 
-    Changes arriving while a push runs say the stream goes on: the window grows, from GAIN
-    times the push's cost, doubling, up to the budget less that cost (so that the oldest
-    change still arrives within the budget). A push that nothing arrived during halves it,
-    and one that started after a quiet spell (its oldest change came after a window's idle
-    time) ends it: a trickle slower than the pushes goes at once."""
+    Changes that come faster than pushing each at once could carry (the offer rate times
+    the push's cost past STREAM_DUTY) make a stream: the window grows, from GAIN times the
+    cost, doubling, up to the budget less that cost (so that the oldest change still
+    arrives within the budget). Otherwise it halves, and a push that started after a quiet
+    spell (its oldest change came after a window's idle time) ends it."""
     durations = deque(cadence.durations, maxlen=RECENT)
     durations.append(max(0.0, ended - started))
-    after = Cadence(cadence.window, ended, durations)
+    after = Cadence(cadence.window, ended, durations, cadence.rate)
+    elapsed = ended - cadence.last_end
+    if elapsed != float("inf") and elapsed > 0:
+        after.rate = (1 - RATE_WEIGHT) * cadence.rate + RATE_WEIGHT * offers / elapsed
     quiet = oldest is None or oldest - cadence.last_end >= cadence.window
-    if budget <= 0 or (quiet and not busy):
+    stream = after.rate * after.cost > STREAM_DUTY
+    if budget <= 0 or (quiet and not stream):
         after.window = 0.0
-    elif busy:
+    elif stream:
         cap = max(0.0, budget - after.cost)
         after.window = min(cap, max(2 * cadence.window, GAIN * after.cost))
     else:

@@ -31,17 +31,20 @@ def test_no_budget_always_pushes_at_once():
     assert push_at(cadence(0.1, 4.95, 0.01), 5.0, 0.0) == 5.0
 
 
-@pytest.mark.parametrize("before, oldest, busy, expected, why", [
-    (Cadence(), 1.0, False, 0.0, "a lone change: no window"),
-    (Cadence(), 1.0, True, GAIN * 0.01, "changes came during the push: a window of GAIN x cost"),
-    (cadence(0.04, 0.99, 0.01), 1.0, True, 0.08, "still coming: the window doubles"),
-    (cadence(0.16, 0.99, 0.01), 1.0, True, BUDGET - 0.01, "up to the budget less the cost"),
-    (cadence(0.08, 0.99, 0.01), 1.0, False, 0.04, "nothing came during the push: halved"),
-    (cadence(0.015, 0.99, 0.01), 1.0, False, 0.0, "halved below the cost: ended"),
-    (cadence(0.08, 0.5, 0.01), 1.0, False, 0.0, "after a quiet spell, a lone push ends it"),
+STREAM, TRICKLE = 10, 0  # offers during a 20 ms interval at a 10 ms cost: 500/s, none
+
+
+@pytest.mark.parametrize("before, oldest, offers, expected, why", [
+    (Cadence(), 1.0, STREAM, 0.0, "the first push ever: no rate yet, no window"),
+    (cadence(0.0, 0.99, 0.01), 1.0, STREAM, GAIN * 0.01, "a stream: a window of GAIN x cost"),
+    (cadence(0.04, 0.99, 0.01), 1.0, STREAM, 0.08, "still coming: the window doubles"),
+    (cadence(0.16, 0.99, 0.01), 1.0, STREAM, BUDGET - 0.01, "up to the budget less the cost"),
+    (cadence(0.08, 0.99, 0.01), 1.0, TRICKLE, 0.04, "slower than pushes can carry: halved"),
+    (cadence(0.015, 0.99, 0.01), 1.0, TRICKLE, 0.0, "halved below the cost: ended"),
+    (cadence(0.08, 0.5, 0.01), 1.0, TRICKLE, 0.0, "after a quiet spell, a lone push ends it"),
 ])
-def test_window_after_a_push(before, oldest, busy, expected, why):
-    after = pushed(before, 1.0, 1.01, oldest, busy, BUDGET)
+def test_window_after_a_push(before, oldest, offers, expected, why):
+    after = pushed(before, 1.0, 1.01, oldest, offers, BUDGET)
     assert after.window == pytest.approx(expected), why
     assert after.last_end == 1.01
 
@@ -49,14 +52,15 @@ def test_window_after_a_push(before, oldest, busy, expected, why):
 def test_cost_is_the_mean_of_the_recent_pushes():
     state = Cadence()
     for i, seconds in enumerate([0.01, 0.03] * 10):
-        state = pushed(state, float(i), i + seconds, float(i), True, BUDGET)
+        state = pushed(state, float(i), i + seconds, float(i), 1, BUDGET)
     assert state.cost == pytest.approx(0.02)
     assert len(state.durations) == 8
 
 
 def simulate(arrivals: list[float], cost: float, budget: float = BUDGET) -> tuple[int, float]:
-    """A lane fed `arrivals` (seconds), each push taking `cost`: (pushes, worst wait)."""
-    state, pending, i, now, pushes, worst = Cadence(), [], 0, 0.0, 0, 0.0
+    """A lane fed `arrivals` (seconds, one offer each), each push taking `cost`:
+    (pushes, worst wait)."""
+    state, pending, i, now, pushes, worst, counted = Cadence(), [], 0, 0.0, 0, 0.0, 0
     while i < len(arrivals) or pending:
         if not pending:
             now = max(now, arrivals[i])
@@ -71,15 +75,16 @@ def simulate(arrivals: list[float], cost: float, budget: float = BUDGET) -> tupl
         batch, pending = pending, []
         started, now = now, now + cost
         worst = max(worst, now - batch[0])
-        busy = i < len(arrivals) and arrivals[i] <= now
-        state = pushed(state, started, now, batch[0], busy, budget)
+        offered = sum(1 for a in arrivals if a <= now)
+        state = pushed(state, started, now, batch[0], offered - counted, budget)
+        counted = offered
         pushes += 1
     return pushes, worst
 
 
 def test_a_trickle_slower_than_the_pushes_goes_one_by_one():
-    pushes, worst = simulate([i * 0.025 for i in range(200)], cost=0.012)
-    assert pushes == 200 and worst == pytest.approx(0.012)
+    pushes, worst = simulate([i * 0.025 for i in range(200)], cost=0.016)
+    assert pushes == 200 and worst == pytest.approx(0.016)
 
 
 def test_a_steady_stream_gathers_within_the_budget():
