@@ -165,6 +165,7 @@ class Lane(Worker):
         # The oldest change the push policy waits for: deletions held back are not (they go
         # when the hold says, hold.until).
         self._waiting_since: Optional[float] = None
+        self._newest = 0.0  # when the last offer came: a stream that stopped goes early
         self._abandoned = False  # a reload removed the remote: its changes are dropped
         self._resync: Optional[Resync] = None  # the start-up resync while it runs
         self._resyncs: list[Resync] = []  # every one started, joined when the lane ends
@@ -195,6 +196,7 @@ class Lane(Worker):
             # Wake the lane only when this offer changes when it pushes: it waited for work
             # (or for held deletions alone), or was paused. While a batch gathers, its time
             # is set: hundreds of offers a second need not each wake the lane.
+            self._newest = time.monotonic()
             if self._waiting_since is None or self._paused:
                 self._waiting_since = self._waiting_since or time.monotonic()
                 self._paused = False
@@ -350,7 +352,8 @@ class Lane(Worker):
             if self._waiting_since is None:  # only deletions held back
                 at = self._hold.until
             else:
-                at = pushpolicy.push_at(self._cadence, self._waiting_since, self.target.budget)
+                at = pushpolicy.push_at(self._cadence, self._waiting_since,
+                                        self.target.budget, self._newest)
             left = at - time.monotonic()
             if left <= 0:
                 return

@@ -22,6 +22,11 @@ RECENT = 8  # pushes whose durations make the expected cost
 # push (0.5) goes one by one, 100/s (1.5) gathers.
 STREAM_DUTY = 0.8
 RATE_WEIGHT = 0.5  # of the newest interval in the offer rate's moving average
+# A gathering batch goes early once no change has come for this many mean intervals between
+# offers (or two pushes' cost, if longer): the stream stopped, as after a burst, and waiting
+# out the window would only add latency. 5: a Poisson stream pauses that long 0.7 % of the
+# time.
+QUIET_INTERVALS = 5.0
 
 
 @dataclass
@@ -39,18 +44,23 @@ class Cadence:
         return sum(self.durations) / len(self.durations) if self.durations else 0.0
 
 
-def push_at(cadence: Cadence, oldest: float, budget: float) -> float:
-    """When to push a batch whose oldest change arrived at `oldest` (time.monotonic()):
-    a time at or before `oldest` means at once.
+def push_at(cadence: Cadence, oldest: float, budget: float,
+            newest: Optional[float] = None) -> float:
+    """When to push a batch whose oldest change arrived at `oldest`, and newest at
+    `newest` (time.monotonic()): a time at or before `oldest` means at once.
 
     A change that came after the lane had been idle for longer than its window is the
     first of a new stream: at once, as an idle TCP socket sends at once. Otherwise the
-    batch gathers until the window after the last push has passed, or until waiting longer
-    would break the budget for its oldest change, whichever comes first.
+    batch gathers until the window after the last push has passed, until waiting longer
+    would break the budget for its oldest change, or until the stream has stopped (no
+    change for QUIET_INTERVALS of its mean interval), whichever comes first.
     """
     if budget <= 0 or cadence.window <= 0 or oldest - cadence.last_end >= cadence.window:
         return oldest
-    return min(cadence.last_end + cadence.window, oldest + budget - cadence.cost)
+    at = min(cadence.last_end + cadence.window, oldest + budget - cadence.cost)
+    if newest is not None and cadence.rate > 0:
+        at = min(at, newest + max(QUIET_INTERVALS / cadence.rate, 2 * cadence.cost))
+    return at
 
 
 def pushed(cadence: Cadence, started: float, ended: float, oldest: Optional[float],

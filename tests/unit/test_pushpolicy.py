@@ -27,6 +27,16 @@ def test_push_at(state, oldest, expected, why):
     assert push_at(state, oldest, BUDGET) == pytest.approx(expected), why
 
 
+def test_a_stream_that_stopped_goes_before_its_window_ends():
+    state = Cadence(0.15, 5.0, deque([0.01]), rate=500.0)  # a burst: 500 offers/s
+    assert push_at(state, 5.001, BUDGET) == pytest.approx(5.15)
+    # The last change came at 5.02: after 2 costs (longer than 5 intervals) it has stopped.
+    assert push_at(state, 5.001, BUDGET, newest=5.02) == pytest.approx(5.04)
+    # A slow stream (20/s) waits 5 intervals, 0.25 s: the window ends first.
+    slow = Cadence(0.15, 5.0, deque([0.01]), rate=20.0)
+    assert push_at(slow, 5.001, BUDGET, newest=5.02) == pytest.approx(5.15)
+
+
 def test_no_budget_always_pushes_at_once():
     assert push_at(cadence(0.1, 4.95, 0.01), 5.0, 0.0) == 5.0
 
