@@ -18,9 +18,9 @@ DEFAULT_BUDGET = 0.2
 GAIN = 4.0
 RECENT = 8  # pushes whose durations make the expected cost
 # The share of its time rsync would run if every change went at once (the rate of offers
-# times the cost of a push) past which changes gather: a trickle of 40 changes/s at 13 ms a
-# push (0.5) goes one by one, 100/s (1.5) gathers.
-STREAM_DUTY = 0.8
+# times the cost of a push) past which changes gather: 1, the lane could not keep up. A
+# trickle of 40 changes/s at 13-20 ms a push (0.5-0.8) goes one by one, 100/s (1.5) gathers.
+STREAM_DUTY = 1.0
 RATE_WEIGHT = 0.5  # of the newest interval in the offer rate's moving average
 # A gathering batch goes early once no change has come for this many mean intervals between
 # offers (or two pushes' cost, if longer): the stream stopped, as after a burst, and waiting
