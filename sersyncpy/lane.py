@@ -30,12 +30,12 @@ logger = logging.getLogger(__name__)
 
 # A deletion waits DELETE_SETTLE_SECONDS (counted from when its batch began to gather) for
 # others to follow, then goes: a file deleted on its own reaches the remotes about as fast as
-# a created one. More than DELETE_BURST of them
-# at once is a mass deletion: those wait until none new has come for DELETE_HOLD_SECONDS, so
-# that a watch root being deleted (rm -rf /var/www: its content goes first, the root last,
-# however long that takes) never reaches the remotes as one. rm deletes thousands of
-# entries in the settle time. SERSYNCPY_DELETE_HOLD_SECONDS sets the hold (0: no wait at
-# all); a stream of deletions that never pauses waits at most DELETE_HOLD_MAX_SECONDS.
+# a created one. More than DELETE_BURST at once is a mass deletion: those wait until none
+# new has come for DELETE_HOLD_SECONDS, so that a watch root being deleted (rm -rf /var/www:
+# its content goes first, the root last, however long that takes) never reaches the remotes
+# as one; rm deletes thousands of entries in the settle time. SERSYNCPY_DELETE_HOLD_SECONDS
+# sets the hold (0: no wait at all); a stream of deletions that never pauses waits at most
+# DELETE_HOLD_MAX_SECONDS.
 DELETE_SETTLE_SECONDS = 0.01
 DELETE_BURST = 100
 DELETE_HOLD_SECONDS = 0.5
@@ -325,7 +325,7 @@ class Lane(Worker):
             # The batch is taken once the slot is ours, so it carries all that came while
             # this lane waited for one: fewer, larger rsync calls when slots are short.
             with self._slots:
-                batch, seq, _, batch_oldest, since = self._take()
+                batch, seq, batch_oldest, since = self._take()
                 runs = self.stats.rsync_runs
                 started = time.monotonic()
                 pushed = self._push_safely(batch, since)
@@ -336,7 +336,7 @@ class Lane(Worker):
                 with self._cond:
                     offers, self._offers_counted = (self._offers - self._offers_counted,
                                                     self._offers)
-                self._cadence = pushpolicy.pushed(self._cadence, started, ended, batch_oldest,
+                self._cadence = pushpolicy.pushed(self._cadence, started, ended, since,
                                                   offers, self.target.budget)
             self._tell(batch, pushed, seq)
             wait = self._settle(pushed, backoff, batch_oldest)
@@ -359,9 +359,9 @@ class Lane(Worker):
                 return
             self._cond.wait(left)
 
-    def _take(self) -> tuple[list[Event], int, int, Optional[float], Optional[float]]:
-        """The whole queue as the next batch: (batch, seq, offers so far, its oldest, when
-        it began to gather)."""
+    def _take(self) -> tuple[list[Event], int, Optional[float], Optional[float]]:
+        """The whole queue as the next batch: (batch, seq, its oldest change, when it began
+        to gather)."""
         with self._cond:
             batch = self._inflight = self._queue.take()
             # What arrives from now on is younger than this batch.
@@ -369,7 +369,7 @@ class Lane(Worker):
             since, self._waiting_since = self._waiting_since, None
             self._inflight_oldest = batch_oldest
             self.stats.events_out += len(batch)
-            return batch, self._seq, self._offers, batch_oldest, since
+            return batch, self._seq, batch_oldest, since
 
     def _tell(self, batch: list[Event], pushed: Pushed, seq: int) -> None:
         """The plugins' gate: what reached the remote. A dropped path is not on the remote's
