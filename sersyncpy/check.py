@@ -161,8 +161,12 @@ def _remote(cfg: configmod.Config, remote: configmod.Remote) -> list[str]:
         where = f"module {t.module}"
         port = f"port {t.port}" if t.port else "port 873 (rsync's default)"
         user = f"user {t.user} (<auth users>)" if t.user else "no user (<auth> off)"
+    budget = (f"changes gather for at most {round(t.budget * 1000)} ms while they keep "
+              "coming (<latency budgetMs>); the first after a quiet spell goes at once"
+              if t.budget > 0 else "every change is pushed at once (<latency budgetMs=\"0\">)")
     return [f"  remote {t.label} (as the log names it)",
             f"    host {t.ip}, {port}, {where}, {user}",
+            f"    {budget}",
             *(f"    {what + ':':13} {shlex.join(argv)}" for what, argv in _argvs(cfg, t))]
 
 
@@ -175,8 +179,9 @@ def _added(cfg: configmod.Config) -> list[str]:
     if excluded_by(cfg):
         placeholders += f", {EXCLUDE_FILE} for a temporary file"
     lines = ["rsync runs each argv above as it is, in the root directory, and no shell runs "
-             "(the quoting is for reading); the paths go NUL-separated on its stdin; "
-             f"{placeholders}", "options sersyncpy adds to <commonParams>:"]
+             "(the quoting is for reading); the paths go as ./PATH arguments (NUL-separated "
+             f"on its stdin if one is too long for an argument); {placeholders}, PATH for "
+             "the paths of a batch", "options sersyncpy adds to <commonParams>:"]
     for key, meaning in _ADDED:
         found = {arg for arg in added
                  if arg == key or (key.endswith("=") and arg.startswith(key))}

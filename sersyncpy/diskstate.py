@@ -89,10 +89,15 @@ class SharedStates:
     """The disk states of one root's paths, shared by its lanes, so that a path is looked up
     once per change rather than once per remote. An event on a path or on any directory
     above it (offered to `forget` before any lane sees it) makes what was known of it stale;
-    so does age (TTL_SECONDS: a change no event reports, a permission changed with <attrib>
-    off) and a failed push (`forget` again)."""
+    so does age (TTL_SECONDS, short: a change whose event is not read yet, a permission
+    changed with <attrib> off) and a failed push (`forget` again)."""
 
-    TTL_SECONDS = 1.0
+    # Short: the lanes of a root that push the same changes at about the same time share
+    # what they find; an older answer could miss a change whose event the watcher has not
+    # read yet (a parent removed while it was busy: the child's deletion is then its
+    # parent's to carry, and a stale "still there" would push it and tell the plugins
+    # before the remote had it).
+    TTL_SECONDS = 0.05
     LIMIT = 100_000  # paths remembered; past it everything is forgotten at once
 
     def __init__(self, root: str, clock: Callable[[], float] = time.monotonic):

@@ -225,10 +225,19 @@ class Pusher:
             result = self._run(argv, p.listed, "batch")
             if not result.ok:
                 failed += self._which_failed(result, p.listed)
+            elif result.code == 24 and p.missing:
+                p.skipped += self._parent_vanished(p.missing)
         if p.dirs:
             if not self._run(rsync.dirs_argv(self.target), p.dirs, "dirs").ok:
                 failed += p.dirs
         return failed
+
+    def _parent_vanished(self, missing: list[Event]) -> list[Event]:
+        """Listed deletions whose parent went between the plan and rsync (exit 24): rsync
+        could not reach them, and the parent's own deletion, still to come, carries them.
+        They are not reported pushed: the plugins hear of them when the parent goes."""
+        return [e for e in missing if "/" in e.path
+                and disk_state(self.root, e.path.rpartition("/")[0]) is State.MISSING]
 
     def _empty_full_push(self, event: Event) -> bool:
         """An empty root is more often a failed mount than a wish to delete it all."""

@@ -22,7 +22,11 @@ class Refusal(Exception):
 
 
 def show(name: bytes) -> str:
-    return name.decode("utf-8", "replace")
+    """Bytes of the file as they go into a one-line message: control characters (a newline
+    inside a token) escaped."""
+    text = name.decode("utf-8", "replace")
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode()
+                   for ch in text)
 
 
 # --- sersync's tokens (GetNextToken) --------------------------------------------------------

@@ -172,8 +172,10 @@ def test_check_prints_what_it_understood_and_starts_nothing(tmp_path, mode):
     else:
         assert "  remote 192.0.2.2:8741::www (as the log names it)" in lines
         assert any(line.startswith("    live batch:   rsync -artuz --sockopts=TCP_NODELAY "
-                                   "--contimeout=10 --port=8741 --timeout=100 --stats -r -c ")
+                                   "--contimeout=10 --port=8741 --timeout=100 --stats -r -I ")
                    for line in lines)
+        assert "    changes gather for at most 200 ms while they keep coming (<latency " \
+               "budgetMs>); the first after a quiet spell goes at once" in lines
         assert f"fail log: {state}/fail.sh (the paths not yet on a remote, replayed at the " \
                "next start)" in lines
         assert any(line.startswith("metrics: served at http://127.0.0.1:") for line in lines)

@@ -307,7 +307,8 @@ def test_sync_delete_notices_of_a_removed_tree_wait_for_the_replica(
     arrivals.wait(src / "d", 2, timeout=20)
     same_tree(src, replica, ignore=("big",))
     for states in arrivals.of(f)[1:]:  # d's notice may stand for f's; if f's comes, late
-        assert b"d/f" not in states[0], "delete notice while the replica still had the file"
+        assert b"d/f" not in states[0], (
+            f"delete notice while the replica still had the file:\n{proc.log()[-6000:]}")
 
 
 def test_sync_socket_with_two_remotes_waits_for_both(rsync_daemon, src, sersyncpy, servers):

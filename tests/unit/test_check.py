@@ -44,7 +44,7 @@ def line_starting(lines: list[str], start: str) -> str:
 def argv_line(lines: list[str], label: str, what: str) -> str:
     """The argv shown for `what` ("live batch", ...) under the remote labelled `label`."""
     at = lines.index(f"  remote {label} (as the log names it)")
-    found = [line for line in lines[at + 1:at + 6] if line.startswith(f"    {what}:")]
+    found = [line for line in lines[at + 1:at + 7] if line.startswith(f"    {what}:")]
     assert len(found) == 1, (label, what)
     return found[0].split(": ", 1)[1].strip()
 
