@@ -123,7 +123,7 @@ class Pushed:
     root_gone: bool = False
 
 
-# Whether the lane holds back some deletions of a plan for now (pool.DeletionHold).
+# Whether the lane holds back some deletions of a plan for now (deletionhold.DeletionHold).
 Hold = Callable[[Plan], list[Event]]
 
 

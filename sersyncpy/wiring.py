@@ -11,8 +11,8 @@ from typing import Optional
 
 from sersyncpy import config as configmod
 from sersyncpy import convert, statusfile
+from sersyncpy.deletionhold import DELETE_HOLD_SECONDS
 from sersyncpy.errors import UsageError
-from sersyncpy.lane import DELETE_HOLD_SECONDS
 from sersyncpy.rsync import Target
 from sersyncpy.rules import Excluded, Rules
 from sersyncpy.watcher import UNWATCHED_RESYNC_SECONDS

@@ -5,10 +5,12 @@ import threading
 
 from conftest import wait_until
 
+from sersyncpy import deletionhold as holdmod
 from sersyncpy import lane as lanemod
 from sersyncpy.backoff import Backoff
+from sersyncpy.deletionhold import DeletionHold
 from sersyncpy.events import DELETE, UPDATE, Event
-from sersyncpy.lane import DeletionHold, Slots
+from sersyncpy.lane import Slots
 from sersyncpy.push import Plan
 
 
@@ -77,15 +79,15 @@ def test_a_lone_deletion_settles_briefly_then_goes():
     clock = Clock()
     hold = DeletionHold(0.5, clock)
     assert [e.path for e in hold.take(_plan("gone.txt"), stopping=False)] == ["gone.txt"]
-    assert hold.until == 100.0 + lanemod.DELETE_SETTLE_SECONDS
-    clock.now += lanemod.DELETE_SETTLE_SECONDS
+    assert hold.until == 100.0 + holdmod.DELETE_SETTLE_SECONDS
+    clock.now += holdmod.DELETE_SETTLE_SECONDS
     assert hold.take(_plan("gone.txt"), stopping=False) == []  # due: it goes
 
 
 def test_a_mass_deletion_waits_until_none_new_has_come_for_the_hold():
     clock = Clock()
     hold = DeletionHold(0.5, clock)
-    many = [f"d/f{i}" for i in range(lanemod.DELETE_BURST + 1)]
+    many = [f"d/f{i}" for i in range(holdmod.DELETE_BURST + 1)]
     assert len(hold.take(_plan(*many[:3]), stopping=False)) == 3  # the first few: settling
     clock.now += 0.01
     assert len(hold.take(_plan(*many), stopping=False)) == len(many)  # a burst: held
@@ -97,15 +99,15 @@ def test_a_mass_deletion_waits_until_none_new_has_come_for_the_hold():
     assert hold.take(_plan(*many, "d"), stopping=False) == []  # quiet for the hold: they go
     # The next lone deletion only settles again.
     assert hold.take(_plan("x"), stopping=False)
-    assert hold.until == clock.now + lanemod.DELETE_SETTLE_SECONDS
+    assert hold.until == clock.now + holdmod.DELETE_SETTLE_SECONDS
 
 
 def test_a_stream_of_deletions_is_held_at_most_the_longest_hold():
     clock = Clock()
     hold = DeletionHold(0.5, clock)
-    paths = [f"f{i}" for i in range(lanemod.DELETE_BURST + 1)]
+    paths = [f"f{i}" for i in range(holdmod.DELETE_BURST + 1)]
     hold.take(_plan(*paths), stopping=False)
-    while clock.now < 100.0 + lanemod.DELETE_HOLD_MAX_SECONDS - 0.2:
+    while clock.now < 100.0 + holdmod.DELETE_HOLD_MAX_SECONDS - 0.2:
         clock.now += 0.2
         paths.append(f"g{clock.now}")
         assert hold.take(_plan(*paths), stopping=False)
