@@ -240,9 +240,9 @@ class Row:
 
 
 def lsyncd_config(work: Path, src: Path, ds: list[LocalDaemon], delay: int) -> Path:
-    """lsyncd's default.rsync to every daemon (Debian's lsyncd 2.2)."""
+    """lsyncd's default.rsync to every daemon, at its own address (Debian's lsyncd 2.2)."""
     syncs = "\n".join(
-        f'sync {{ default.rsync, source = "{src}", target = "{d.user}@127.0.0.1::backup", '
+        f'sync {{ default.rsync, source = "{src}", target = "{d.user}@{d.address}::backup", '
         f'delay = {delay}, rsync = {{ archive = true, password_file = "{d.password_file}", '
         f'_extra = {{ "--port={d.port}", "--sockopts=TCP_NODELAY" }} }} }}'
         for d in ds)
@@ -391,25 +391,8 @@ class ConfiguredSersyncpy(Sersyncpy):
         self.conf.write_text(text.replace(old, f'<commonParams params="{common_params}"/>'))
 
 
-def lsyncd_config_at(work: Path, src: Path, ds: list[LocalDaemon], delay: int) -> Path:
-    """lsyncd_config, with each daemon at its own address."""
-    syncs = "\n".join(
-        f'sync {{ default.rsync, source = "{src}", target = "{d.user}@{d.address}::backup", '
-        f'delay = {delay}, rsync = {{ archive = true, password_file = "{d.password_file}", '
-        f'_extra = {{ "--port={d.port}", "--sockopts=TCP_NODELAY" }} }} }}'
-        for d in ds)
-    conf = work / "lsyncd.lua"
-    conf.write_text(f'settings {{ nodaemon = true, logfile = "{work}/lsyncd.log", '
-                    f'insist = true, statusFile = "{work}/lsyncd.status" }}\n{syncs}\n')
-    return conf
-
-
-class ConfiguredLsyncd(Lsyncd):
-    """Lsyncd with each daemon at its own address."""
-
-    def __init__(self, work: Path, src: Path, ds: list[LocalDaemon], delay: int):
-        super().__init__(work, src, ds, delay)
-        self.conf = lsyncd_config_at(work, src, ds, delay)
+# lsyncd_config names each daemon at its own address already.
+ConfiguredLsyncd = Lsyncd
 
 
 @contextmanager
