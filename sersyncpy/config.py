@@ -31,6 +31,8 @@ from sersyncpy.plugins import registry
 from sersyncpy.plugins.settings import PluginSettings
 
 DEFAULT_COMMON_PARAMS = ("-artuz",)
+# <watcher use>: fanotify where it can run, or one of the two whatever happens.
+WATCHERS = ("auto", "inotify", "fanotify")
 DEFAULT_METRICS_HOSTIP = "127.0.0.1"  # metrics are for the local Prometheus unless said
 # Pending paths per remote (<failLog maxPending>), each ~0.6 KiB of memory while pending:
 # with 3 remotes under stress-ng and a raised inotify queue, 100,000 peaked at 138 MiB,
@@ -157,6 +159,9 @@ class Config:
     crontab: Crontab
     sersync_plugin: Optional[str]
     plugins: tuple[PluginSection, ...]
+    # sersyncpy's <watcher use>: "auto" (fanotify where it can run, else inotify), "inotify"
+    # or "fanotify".
+    watcher: str = "auto"
     # What was repaired in a file sersync 2.5 read and lxml would not: at most one line, for
     # the CLI to log as a WARNING once logging is set up.
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -233,6 +238,7 @@ def _config(head: Element, source: str) -> Config:
         crontab=_crontab(sersync),
         sersync_plugin=_sersync_plugin(sersync, plugins),
         plugins=plugins,
+        watcher=value(child(head, "watcher"), "use", convert.choice(*WATCHERS), "auto"),
     )
 
 

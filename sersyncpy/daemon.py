@@ -36,7 +36,8 @@ class PluginOnly:
         self._excluded = excluded_by(cfg)
         self.watcher = Watcher(self.roots, rules_for(cfg), self._sink,
                                unwatched_resync=tuning.unwatched_resync,
-                               raise_limits=tuning.raise_limits)
+                               raise_limits=tuning.raise_limits,
+                               use=tuning.watcher or cfg.watcher)
 
     def _sink(self, root_index: int, events: list[Event]) -> None:
         self.runner.offer(plugins.notices_for(self.roots[root_index], events, time.time(),

@@ -61,7 +61,8 @@ class Replicator:
         self.watcher = Watcher(roots, rules_for(cfg), self._sink,
                                unwatched_resync=self.tuning.unwatched_resync,
                                raise_limits=self.tuning.raise_limits,
-                               unreadable=self.unreadable)
+                               unreadable=self.unreadable,
+                               use=self.tuning.watcher or cfg.watcher)
         self.fail_log = faillog.FailLogWriter(cfg.fail_log.path, self.all_lanes(),
                                               retry_minutes=cfg.fail_log.time_to_execute)
         self._replayed = False  # until then the fail log on disk is the last run's: keep it

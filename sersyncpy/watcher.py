@@ -1,6 +1,7 @@
 """The watcher thread: kernel events of every watch root turned into Events (moves paired by
-cookie, Rules applied), root health and overflow; the watches themselves are watchtable.py's.
-Unlike sersync, ATTRIB is a metadata update (not a delete), and an overflow resyncs.
+cookie, Rules applied), root health and overflow. Its source is inotify (watchtable.py: a watch
+per directory) or fanotify (fanwatch.py: a mark per file system). Unlike sersync, ATTRIB is a
+metadata update (not a delete), and an overflow resyncs.
 """
 
 from __future__ import annotations
@@ -12,17 +13,16 @@ import select
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
-from inotify_simple import Event as KernelEvent
-from inotify_simple import INotify, parse_events
+from inotify_simple import INotify
 from inotify_simple import flags as F
 
-from sersyncpy import limits, rsync
+from sersyncpy import fanwatch, limits, rsync
 from sersyncpy.diskstate import Unreadable, root_present
 from sersyncpy.errors import SersyncpyError
 from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
-from sersyncpy.rules import Rules
+from sersyncpy.rules import Excluded, Rules
 from sersyncpy.watchtable import Root, WatchTable
 from sersyncpy.worker import Worker
 
@@ -36,6 +36,9 @@ BASE_MASK = (
 
 # Events that bring a file's content, as opposed to its going.
 _ARRIVALS = F.CREATE | F.CLOSE_WRITE | F.MODIFY | F.ATTRIB | F.MOVED_TO
+
+# Which watcher (config.WATCHERS: <watcher use> or SERSYNCPY_WATCHER).
+AUTO, INOTIFY, FANOTIFY = "auto", "inotify", "fanotify"
 
 # How long an unpaired MOVED_FROM waits for its MOVED_TO before it counts as a delete.
 MOVE_PAIR_SECONDS = 0.01
@@ -61,6 +64,61 @@ def _inotify_instance(raise_limits: bool) -> INotify:
         raise SersyncpyError("cannot start inotify: this user has all the inotify instances "
                              "the kernel allows; "
                              + limits.advice("max_user_instances", current, needed)) from None
+
+
+# One change as a source reads it: (mask, Root, rel dir, name, cookie), the mask in inotify's
+# bits (fanotify's are the same); an overflow is (Q_OVERFLOW, None, "", "", 0).
+RawEvent = tuple
+
+
+class Source(Protocol):
+    """What the watcher reads, and the bookkeeping its events call for (watches to add, move
+    and drop under inotify; nothing under fanotify)."""
+
+    kind: str  # "inotify" or "fanotify"
+    pairs_later: bool  # whether a MOVED_TO may come in a later read than its MOVED_FROM
+    roots: list[Root]
+    excluded: Excluded
+    on_progress: Optional[Callable[[int], None]]
+    watch_count: int
+
+    def fileno(self) -> int: ...
+    def read(self, size: int) -> list[RawEvent]: ...
+    def close(self) -> None: ...
+    def describe(self) -> str: ...
+    def watch_all(self) -> int: ...
+    def counts(self) -> list[tuple[int, int]]: ...
+    def path(self, root: Root, rel: str) -> str: ...
+    def dir_created(self, root: Root, rel: str) -> None: ...
+    def dir_deleted(self, root: Root, rel: str) -> None: ...
+    def dir_moved(self, root: Root, src: str, dst: str) -> None: ...
+    def dir_moved_out(self, root: Root, rel: str) -> None: ...
+    def root_lost(self, root: Root) -> None: ...
+    def root_back(self, root: Root) -> None: ...
+    def overflowed(self, root: Root) -> None: ...
+    def expire_missed(self) -> None: ...
+    def retry(self) -> list[tuple[Root, str]]: ...
+
+
+def choose_source(use: str, roots: Sequence[str], rules: Rules, unreadable: list[Unreadable],
+                  unwatched_resync: float, raise_limits: bool) -> tuple[Source, str]:
+    """The source `use` asks for, and why it was chosen (a phrase for the log). auto: fanotify
+    where it can run (root, Linux 5.9, local file systems giving handles), else inotify."""
+    if use != INOTIFY:
+        try:
+            return (fanwatch.FanotifySource(roots, rules.modify, rules.is_excluded, unreadable),
+                    "asked for" if use == FANOTIFY else "available")
+        except fanwatch.Unavailable as exc:
+            if use == FANOTIFY:
+                raise SersyncpyError(f"the fanotify watcher cannot run: {exc}") from None
+            why = f"fanotify unavailable: {exc}"
+    else:
+        why = "asked for"
+    table = WatchTable(
+        _inotify_instance(raise_limits), roots,
+        BASE_MASK | (F.MODIFY if rules.modify else 0), rules.is_excluded,
+        unreadable, unwatched_resync, raise_limits)
+    return table, why
 
 
 class _MoveFrom:
@@ -105,17 +163,17 @@ class Watcher(Worker):
         unwatched_resync: float = UNWATCHED_RESYNC_SECONDS,
         raise_limits: bool = False,
         unreadable: Optional[Sequence[Unreadable]] = None,
+        use: str = AUTO,
     ):
         super().__init__("watcher")
         self._rules = rules
         self._sink = sink
         self._unwatched_resync = unwatched_resync
-        self._inotify = _inotify_instance(raise_limits)
-        self.table = WatchTable(
-            self._inotify, roots, BASE_MASK | (F.MODIFY if rules.modify else 0),
-            rules.is_excluded,
-            list(unreadable) if unreadable else [Unreadable(p) for p in roots],
+        self.table, why = choose_source(
+            use, roots, rules, list(unreadable) if unreadable else [Unreadable(p) for p in roots],
             unwatched_resync, raise_limits)
+        self.kind = self.table.kind
+        logger.info("watcher: %s (%s)", self.table.describe(), why)
         self.overflows = 0
 
     def use_rules(self, rules: Rules) -> None:
@@ -166,27 +224,27 @@ class Watcher(Worker):
                                for root, rel in self.table.retry()])
 
     def finish(self) -> None:
-        self._inotify.close()
+        self.table.close()
 
-    def _read(self, timeout_ms: int) -> list[KernelEvent]:
+    def _read(self, timeout_ms: int) -> list[RawEvent]:
         """The kernel events that READ_BYTES hold (whole events only), waiting at most
         `timeout_ms` for the first. Never the whole queue at once: with a raised
         fs.inotify.max_queued_events a watcher that fell behind read a million events in
         one go and held ~450 B of Python objects for each (680 MiB under stress-ng)."""
         poller = select.poll()
-        poller.register(self._inotify.fileno(), select.POLLIN)
+        poller.register(self.table.fileno(), select.POLLIN)
         if not poller.poll(timeout_ms):
             return []
         try:
-            return list(parse_events(os.read(self._inotify.fileno(), READ_BYTES)))
+            return self.table.read(READ_BYTES)
         except BlockingIOError:
             return []
 
-    def process(self, raw: list[KernelEvent]) -> None:
+    def process(self, raw: list[RawEvent]) -> None:
         """Turn one read of kernel events into Events and hand them to the sink, per root."""
         read = _Read()
         self._translate(raw, read)
-        if read.moves:
+        if read.moves and self.table.pairs_later:
             more = self._read(int(MOVE_PAIR_SECONDS * 1000))
             if more:
                 self._translate(more, read)
@@ -209,33 +267,27 @@ class Watcher(Worker):
 
     # -- one kernel event ---------------------------------------------------------------
 
-    def _translate(self, raw: list[KernelEvent], read: _Read) -> None:
-        for ev in raw:
-            if ev.mask & F.Q_OVERFLOW:
+    def _translate(self, raw: list[RawEvent], read: _Read) -> None:
+        for mask, root, d, name, cookie in raw:
+            if mask & F.Q_OVERFLOW:
                 self._overflow(read.out)
-                continue
-            where = self.table.where(ev.wd)
-            if where is None:
-                continue  # a watch we dropped; its events are stale
-            root, d = where
-            if ev.mask & F.IGNORED:
-                self.table.ignored(ev.wd)
-            elif ev.name:
-                self._entry(read, root, f"{d}/{ev.name}" if d else ev.name, ev)
-            elif ev.mask & (F.DELETE_SELF | F.MOVE_SELF) and d == "":
+            elif name:
+                self._entry(read, root, f"{d}/{name}" if d else name, name, mask, cookie)
+            elif mask & (F.DELETE_SELF | F.MOVE_SELF) and d == "":
                 self._root_lost(root, read.out, "was deleted or moved away")
             # other events about a directory itself come from its parent too
 
-    def _entry(self, read: _Read, root: Root, rel: str, ev: KernelEvent) -> None:
+    def _entry(self, read: _Read, root: Root, rel: str, name: str, mask: int,
+               cookie: int) -> None:
         """An event about an entry of a watched directory, by kind, unless the rules drop it."""
-        mask, rules = ev.mask, self._rules
+        rules = self._rules
         is_dir = bool(mask & F.ISDIR)
-        if self._dropped(ev.name, rel, is_dir, mask):
+        if self._dropped(name, rel, is_dir, mask):
             return
         if mask & F.MOVED_FROM:
-            self._moved_from(read, root, rel, is_dir, ev.cookie)
+            self._moved_from(read, root, rel, is_dir, cookie)
         elif mask & F.MOVED_TO:
-            self._moved_to(root, rel, is_dir, read.moves.pop(ev.cookie, None), read.out)
+            self._moved_to(root, rel, is_dir, read.moves.pop(cookie, None), read.out)
         elif mask & F.CREATE:
             self._on_create(read, root, rel, is_dir)
         elif mask & F.DELETE:
@@ -264,7 +316,7 @@ class Watcher(Worker):
         if is_dir:
             # Watch first, then push the whole directory: whatever was written into it before
             # the watch existed is on disk when the push reads it.
-            self.table.watch_tree(root, rel)
+            self.table.dir_created(root, rel)
             read.out.append((root, Event(SUBTREE, rel, True)))
         elif self._rules.create_file:
             read.out.append((root, Event(UPDATE, rel, False)))
@@ -274,7 +326,7 @@ class Watcher(Worker):
 
     def _on_delete(self, read: _Read, root: Root, rel: str, is_dir: bool) -> None:
         if is_dir:
-            self.table.forget_dir(root, rel)
+            self.table.dir_deleted(root, rel)
         if self._rules.delete:
             read.out.append((root, Event(DELETE, rel, is_dir)))
 
@@ -309,20 +361,20 @@ class Watcher(Worker):
             # A move inside the tree: the MOVED_FROM's place in the order gets the result.
             source.paired = True
             if is_dir:
-                self.table.move_tree(root, source.rel, rel)
+                self.table.dir_moved(root, source.rel, rel)
             if rules.move_from and rules.move_to:
                 source.event = Event(RENAME, rel, is_dir, source.rel)
                 return
             if rules.move_from:
                 source.event = Event(DELETE, source.rel, is_dir)
         if is_dir:
-            self.table.watch_tree(root, rel)
+            self.table.dir_created(root, rel)
         if rules.move_to:
             out.append((root, Event(SUBTREE, rel, True) if is_dir else Event(UPDATE, rel, False)))
 
     def _moved_out(self, root: Root, source: _MoveFrom) -> Optional[Event]:
         if source.is_dir:
-            self.table.forget_tree(root, source.rel, remove=True)
+            self.table.dir_moved_out(root, source.rel)
         return Event(DELETE, source.rel, source.is_dir) if self._rules.move_from else None
 
     # -- root health and overflow -------------------------------------------------------
@@ -335,7 +387,7 @@ class Watcher(Worker):
         root.gone = True
         logger.error("the watch root %s %s: replication of it is paused until it is back",
                      root.path, why)
-        self.table.forget_tree(root, "", remove=True)
+        self.table.root_lost(root)
         out.append((root, Event(DELETE, "", True)))
 
     def _check_roots(self) -> list:
@@ -349,20 +401,20 @@ class Watcher(Worker):
                 root.gone = False
                 logger.warning("the watch root %s is back: watching and resyncing it",
                                root.path)
-                self.table.watch_tree(root, "")
+                self.table.root_back(root)
                 out.append((root, Event(FULL, "", True)))
         return out
 
     def _overflow(self, out: list) -> None:
         """Events were lost: watch whatever is new and resync every root with the quick check."""
         self.overflows += 1
-        logger.warning("inotify queue overflow: events were lost; rescanning and resyncing "
-                       "every watch root (raise fs.inotify.max_queued_events to avoid this)")
+        if self.kind == FANOTIFY:
+            logger.warning("fanotify queue overflow: events were lost; resyncing every watch "
+                           "root")
+        else:
+            logger.warning("inotify queue overflow: events were lost; rescanning and "
+                           "resyncing every watch root (raise fs.inotify.max_queued_events "
+                           "to avoid this)")
         for root in self.table.roots:
-            if not root.gone:
-                # The IN_IGNOREDs of directories deleted meanwhile may be among the lost
-                # events: rebuild the root's table from the disk, not on top of the old one
-                # (which grew by every deleted directory, 69k entries in 30 s of stress-ng).
-                self.table.forget_tree(root, "", remove=False)
-            self.table.watch_tree(root, "")
+            self.table.overflowed(root)
             out.append((root, Event(FULL, "", True)))

@@ -17,6 +17,8 @@ from sersyncpy.rsync import Target
 from sersyncpy.rules import Excluded, Rules
 from sersyncpy.watcher import UNWATCHED_RESYNC_SECONDS
 
+WATCHERS = configmod.WATCHERS
+
 
 def rules_for(cfg: configmod.Config) -> Rules:
     i = cfg.inotify
@@ -55,6 +57,7 @@ class Tuning:
     unwatched_resync: float = UNWATCHED_RESYNC_SECONDS
     status: float = statusfile.STATUS_SECONDS
     raise_limits: bool = False  # --raise-inotify-limits
+    watcher: Optional[str] = None  # SERSYNCPY_WATCHER: in place of <watcher use>
 
     @classmethod
     def from_environment(cls) -> Tuning:
@@ -63,7 +66,18 @@ class Tuning:
             unwatched_resync=env_seconds("SERSYNCPY_UNWATCHED_RESYNC_SECONDS",
                                          UNWATCHED_RESYNC_SECONDS),
             status=env_seconds("SERSYNCPY_STATUS_SECONDS", statusfile.STATUS_SECONDS),
+            watcher=env_watcher(),
         )
+
+
+def env_watcher() -> Optional[str]:
+    """SERSYNCPY_WATCHER (auto, inotify, fanotify), None when unset; a bad one is an error."""
+    text = os.environ.get("SERSYNCPY_WATCHER", "").strip()
+    if not text:
+        return None
+    if text not in WATCHERS:
+        raise UsageError(f"SERSYNCPY_WATCHER={text!r}: expected one of {', '.join(WATCHERS)}")
+    return text
 
 
 def env_seconds(name: str, default: float) -> float:

@@ -19,6 +19,8 @@ from xml.sax.saxutils import quoteattr
 import pytest
 from conftest import assert_trees_equal, stop_process, trees_equal, wait_until
 
+from sersyncpy import fanwatch
+
 INOTIFY_DEFAULTS = {
     "delete": True, "createFolder": True, "createFile": False, "closeWrite": True,
     "moveFrom": True, "moveTo": True, "attrib": False, "modify": False,
@@ -215,6 +217,19 @@ def sersyncpy(tmp_path_factory):
     yield factory
     for proc in started:
         proc.stop()
+
+
+FANOTIFY_UNAVAILABLE = fanwatch.probe()
+
+
+@pytest.fixture(params=["inotify", "fanotify"])
+def each_watcher(request, monkeypatch) -> str:
+    """Runs a test once per watcher, forced by SERSYNCPY_WATCHER in the environment the
+    sersyncpy processes inherit; fanotify is skipped, saying why, where it cannot run."""
+    if request.param == "fanotify" and FANOTIFY_UNAVAILABLE:
+        pytest.skip(f"fanotify cannot run here: {FANOTIFY_UNAVAILABLE}")
+    monkeypatch.setenv("SERSYNCPY_WATCHER", request.param)
+    return request.param
 
 
 @pytest.fixture

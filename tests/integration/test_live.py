@@ -1,5 +1,6 @@
-"""Live replication end to end: the real sersyncpy command, real inotify, real rsync daemons.
-Every test ends with the tree comparison."""
+"""Live replication end to end: the real sersyncpy command, real inotify and real fanotify
+(each test runs under both watchers), real rsync daemons. Every test ends with the tree
+comparison."""
 
 import os
 import random
@@ -10,6 +11,8 @@ import pytest
 from conftest import wait_until
 
 from integration.conftest import confxml, remote_entry, same_tree, status_when, write
+
+pytestmark = pytest.mark.usefixtures("each_watcher")
 
 
 @pytest.fixture

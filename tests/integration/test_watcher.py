@@ -1,17 +1,35 @@
-"""The watcher alone, on real inotify: what each kind of change becomes."""
+"""The watcher alone, on real inotify and real fanotify: what each kind of change becomes.
+Every test runs under both sources (fanotify is skipped, with the kernel's reason, where it
+cannot run); what only one of them has (watches, cached handles) is tested for it alone."""
 
 import logging
 import os
 import re
 import threading
 
-import inotify_simple
 import pytest
 from conftest import wait_until
 
+from sersyncpy import fanwatch
 from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
 from sersyncpy.rules import Rules
 from sersyncpy.watcher import Watcher
+
+FANOTIFY_UNAVAILABLE = fanwatch.probe()
+
+
+@pytest.fixture(params=["inotify", "fanotify"])
+def kind(request):
+    """The watcher's source; fanotify skipped, saying why, where the kernel refuses it."""
+    if request.param == "fanotify" and FANOTIFY_UNAVAILABLE:
+        pytest.skip(f"fanotify cannot run here: {FANOTIFY_UNAVAILABLE}")
+    return request.param
+
+
+def watches(w, count):
+    """Under inotify, wait until `count` directories are watched; fanotify has no watches."""
+    if w.kind == "inotify":
+        wait_until(lambda: w.watch_count == count)
 
 
 class Recorder:
@@ -33,15 +51,15 @@ class Recorder:
 
 
 @pytest.fixture
-def watch(tmp_path):
-    """watch(rules=None) -> (root, recorder); the watcher runs until the test ends."""
+def watch(tmp_path, kind):
+    """watch(rules=None) -> (root, recorder, watcher); it runs until the test ends."""
     started = []
 
     def start(rules=None, roots=None):
         root = tmp_path / "root"
         root.mkdir(exist_ok=True)
         rec = Recorder()
-        w = Watcher(roots or [str(root)], rules or Rules(attrib=True), rec)
+        w = Watcher(roots or [str(root)], rules or Rules(attrib=True), rec, use=kind)
         w.watch_all()
         w.start()
         started.append(w)
@@ -65,7 +83,7 @@ def test_a_new_directory_is_watched_then_sent_whole(watch):
     os.makedirs(root / "a/b/c")
     (root / "a/b/c/f").write_text("x")
     rec.wait_for(Event(SUBTREE, "a", True))
-    wait_until(lambda: w.watch_count == 4)
+    watches(w, 4)
     (root / "a/b/c/g").write_text("later")
     rec.wait_for(Event(UPDATE, "a/b/c/g"))
 
@@ -86,10 +104,10 @@ def test_moving_out_is_a_delete_and_stops_watching(watch, tmp_path):
     root, rec, w = watch()
     os.makedirs(root / "d/sub")
     rec.wait_for(Event(SUBTREE, "d", True))
-    wait_until(lambda: w.watch_count == 3)
+    watches(w, 3)
     os.rename(root / "d", tmp_path / "outside")
     rec.wait_for(Event(DELETE, "d", True))
-    wait_until(lambda: w.watch_count == 1)
+    watches(w, 1)
     (tmp_path / "outside/sub/late").write_text("x")
     (root / "marker").write_text("x")
     rec.wait_for(Event(UPDATE, "marker"))
@@ -167,7 +185,8 @@ def test_excluded_directories_are_not_watched(watch, tmp_path):
     os.makedirs(root / "kept")
     rules = Rules(excludes=(re.compile(r"^cache/*"), re.compile(r"(.*)\.gz")))
     root, rec, w = watch(rules)
-    assert w.watch_count == 2  # the root and kept/
+    if w.kind == "inotify":
+        assert w.watch_count == 2  # the root and kept/
     (root / "cache/deep/x").write_text("x")
     (root / "kept/a.gz").write_text("x")
     (root / "kept/a.txt").write_text("x")
@@ -188,14 +207,14 @@ def test_new_rules_apply_from_the_next_event_and_to_the_directories_watched(watc
     (root / "marker").write_text("x")
     rec.wait_for(Event(UPDATE, "marker"))
     assert [e.path for e in rec.seen()] == ["a.gz", "incoming", "marker"]
-    assert w.watch_count == 2  # the root and incoming/, not incoming/cache nor below
+    if w.kind == "inotify":
+        assert w.watch_count == 2  # the root and incoming/, not incoming/cache nor below
 
 
 def test_overflow_resyncs_every_root_and_says_so(watch, tmp_path, caplog):
     root, rec, w = watch()
     os.makedirs(root / "made-while-blind")
-    overflow = inotify_simple.Event(wd=-1, mask=inotify_simple.flags.Q_OVERFLOW, cookie=0,
-                                    name="")
+    overflow = (fanwatch.Q_OVERFLOW, None, "", "", 0)  # as either source reads one
     with caplog.at_level(logging.WARNING, logger="sersyncpy.watcher"):
         w.process([overflow])
     assert Event(FULL, "", True) in rec.seen()
@@ -213,15 +232,15 @@ def test_deleting_a_tree_is_a_delete_of_it(watch):
     os.rmdir(root / "t/sub")
     os.rmdir(root / "t")
     rec.wait_for(Event(DELETE, "t", True))
-    wait_until(lambda: w.watch_count == 1)
+    watches(w, 1)
 
 
-def test_several_roots_report_their_index(tmp_path):
+def test_several_roots_report_their_index(tmp_path, kind):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()
     rec = Recorder()
-    w = Watcher([str(a), str(b)], Rules(), rec)
+    w = Watcher([str(a), str(b)], Rules(), rec, use=kind)
     w.watch_all()
     w.start()
     try:
@@ -240,26 +259,26 @@ def test_a_directory_created_then_renamed_before_its_event_is_read_is_still_watc
     root = tmp_path / "root"
     root.mkdir()
     rec = Recorder()
-    w = Watcher([str(root)], Rules(), rec)
+    w = Watcher([str(root)], Rules(), rec, use="inotify")
     w.watch_all()
     try:
         os.mkdir(root / "old")
-        w.process(list(w._inotify.read(timeout=1000)))  # watches old
+        w.process(w._read(1000))  # watches old
         os.mkdir(root / "old/sub")
         os.rename(root / "old", root / "new")
-        w.process(list(w._inotify.read(timeout=1000)))  # CREATE old/sub, then the rename
+        w.process(w._read(1000))  # CREATE old/sub, then the rename
         (root / "new/sub/inside").write_text("x")
-        w.process(list(w._inotify.read(timeout=1000)))
+        w.process(w._read(1000))
         assert Event(UPDATE, "new/sub/inside") in rec.seen()
     finally:
-        w._inotify.close()
+        w.finish()
 
 
 def test_losing_the_root_forgets_every_watch_below_it(tmp_path):
     root = tmp_path / "root"
     os.makedirs(root / "a/b")
     rec = Recorder()
-    w = Watcher([str(root)], Rules(), rec)
+    w = Watcher([str(root)], Rules(), rec, use="inotify")
     try:
         assert w.watch_all() == 3
         out = []
@@ -267,4 +286,4 @@ def test_losing_the_root_forgets_every_watch_below_it(tmp_path):
         assert w.watch_count == 0
         assert [e for _, e in out] == [Event(DELETE, "", True)]
     finally:
-        w._inotify.close()
+        w.finish()
