@@ -230,6 +230,12 @@ def _events(cfg: configmod.Config) -> list[str]:
         lines.append("  moveFrom and moveTo: a directory renamed inside a root is sent against "
                      "its old name (--link-dest), not again whole (sersync 2.5: deleted and "
                      "sent whole)")
+    lines.append(f"  watcher (<watcher use=\"{cfg.watcher}\">): " + {
+        "auto": "fanotify where it can run (root, Linux 5.9, local file systems), else "
+                "inotify; the start-up log says which",
+        "inotify": "inotify, a watch per directory (sersync 2.5's)",
+        "fanotify": "fanotify, a mark per file system; sersyncpy stops if it cannot run",
+    }[cfg.watcher])
     return lines
 
 

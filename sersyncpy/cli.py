@@ -30,9 +30,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def version_line() -> str:
+    """The version, the filter queue, and the watcher <watcher use="auto"> would pick (the
+    roots' file systems may still rule fanotify out: the log's "watcher:" line says)."""
+    from sersyncpy.fanwatch import probe
     from sersyncpy.filterqueue import IMPLEMENTATION
 
-    return f"sersyncpy {__version__} filterqueue={IMPLEMENTATION}"
+    why_not = probe()
+    watcher = "fanotify" if why_not is None else f"inotify (fanotify: {why_not})"
+    return f"sersyncpy {__version__} filterqueue={IMPLEMENTATION} watcher={watcher}"
 
 
 def build_parser() -> argparse.ArgumentParser:

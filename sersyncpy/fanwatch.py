@@ -49,12 +49,31 @@ def _compiled():
     return _fanotify
 
 
+# Capabilities (linux/capability.h): a filesystem mark needs CAP_SYS_ADMIN, opening a
+# directory by its handle CAP_DAC_READ_SEARCH.
+CAP_DAC_READ_SEARCH, CAP_SYS_ADMIN = 2, 21
+
+
+def _capable() -> bool:
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    caps = int(line.split()[1], 16)
+                    return all(caps >> cap & 1 for cap in (CAP_DAC_READ_SEARCH, CAP_SYS_ADMIN))
+    except (OSError, ValueError):
+        pass
+    return False
+
+
 def _group(fan, flags: int):
+    if not _capable():
+        raise Unavailable("it needs root (CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH)")
     try:
         return fan.Group(fan.FAN_CLOEXEC | fan.FAN_NONBLOCK | fan.FAN_REPORT_DFID_NAME | flags)
     except OSError as exc:
         if exc.errno == errno.EPERM:
-            raise Unavailable("fanotify needs root (CAP_SYS_ADMIN)") from None
+            raise Unavailable("it needs root (CAP_SYS_ADMIN)") from None
         if exc.errno == errno.EINVAL:
             raise Unavailable("the kernel is older than Linux 5.9 (no FAN_REPORT_DFID_NAME)"
                               ) from None
@@ -104,6 +123,13 @@ def mounts_below(path: str) -> list[str]:
     except OSError:
         pass
     return found
+
+
+def mount_point(path: str) -> str:
+    """The mount point of the mount holding `path`."""
+    while not os.path.ismount(path):
+        path = os.path.dirname(path)
+    return path
 
 
 class FanotifySource:
@@ -177,7 +203,10 @@ class FanotifySource:
                     raise Unavailable(f"cannot mark the file system of {path}: "
                                       f"{exc.strerror}") from None
                 marked[fsid] = path
-                self._mounts[fsid] = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                # Handles are opened through the mount point: an fd on the root itself would
+                # hold its dentry, and its DELETE_SELF would wait for that fd's close.
+                self._mounts[fsid] = os.open(mount_point(path),
+                                             os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             root.dev = os.stat(root.path).st_dev
             # The root's own going: DELETE_SELF / MOVE_SELF (the root check sees it too).
             self._group.mark(os.fsencode(root.path), fan.FAN_MARK_ADD | fan.FAN_MARK_ONLYDIR,

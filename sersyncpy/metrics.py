@@ -127,8 +127,13 @@ class Collector:
         yield from _remote_families(doc.remotes)
         yield from _root_families(doc.roots)
         yield from _file_families({"fail_log": doc.fail_log, "status": doc.status_file})
-        yield CounterMetricFamily("sersyncpy_inotify_overflows", "inotify queue overflows "
-                                  "(each resynced every root)", value=doc.overflows)
+        yield CounterMetricFamily("sersyncpy_inotify_overflows", "watcher queue overflows, "
+                                  "inotify or fanotify (each resynced every root)",
+                                  value=doc.overflows)
+        watcher = GaugeMetricFamily("sersyncpy_watcher", "the watcher in use (1): inotify or "
+                                    "fanotify", labels=["watcher"])
+        watcher.add_metric([doc.watcher or "inotify"], 1)
+        yield watcher
         if doc.plugin is not None:
             yield from _plugin_families(doc.plugin)
 

@@ -198,7 +198,7 @@ class Replicator:
             pid=os.getpid(), config=self.config.source, started=self._started,
             fail_log=statusfile.file_status(self.fail_log.health),
             status_file=statusfile.file_status(self.status_health),
-            overflows=self.watcher.overflows)
+            overflows=self.watcher.overflows, watcher=self.watcher.kind)
 
     def write_status(self, running: bool = True) -> None:
         try:

@@ -60,7 +60,9 @@ def table(doc: Status, now: float) -> str:
     for root in doc.roots:
         unwatched = f", {root.unwatched} NOT watched" if root.unwatched else ""
         unreadable = f", {root.unreadable} unreadable" if root.unreadable else ""
-        lines.append(f"root {root.path}: {root.watches} directories watched{unwatched}"
+        watched = ("watched whole by fanotify" if doc.watcher == "fanotify"
+                   else f"{root.watches} directories watched")
+        lines.append(f"root {root.path}: {watched}{unwatched}"
                      f"{unreadable}, last full sync {_when(root.last_full_sync, now)}")
     if doc.fail_log is not None and doc.fail_log.error:
         lines.append(f"fail log {doc.fail_log.path}: cannot be written since "

@@ -95,7 +95,8 @@ class Status:
     started: float = 0.0
     fail_log: Optional[FileStatus] = None
     status_file: Optional[FileStatus] = None
-    overflows: int = 0  # inotify queue overflows (each resynced every root)
+    overflows: int = 0  # watcher queue overflows (each resynced every root)
+    watcher: str = ""  # "inotify" (a watch per directory) or "fanotify" (a mark per file system)
 
 
 def remote_status(root: str, label: str, stats: LaneStats, pending: int, lag: float,

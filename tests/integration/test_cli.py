@@ -33,6 +33,10 @@ def test_version_says_which_filter_queue_is_loaded():
     assert out.returncode == 0
     assert out.stdout.startswith("sersyncpy ")
     assert "filterqueue=compiled" in out.stdout
+    assert " watcher=fanotify" in out.stdout  # root, on this kernel
+    as_nobody = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                *SERSYNCPY, "--version"], capture_output=True, text=True)
+    assert "watcher=inotify (fanotify: it needs root" in as_nobody.stdout, as_nobody
     env = dict(os.environ, SERSYNCPY_NO_EXTENSIONS="1")
     out = subprocess.run([*SERSYNCPY, "--version"], capture_output=True, text=True, env=env)
     assert "filterqueue=python" in out.stdout

@@ -217,6 +217,19 @@ def test_2000_files_in_20_new_directories_converge_in_few_rsync_calls(daemon, sr
     assert runs < 200, f"{runs} rsync calls for 2,000 files"
 
 
+def test_a_burst_into_1000_new_nested_directories_misses_nothing(daemon, src, sersyncpy):
+    # 10 chains of 100 nested directories, each with a file written right after its mkdir:
+    # inotify must watch each before its file (or find it by the scan); fanotify needs neither.
+    sersyncpy(confxml([(src, [(daemon, "backup")])]))
+    for chain in range(10):
+        deep = src / f"c{chain}"
+        for level in range(100):
+            deep = deep / f"{level}"
+            os.makedirs(deep)
+            (deep / "f").write_bytes(b"%d/%d" % (chain, level))
+    same_tree(src, daemon.modules["backup"], timeout=60)
+
+
 def test_dash_r_pushes_a_pre_existing_tree_then_goes_live(daemon, src, sersyncpy):
     for i in range(50):
         write(src / f"pre/{i % 5}/f{i}", b"%d" % i)

@@ -11,6 +11,7 @@ import pytest
 from conftest import wait_until
 
 from sersyncpy import fanwatch
+from sersyncpy.errors import SersyncpyError
 from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
 from sersyncpy.rules import Rules
 from sersyncpy.watcher import Watcher
@@ -285,5 +286,161 @@ def test_losing_the_root_forgets_every_watch_below_it(tmp_path):
         w._root_lost(w.table.roots[0], out, "was replaced")
         assert w.watch_count == 0
         assert [e for _, e in out] == [Event(DELETE, "", True)]
+    finally:
+        w.finish()
+
+
+# --- fanotify alone: what only a mark per file system has --------------------------------
+
+fanotify_only = pytest.mark.skipif(bool(FANOTIFY_UNAVAILABLE),
+                                   reason=f"fanotify cannot run here: {FANOTIFY_UNAVAILABLE}")
+
+
+@pytest.fixture
+def fan(tmp_path):
+    """A fanotify Watcher on tmp_path/root, not started: the test reads with step()."""
+    root = tmp_path / "root"
+    root.mkdir()
+    rec = Recorder()
+    w = Watcher([str(root)], Rules(attrib=True), rec, use="fanotify")
+    w.watch_all()
+
+    def step():
+        while True:
+            raw = w._read(100)
+            if not raw:
+                return rec.seen()
+            w.process(raw)
+
+    yield root, rec, w, step
+    w.finish()
+
+
+@fanotify_only
+def test_fanotify_merged_events_of_one_name_follow_the_disk(fan):
+    # Unread, the kernel merges rm f + touch f into one CREATE|DELETE: the disk orders them.
+    root, rec, _, step = fan
+    (root / "gone").write_text("x")
+    (root / "back").write_text("x")
+    step()
+    os.unlink(root / "back")
+    (root / "back").write_text("again")
+    (root / "gone").write_text("y")
+    os.unlink(root / "gone")
+    seen = step()
+    back = [e for e in seen if e.path == "back"]
+    gone = [e for e in seen if e.path == "gone"]
+    assert back[-1] == Event(UPDATE, "back"), seen
+    assert gone[-1] == Event(DELETE, "gone"), seen
+
+
+@fanotify_only
+def test_fanotify_drops_what_happens_outside_the_roots(fan, tmp_path):
+    root, rec, _, step = fan
+    os.makedirs(tmp_path / "elsewhere/deep")
+    (tmp_path / "elsewhere/deep/f").write_text("x")
+    (tmp_path / "rootless").write_text("x")  # a sibling whose name starts like the root's
+    (root / "marker").write_text("x")
+    assert step() == [Event(UPDATE, "marker")]
+
+
+@fanotify_only
+def test_fanotify_a_directory_seen_outside_then_moved_in_is_followed(fan, tmp_path):
+    # Its handle was cached as outside; the move in must not leave it there.
+    root, rec, _, step = fan
+    os.makedirs(tmp_path / "x/sub")
+    (tmp_path / "x/sub/before").write_text("x")
+    assert step() == []
+    os.rename(tmp_path / "x", root / "x")
+    step()
+    (root / "x/sub/after").write_text("x")
+    seen = step()
+    assert Event(SUBTREE, "x", True) in seen and Event(UPDATE, "x/sub/after") in seen, seen
+
+
+@fanotify_only
+def test_fanotify_a_renamed_directory_is_followed_under_its_new_name(fan):
+    root, rec, _, step = fan
+    os.makedirs(root / "a/b")
+    (root / "a/b/f").write_text("x")  # a/b's handle is cached as a/b
+    step()
+    os.rename(root / "a", root / "c")
+    (root / "c/b/g").write_text("x")
+    seen = step()
+    assert Event(RENAME, "c", True, "a") in seen and Event(UPDATE, "c/b/g") in seen, seen
+
+
+@fanotify_only
+def test_fanotify_a_new_nested_tree_needs_no_watch_nor_scan(fan):
+    root, rec, w, step = fan
+    deep = root
+    for i in range(200):
+        deep = deep / f"d{i}"
+        os.mkdir(deep)
+        (deep / "f").write_text("x")
+    seen = step()
+    assert w.watch_count == 0
+    assert Event(SUBTREE, "d0", True) in seen
+    # Each file is seen at its own path, though nothing was ever listed.
+    assert sum(1 for e in seen if e.kind == UPDATE and e.path.endswith("/f")) == 200
+
+
+@fanotify_only
+def test_fanotify_without_rename_events_moves_are_a_delete_and_an_arrival(tmp_path,
+                                                                          monkeypatch):
+    # Linux 5.9-5.16 have no FAN_RENAME: a move is told as two unpaired events.
+    monkeypatch.setattr(fanwatch.FanotifySource, "_try_rename", lambda self: False)
+    root = tmp_path / "root"
+    os.makedirs(root / "d/sub")
+    (root / "f").write_text("x")
+    rec = Recorder()
+    w = Watcher([str(root)], Rules(), rec, use="fanotify")
+    w.watch_all()
+    w.start()
+    try:
+        os.rename(root / "d", root / "e")
+        os.rename(root / "f", root / "g")
+        (root / "e/sub/later").write_text("x")
+        rec.wait_for(Event(DELETE, "d", True), Event(SUBTREE, "e", True),
+                     Event(DELETE, "f"), Event(UPDATE, "g"), Event(UPDATE, "e/sub/later"))
+        assert "moves unpaired" in w.table.describe()
+    finally:
+        w.stop()
+        w.join(5)
+
+
+@fanotify_only
+def test_fanotify_a_path_too_long_to_read_back_resyncs_every_root(fan):
+    root, rec, _, step = fan
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(20):  # 20 x 250 bytes: beyond PATH_MAX (4096)
+            os.mkdir("n" * 250, dir_fd=fd)
+            inner = os.open("n" * 250, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        step()
+        with open(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as f:
+            f.write("x")
+    finally:
+        os.close(fd)
+    assert Event(FULL, "", True) in step()
+
+
+@fanotify_only
+def test_fanotify_the_root_deleted_is_the_root_lost(fan):
+    root, rec, _, step = fan
+    os.rmdir(root)
+    assert Event(DELETE, "", True) in step()
+
+
+def test_fanotify_forced_where_it_cannot_run_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(fanwatch, "_capable", lambda: False)
+    with pytest.raises(SersyncpyError, match="the fanotify watcher cannot run: it needs root"):
+        Watcher([str(tmp_path)], Rules(), Recorder(), use="fanotify")
+    # auto falls back to inotify
+    w = Watcher([str(tmp_path)], Rules(), Recorder(), use="auto")
+    try:
+        assert w.kind == "inotify"
     finally:
         w.finish()

@@ -275,6 +275,9 @@ def test_repo_confxml_keeps_every_element_and_attribute_of_the_sample() -> None:
     metrics = ours.find("metrics")
     assert metrics is not None and metrics.get("start") == "false"  # our addition: off
     ours.remove(metrics)
+    watcher = ours.find("watcher")
+    assert watcher is not None and watcher.get("use") == "auto"  # our addition: the default
+    ours.remove(watcher)
     _assert_keeps(etree.fromstring(SAMPLE, parser), ours, "")
     assert ours.find("filter").get("keepDotfiles") == "true"  # every name, the default
 
@@ -1307,3 +1310,16 @@ def test_a_bad_value_in_a_repaired_file_is_the_usual_one_line_error(
                                b"ip=127.0.0.1 name=tongbu1 port=abc/>"))
     message = assert_error(tmp_path, text, b"<remote", '<remote port="abc">')
     assert message.endswith('<remote port="abc">: not a port number (1..65535)')
+
+
+@pytest.mark.parametrize("use", ["auto", "inotify", "fanotify"])
+def test_watcher_use_is_read(watch: str, use: str) -> None:
+    cfg = config.parse(minimal(watch, b'<watcher use="%s"/>' % use.encode()), "w.xml")
+    assert cfg.watcher == use
+
+
+def test_a_bad_watcher_is_a_one_line_error_naming_it(watch: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config.parse(minimal(watch, b'<watcher use="kqueue"/>'), "w.xml")
+    assert str(err.value).count("\n") == 0
+    assert '<watcher use="kqueue">' in str(err.value) and "w.xml:" in str(err.value)
