@@ -60,8 +60,17 @@ def daemons(work: Path, count: int):
             d.start()
         yield started
     finally:
-        for d in started:
-            d.stop()
+        stop_all(started)
+
+
+def stop_all(ds: list[LocalDaemon]) -> None:
+    """Stop daemons together: each takes ~0.4 s to exit after SIGTERM (rsync 3.5.0), so
+    sixteen stopped one by one took 6.5 s of a benchmark's time."""
+    for d in ds:
+        if d.pid is not None:
+            os.kill(d.pid, signal.SIGTERM)
+    for d in ds:
+        d.stop()
 
 
 def replicas(ds: list[LocalDaemon]) -> list[Path]:
@@ -548,8 +557,7 @@ def chroot_daemons(work: Path, count: int):
             d.start()
         yield started
     finally:
-        for d in started:
-            d.stop()
+        stop_all(started)
 
 
 class ToolExited(Exception):
