@@ -1,6 +1,8 @@
 """Runs every benchmark (B1-B13) with its defaults and rewrites benchmarks/RESULTS.md: the
 table, the machine and the command line. Each row is measured side by side with its
-reference in this one run.
+reference in this one run. B14 (scale.py: a tree of a million directories, ~20 min) runs
+only when named (`--only B14`) and has a section of its own in RESULTS.md, which a run
+without it keeps as it was; a run of B14 alone changes nothing else in the file.
 
     bash benchmarks/setup && .venv/bin/python benchmarks/run_all.py [--only B2,B3]
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 import time
 import traceback
@@ -23,6 +26,13 @@ BENCHMARKS = [
     ("B9", "deploy"), ("B10", "bigfile"), ("B11", "deltrickle"),
     ("B12", "partition"), ("B13", "stress"),
 ]
+# Run only when named in --only, each with a section of its own at the end of RESULTS.md
+# (its heading here): the module's section(rows, started, seconds) writes it.
+OPT_IN = [("B14", "scale")]
+SECTIONS = {"B14": "## B14 scale"}
+ALSO = "; ".join(f"{bench} ({module_name}.py, run only when asked): `bash benchmarks/setup && "
+                f".venv/bin/python benchmarks/run_all.py --only {bench}`"
+                for bench, module_name in OPT_IN)
 # Why a row can miss its target, and where the CPU goes, as measured on 2026-11-29 (kept
 # here so that a rewritten RESULTS.md keeps them; the figures above them are from the run).
 NOTES = """\
@@ -84,9 +94,12 @@ def main() -> int:
     args = p.parse_args()
     only = {b.strip() for b in args.only.split(",") if b.strip()}
     rows, notes, failed = [], [], []
+    sections: dict[str, str] = {}  # heading: markdown, of the opt-in benchmarks run
+    opt_in_rows = []
     started = time.time()
-    for bench, module_name in BENCHMARKS:
-        if only and bench not in only:
+    for bench, module_name in BENCHMARKS + OPT_IN:
+        opt_in = (bench, module_name) in OPT_IN
+        if (only or opt_in) and bench not in only:
             continue
         try:
             module = importlib.import_module(module_name)
@@ -95,10 +108,15 @@ def main() -> int:
             continue
         print(f"running {bench} ({module_name}.py) ...", file=sys.stderr, flush=True)
         t0 = time.monotonic()
+        t0_wall = time.time()
         try:
-            for row in module.run(module.parser().parse_args([])):
-                rows.append(row)
+            for row in (got := module.run(module.parser().parse_args([]))):
+                (opt_in_rows if opt_in else rows).append(row)
                 print(row.markdown(), flush=True)
+            if opt_in:
+                sections[SECTIONS[bench]] = module.section(got, t0_wall,
+                                                           time.monotonic() - t0)
+                continue
         except (Exception, SystemExit) as exc:  # the other benchmarks still run
             traceback.print_exc()
             failed.append(bench)
@@ -107,6 +125,15 @@ def main() -> int:
                          f"{type(exc).__name__}: {first}")
             continue
         notes.append(f"- {bench}: {time.monotonic() - t0:.0f} s")
+    output = Path(args.output)
+    old = output.read_text() if output.exists() else ""
+    ran_main = any(b in only for b, _ in BENCHMARKS) or not only
+    if not ran_main:  # opt-in benchmarks alone: their sections change, nothing else
+        output.write_text(with_sections(old, sections))
+        print(f"wrote {args.output}", file=sys.stderr)
+        for note in notes:
+            print(note, file=sys.stderr)
+        return 0 if not failed and all(row.met is not False for row in opt_in_rows) else 1
     command = " ".join(["bash benchmarks/setup &&", ".venv/bin/python", *sys.argv])
     text = "\n".join([
         "# Benchmark results",
@@ -114,7 +141,7 @@ def main() -> int:
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))} on "
         f"{machine()}.",
         "",
-        f"Reproduce: `{command}`",
+        f"Reproduce: `{command}`; {ALSO}",
         "",
         "Every ratio compares sersyncpy with its reference measured in the same run.",
         "",
@@ -129,9 +156,43 @@ def main() -> int:
         "write speed within one session, which moved every replication figure with it.",
         "",
     ])
-    Path(args.output).write_text(text)
+    for heading in SECTIONS.values():  # their own sections: this run's, or the last one's
+        body = sections.get(heading) or section_of(old, heading)
+        if body:
+            text = splice(text, heading, body)
+    output.write_text(text)
     print(f"wrote {args.output}", file=sys.stderr)
-    return 0 if not failed and all(row.met is not False for row in rows) else 1
+    return 0 if not failed and all(row.met is not False for row in rows + opt_in_rows) else 1
+
+
+def with_sections(text: str, sections: dict[str, str]) -> str:
+    """`text` (RESULTS.md) with these sections in place and the opt-in benchmarks named in
+    its Reproduce line; nothing else changes."""
+    if ALSO not in text:
+        text = re.sub(r"(?m)^(Reproduce: `[^\n]*?`)\.?$", rf"\1; {ALSO}", text, count=1)
+    for heading, body in sections.items():
+        text = splice(text, heading, body)
+    return text
+
+
+def section_of(text: str, heading: str) -> str:
+    """The section of `text` under `heading`, up to the next "## " heading; "" when there is
+    none."""
+    start = text.find(f"\n{heading}\n")
+    if start < 0:
+        return ""
+    end = text.find("\n## ", start + 1)
+    return text[start + 1:end + 1] if end >= 0 else text[start + 1:]
+
+
+def splice(text: str, heading: str, body: str) -> str:
+    """`text` with its section under `heading` replaced by `body` (which starts with the
+    heading), or with `body` at the end when it has none."""
+    body = body.rstrip("\n") + "\n"
+    old = section_of(text, heading)
+    if old:
+        return text.replace(old, body + ("\n" if old.endswith("\n\n") else ""), 1)
+    return text.rstrip("\n") + "\n\n" + body
 
 
 if __name__ == "__main__":

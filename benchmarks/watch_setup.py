@@ -1,8 +1,10 @@
 """B6 watch set-up: a tree of 100,000 directories and 1,000,000 empty files (100 top directories,
 subdirectories below them, the files spread over the subdirectories). Seconds from process start
-until every directory is watched, and peak RSS (VmHWM), of sersyncpy (one local rsync daemon as
-its remote) and of `inotifywait -r -m` (inotify-tools), run one after the other, alternating
-which goes first, `--repeat` times on the same tree (built once in a tmpfs, then deleted).
+until every directory is watched, and peak RSS (VmHWM), of sersyncpy's inotify watcher
+(SERSYNCPY_WATCHER=inotify: the fanotify one sets no watch per directory; B14, scale.py, compares
+both) with one local rsync daemon as its remote, and of `inotifywait -r -m` (inotify-tools), run
+one after the other, alternating which goes first, `--repeat` times on the same tree (built once
+in a tmpfs, then deleted).
 
     .venv/bin/python benchmarks/watch_setup.py [--dirs 100000] [--files 1000000] [--repeat 3]
 """
@@ -44,7 +46,7 @@ def remove_tree(root: Path) -> None:
 
 def measure_sersyncpy(work: Path, tree: Path, ds) -> dict:
     work.mkdir()
-    proc = Sersyncpy(work, tree, ds)
+    proc = Sersyncpy(work, tree, ds, env={"SERSYNCPY_WATCHER": "inotify"})  # watches to set
     started = time.monotonic()
     proc.start(resynced=False)  # once the log says "replicating to": every watch is set
     seconds = time.monotonic() - started
@@ -58,18 +60,22 @@ def measure_sersyncpy(work: Path, tree: Path, ds) -> dict:
             "walk": float(found.group(2))}
 
 
+def wait_established(proc: subprocess.Popen) -> None:
+    """Read `inotifywait -r`'s stderr until it says every watch is set."""
+    said = []
+    for line in proc.stderr:
+        if b"Watches established." in line:
+            return
+        said.append(line.decode(errors="replace"))
+    raise SystemExit("inotifywait failed: " + "".join(said))
+
+
 def measure_inotifywait(tree: Path) -> dict:
     started = time.monotonic()
     proc = subprocess.Popen(["inotifywait", "-r", "-m", str(tree)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    said = []
     try:
-        for line in proc.stderr:
-            if b"Watches established." in line:
-                break
-            said.append(line.decode(errors="replace"))
-        else:
-            raise SystemExit("inotifywait failed: " + "".join(said))
+        wait_established(proc)
         seconds = time.monotonic() - started
         rss = vm_hwm_mib(proc.pid)
         watched = 0
