@@ -37,7 +37,7 @@ class PluginOnly:
         self.watcher = Watcher(self.roots, rules_for(cfg), self._sink,
                                unwatched_resync=tuning.unwatched_resync,
                                raise_limits=tuning.raise_limits,
-                               use=tuning.watcher or cfg.watcher)
+                               use=tuning.watcher or cfg.watcher, plugin=True)
 
     def _sink(self, root_index: int, events: list[Event]) -> None:
         self.runner.offer(plugins.notices_for(self.roots[root_index], events, time.time(),

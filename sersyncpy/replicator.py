@@ -62,7 +62,8 @@ class Replicator:
                                unwatched_resync=self.tuning.unwatched_resync,
                                raise_limits=self.tuning.raise_limits,
                                unreadable=self.unreadable,
-                               use=self.tuning.watcher or cfg.watcher)
+                               use=self.tuning.watcher or cfg.watcher,
+                               plugin=self.runner is not None)
         self.fail_log = faillog.FailLogWriter(cfg.fail_log.path, self.all_lanes(),
                                               retry_minutes=cfg.fail_log.time_to_execute)
         self._replayed = False  # until then the fail log on disk is the last run's: keep it

@@ -100,11 +100,21 @@ class Source(Protocol):
     def retry(self) -> list[tuple[Root, str]]: ...
 
 
+# Why auto keeps inotify when a plugin is on: fanotify tells what ends on disk, not each step.
+FOR_PLUGINS = ("a plugin is on: it hears of every change, in order, as inotify gives them "
+               "(fanotify merges a name's unread changes and drops those below a directory "
+               "deleted meanwhile)")
+
+
 def choose_source(use: str, roots: Sequence[str], rules: Rules, unreadable: list[Unreadable],
-                  unwatched_resync: float, raise_limits: bool) -> tuple[Source, str]:
+                  unwatched_resync: float, raise_limits: bool,
+                  plugin: bool = False) -> tuple[Source, str]:
     """The source `use` asks for, and why it was chosen (a phrase for the log). auto: fanotify
-    where it can run (root, Linux 5.9, local file systems giving handles), else inotify."""
-    if use != INOTIFY:
+    where it can run (root, Linux 5.9, local file systems giving handles) unless a plugin is
+    on, else inotify."""
+    if use == AUTO and plugin:
+        why = FOR_PLUGINS
+    elif use != INOTIFY:
         try:
             return (fanwatch.FanotifySource(roots, rules.modify, rules.is_excluded, unreadable),
                     "asked for" if use == FANOTIFY else "available")
@@ -164,6 +174,7 @@ class Watcher(Worker):
         raise_limits: bool = False,
         unreadable: Optional[Sequence[Unreadable]] = None,
         use: str = AUTO,
+        plugin: bool = False,
     ):
         super().__init__("watcher")
         self._rules = rules
@@ -171,7 +182,7 @@ class Watcher(Worker):
         self._unwatched_resync = unwatched_resync
         self.table, why = choose_source(
             use, roots, rules, list(unreadable) if unreadable else [Unreadable(p) for p in roots],
-            unwatched_resync, raise_limits)
+            unwatched_resync, raise_limits, plugin)
         self.kind = self.table.kind
         logger.info("watcher: %s (%s)", self.table.describe(), why)
         self.overflows = 0

@@ -111,11 +111,13 @@ def sysctl():
         path.write_text(value)
 
 
-def test_inotify_overflow_resyncs_the_root(daemon, src, sersyncpy, sysctl, record_property):
-    # The limit applies to inotify instances created while it is in force.
-    sysctl("fs.inotify.max_queued_events", 64)
+def test_overflow_resyncs_the_root(daemon, src, sersyncpy, sysctl, record_property,
+                                   each_watcher):
+    # The limit applies to inotify instances (fanotify groups) created while it is in force.
+    limit = f"fs.{each_watcher}.max_queued_events"
+    sysctl(limit, 64)
     proc = sersyncpy(confxml([(src, [(daemon, "backup")])], attrib=True))
-    sysctl("fs.inotify.max_queued_events", 16384)
+    sysctl(limit, 16384)
     for d in range(20):
         for f in range(100):
             write(src / f"d{d}/f{f}", b"x" * f)
@@ -199,6 +201,7 @@ def test_watch_limit_names_the_sysctl_and_resyncs_unwatched_dirs(
     for d in range(12):
         os.makedirs(src / f"dir{d}/sub")
     monkeypatch.setenv("SERSYNCPY_UNWATCHED_RESYNC_SECONDS", "2")
+    monkeypatch.setenv("SERSYNCPY_WATCHER", "inotify")  # fanotify has no watches to run out of
     sysctl("fs.inotify.max_user_watches", inotify_watches_in_use() + 6)
     proc = sersyncpy(confxml([(src, [(daemon, "backup")])]))
     at_start = proc.status()  # written once the watches were set, before the limit is raised
@@ -213,7 +216,9 @@ def test_watch_limit_names_the_sysctl_and_resyncs_unwatched_dirs(
                      "seconds_until_unwatched_dirs_synced", timeout=30)
 
 
-def test_watch_limit_advice_and_raise_inotify_limits(daemon, src, sersyncpy, sysctl):
+def test_watch_limit_advice_and_raise_inotify_limits(daemon, src, sersyncpy, sysctl,
+                                                     monkeypatch):
+    monkeypatch.setenv("SERSYNCPY_WATCHER", "inotify")
     for d in range(12):
         os.makedirs(src / f"dir{d}/sub")
     low = inotify_watches_in_use() + 6

@@ -76,7 +76,8 @@ def test_the_document_written_is_the_document_read():
                   started=NOW - 5, fail_log=statusfile.file_status(health), overflows=2)
     raw = json.loads(statusfile.render(doc))
     assert set(raw) == {"format", "pid", "config", "running", "started", "updated", "interval",
-                        "roots", "remotes", "plugin", "fail_log", "status_file", "overflows"}
+                        "roots", "remotes", "plugin", "fail_log", "status_file", "overflows",
+                        "watcher"}
     assert raw["fail_log"] == {"path": "/var/lib/sersyncpy/rsync_fail_log.sh",
                                "error": "No space left on device", "failing_since": NOW - 9,
                                "failures": 3}
