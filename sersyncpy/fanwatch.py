@@ -208,13 +208,18 @@ class FanotifySource:
                 self._mounts[fsid] = os.open(mount_point(path),
                                              os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             root.dev = os.stat(root.path).st_dev
-            # The root's own going: DELETE_SELF / MOVE_SELF (the root check sees it too).
-            self._group.mark(os.fsencode(root.path), fan.FAN_MARK_ADD | fan.FAN_MARK_ONLYDIR,
-                             DELETE_SELF | MOVE_SELF | ONDIR)
-            _ftype, fsid = fan.fs_info(os.fsencode(root.path))
-            key = fan.handle_key(os.fsencode(root.path), fsid)
-            if key is not None:
-                self._root_keys[key] = root
+            self._mark_root(root)
+
+    def _mark_root(self, root: Root) -> None:
+        """The root's own going: DELETE_SELF / MOVE_SELF, told at once (the watcher's root
+        check sees it within a second too); and its handle, which then names it."""
+        fan = self._fan
+        path = os.fsencode(root.path)
+        self._group.mark(path, fan.FAN_MARK_ADD | fan.FAN_MARK_ONLYDIR,
+                         DELETE_SELF | MOVE_SELF | ONDIR)
+        key = fan.handle_key(path, fan.fs_info(path)[1])
+        if key is not None:
+            self._root_keys[key] = root
 
     # -- what the watcher asks of any source -------------------------------------------
 
@@ -276,6 +281,11 @@ class FanotifySource:
 
     def root_back(self, root: Root) -> None:
         self._forget()
+        try:
+            self._mark_root(root)  # a new directory: the old one's mark went with it
+        except OSError as exc:
+            logger.warning("fanotify: cannot mark the watch root %s again: %s (its deletion "
+                           "is then seen by the check every second)", root.path, exc.strerror)
 
     def overflowed(self, root: Root) -> None:
         pass
