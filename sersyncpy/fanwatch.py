@@ -303,7 +303,7 @@ class FanotifySource:
         an overflow is (Q_OVERFLOW, None, "", "", 0)."""
         out: list[tuple] = []
         self._too_long = False
-        for mask, key, name, key2, name2 in self._group.read(size):
+        for mask, key, name, key2, name2 in self._group.read(size, self._outside):
             if mask & Q_OVERFLOW:
                 out.append((Q_OVERFLOW, None, "", "", 0))
             elif mask & RENAME:
