@@ -56,7 +56,8 @@ from sersyncpy.statusfile import default_path as status_path
 
 LAYOUT = 1  # bump when build() changes what it makes
 GROUPS, TOPS = 10, 10  # tree/gG/tT/mM/lL: 10 groups of 10 top directories each
-WATCHING = re.compile(r"watching (\d+) directories under .* in ([0-9.]+)s")
+# inotify: "watching N directories under ROOT in Xs"; fanotify: "watching everything under..."
+WATCHING = re.compile(r"watching (?:(\d+) directories|everything) under .* in ([0-9.]+)s")
 PROBE_EVERY = 0.05
 POLL = 0.01
 FLOW_TIMEOUT = 900.0
@@ -548,7 +549,7 @@ def run_sersyncpy(watcher: str, size: dict, work: Path, tag: str) -> dict:
     return {
         "setup": setup, "cpu": cpu, "flow": max(first), "first": first, "missed": missed,
         "walk": float(found.group(2)) if found else None,
-        "watched": int(found.group(1)) if found else None,
+        "watched": int(found.group(1) or 0) if found else None,
         "ranks": ranks, "watches": watches, "rss": hwm,
         "kernel": pinned(before, after), "resync": resync,
         "burst_lag": None if arrived is None else arrived - b_end,

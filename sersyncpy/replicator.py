@@ -117,9 +117,13 @@ class Replicator:
         count = self.watcher.watch_all()
         self.watcher.on_progress = None
         progress.done()
-        logger.info("watching %d directories under %s in %.2fs", count,
-                    ", ".join(lp.watch for lp in self.config.localpaths),
-                    time.monotonic() - started)
+        where = ", ".join(lp.watch for lp in self.config.localpaths)
+        if self.watcher.kind == "fanotify":
+            logger.info("watching everything under %s with fanotify in %.2fs", where,
+                        time.monotonic() - started)
+        else:
+            logger.info("watching %d directories under %s in %.2fs", count, where,
+                        time.monotonic() - started)
         self._replay_fail_log()
         if full_first:
             fullsync.request(self.all_lanes(), "-r")
