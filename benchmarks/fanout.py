@@ -43,7 +43,7 @@ import shutil
 import statistics
 import subprocess
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 from burst import write_burst
@@ -51,6 +51,7 @@ from harness import (
     Row,
     Sersyncpy,
     daemons,
+    own_file_system,
     reference_rsync,
     replicas,
     scratch,
@@ -96,22 +97,6 @@ def quiesce(pids: list[int], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while any(running_children(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.01)
-
-
-@contextmanager
-def own_file_system(path: Path, size: str = "1g"):
-    """A tmpfs of its own mounted at `path` (root only), as a remote's file system is not
-    the source's: a fanotify watcher marks a whole file system, and with the replicas
-    beside the source it would read and drop every write of every local daemon (16
-    remotes cost its process 3x the CPU so). Yields whether it is one."""
-    path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
-                              str(path)], stderr=subprocess.DEVNULL).returncode == 0
-    try:
-        yield mounted
-    finally:
-        if mounted:
-            subprocess.run(["umount", "--lazy", str(path)], check=True)
 
 
 def same(src: Path, targets: list[Path]) -> bool:
