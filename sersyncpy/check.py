@@ -231,8 +231,9 @@ def _events(cfg: configmod.Config) -> list[str]:
                      "its old name (--link-dest), not again whole (sersync 2.5: deleted and "
                      "sent whole)")
     lines.append(f"  watcher (<watcher use=\"{cfg.watcher}\">): " + {
-        "auto": "fanotify where it can run (root, Linux 5.9, local file systems) and no "
-                "plugin is on, else inotify; the start-up log says which",
+        "auto": "fanotify where it can run (root, Linux 5.9, local file systems), on file "
+                "systems other users do not write to (not /tmp's, /home's), when no plugin is "
+                "on; else inotify; the start-up log says which",
         "inotify": "inotify, a watch per directory (sersync 2.5's)",
         "fanotify": "fanotify, a mark per file system; sersyncpy stops if it cannot run",
     }[cfg.watcher])

@@ -31,6 +31,12 @@ NETWORK_FS = {
     0x65735546: "fuse", 0x00C36400: "ceph", 0x01021997: "9p", 0x5346414F: "afs",
     0x47504653: "gpfs", 0x0BD00BD0: "lustre", 0x013111A8: "ibrix",
 }
+# Where any local user may write, on most systems. A fanotify mark covers a whole file system:
+# a root sharing one with these would have its watcher read every change another user makes
+# there (~3 us each), and a flood of them overflow its queue, each overflow a full resync of
+# every root. auto keeps inotify for such roots; <watcher use="fanotify"> takes the risk.
+SHARED_PLACES = ("/tmp", "/var/tmp", "/dev/shm", "/home")
+
 # Directory handles kept resolved, inside the roots and outside them (each ~250 B).
 CACHE_ENTRIES = 65536
 # One read: ~1,000 events of short names.
@@ -88,6 +94,28 @@ def probe() -> Optional[str]:
         _group(_compiled(), 0).close()
     except Unavailable as exc:
         return str(exc)
+    return None
+
+
+def shared_with_users(roots: Sequence[str]) -> Optional[str]:
+    """Why a root's file system is one that other local users write to (SHARED_PLACES), or
+    None when no root's is."""
+    fan = _compiled()
+    places = {}
+    for place in SHARED_PLACES:
+        try:
+            places.setdefault(fan.fs_info(os.fsencode(place))[1], place)
+        except OSError:
+            continue  # not on this system
+    for root in roots:
+        try:
+            fsid = fan.fs_info(os.fsencode(root))[1]
+        except OSError:
+            continue
+        if fsid in places:
+            return (f"{root} is on the file system of {places[fsid]}, where other local users "
+                    "write: fanotify would read every change they make there (and a flood of "
+                    "them would overflow it and resync every root)")
     return None
 
 

@@ -106,15 +106,28 @@ FOR_PLUGINS = ("a plugin is on: it hears of every change, in order, as inotify g
                "deleted meanwhile)")
 
 
+def _kept_from_fanotify(roots: Sequence[str]) -> Optional[str]:
+    """Why auto does not even try fanotify: it cannot run here, or a root shares its file
+    system with other local users."""
+    why_not = fanwatch.probe()
+    if why_not:
+        return f"fanotify unavailable: {why_not}"
+    return fanwatch.shared_with_users(roots)
+
+
 def choose_source(use: str, roots: Sequence[str], rules: Rules, unreadable: list[Unreadable],
                   unwatched_resync: float, raise_limits: bool,
                   plugin: bool = False) -> tuple[Source, str]:
     """The source `use` asks for, and why it was chosen (a phrase for the log). auto: fanotify
-    where it can run (root, Linux 5.9, local file systems giving handles) unless a plugin is
-    on, else inotify."""
-    if use == AUTO and plugin:
+    where it can run (root, Linux 5.9, local file systems giving handles) on file systems of
+    their own (not /tmp's, /home's...) unless a plugin is on, else inotify."""
+    if use == INOTIFY:
+        why = "asked for"
+    elif use == AUTO and plugin:
         why = FOR_PLUGINS
-    elif use != INOTIFY:
+    elif use == AUTO and (kept := _kept_from_fanotify(roots)):
+        why = kept
+    else:
         try:
             return (fanwatch.FanotifySource(roots, rules.modify, rules.is_excluded, unreadable),
                     "asked for" if use == FANOTIFY else "available")
@@ -122,8 +135,6 @@ def choose_source(use: str, roots: Sequence[str], rules: Rules, unreadable: list
             if use == FANOTIFY:
                 raise SersyncpyError(f"the fanotify watcher cannot run: {exc}") from None
             why = f"fanotify unavailable: {exc}"
-    else:
-        why = "asked for"
     table = WatchTable(
         _inotify_instance(raise_limits), roots,
         BASE_MASK | (F.MODIFY if rules.modify else 0), rules.is_excluded,

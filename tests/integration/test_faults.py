@@ -115,6 +115,8 @@ def test_overflow_resyncs_the_root(daemon, src, sersyncpy, sysctl, record_proper
                                    each_watcher):
     # The limit applies to inotify instances (fanotify groups) created while it is in force.
     limit = f"fs.{each_watcher}.max_queued_events"
+    for d in range(20):
+        os.mkdir(src / f"d{d}")  # watched from the start (inotify): their files' events queue
     sysctl(limit, 64)
     proc = sersyncpy(confxml([(src, [(daemon, "backup")])], attrib=True))
     sysctl(limit, 16384)

@@ -5,6 +5,7 @@ cannot run); what only one of them has (watches, cached handles) is tested for i
 import logging
 import os
 import re
+import subprocess
 import threading
 
 import pytest
@@ -444,3 +445,33 @@ def test_fanotify_forced_where_it_cannot_run_is_a_clear_error(tmp_path, monkeypa
         assert w.kind == "inotify"
     finally:
         w.finish()
+
+
+@fanotify_only
+def test_auto_uses_fanotify_only_on_a_file_system_no_other_user_writes(tmp_path, caplog):
+    # tmp_path is on /tmp's file system: another local user could flood it with changes.
+    with caplog.at_level(logging.INFO, logger="sersyncpy.watcher"):
+        w = Watcher([str(tmp_path)], Rules(), Recorder(), use="auto")
+    try:
+        assert w.kind == "inotify"
+        assert "is on the file system of /tmp" in caplog.text
+    finally:
+        w.finish()
+    own = tmp_path / "own"
+    own.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(own)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        w = Watcher([str(own)], Rules(), Recorder(), use="auto")
+        try:
+            assert w.kind == "fanotify"
+        finally:
+            w.finish()
+        # A plugin keeps inotify, even there.
+        w = Watcher([str(own)], Rules(), Recorder(), use="auto", plugin=True)
+        try:
+            assert w.kind == "inotify"
+        finally:
+            w.finish()
+    finally:
+        subprocess.run(["umount", "--lazy", str(own)], check=True)
