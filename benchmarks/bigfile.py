@@ -21,8 +21,10 @@ import time
 from pathlib import Path
 
 from harness import (
+    ChartData,
     ConfiguredSersyncpy,
     Row,
+    Rows,
     daemons,
     differs_note,
     reference_rsync_with,
@@ -123,6 +125,8 @@ def total_of(r: dict):
 def run(args) -> list[Row]:
     data = os.urandom((args.mib + args.append_mib) * MIB)
     rows = []
+    chart = ChartData(f"big file, {args.mib} MiB + {args.append_mib} MiB",
+                      lag_label="write + append, each from its close() (s)")
     with scratch("sersyncpy-b10-") as tmp:
         for i, params in enumerate(args.params.split(",")):
             results = {"sersyncpy": [], "rsync": []}
@@ -132,6 +136,8 @@ def run(args) -> list[Row]:
                     results[tool].append(measure(work, tool, params, data, args))
                     shutil.rmtree(work)  # 1 GiB of tmpfs per setup
             s, ref = results["sersyncpy"], results["rsync"]
+            for name, runs in ((f"sersyncpy {params}", s), (f"plain rsync {params}", ref)):
+                chart.cost[name] = [[total_of(r), r["cpu"]] for r in runs]
             totals, ref_totals = [total_of(r) for r in s], [total_of(r) for r in ref]
             done = None not in totals
             total = statistics.median(totals) if done else None
@@ -144,7 +150,7 @@ def run(args) -> list[Row]:
                 show(s), f"rsync {params} --delete per step: {show(ref)}",
                 f"{total / ref_total:.2f}x (medians)" if done else "n/a",
                 "≤ 1.2x plain rsync's time", done and equal and total <= 1.2 * ref_total))
-    return rows
+    return Rows(rows, chart)
 
 
 def parser() -> argparse.ArgumentParser:

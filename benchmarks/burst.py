@@ -16,8 +16,10 @@ import time
 from pathlib import Path
 
 from harness import (
+    ChartData,
     Lsyncd,
     Row,
+    Rows,
     Sersyncpy,
     daemons,
     identical,
@@ -67,10 +69,12 @@ def run(args) -> list[Row]:
             results[(tool, delay)] = measure(Path(tmp) / str(i), tool, args, delay)
     ref = results[("rsync", 0)]
     rows = []
+    chart = ChartData(f"burst of {args.files:,} files")
     for (tool, delay), r in results.items():
+        name = {"sersyncpy": tool, "rsync": "plain rsync"}.get(tool, f"lsyncd delay {delay}")
+        chart.cost[name] = [[r["lag"], r["cpu"]]]
         if tool == "rsync":
             continue
-        name = tool if tool == "sersyncpy" else f"lsyncd delay {delay}"
         lag_ratio, cpu_ratio = r["lag"] / ref["lag"], r["cpu"] / ref["cpu"]
         per_remote = r["rsyncs"] / args.remotes
         met = (lag_ratio <= 1.3 and cpu_ratio <= 2 and per_remote <= 10
@@ -81,7 +85,7 @@ def run(args) -> list[Row]:
             f"rsync -a --delete: lag {ref['lag']:.2f} s, CPU {ref['cpu']:.2f} s",
             f"lag {lag_ratio:.2f}x, CPU {cpu_ratio:.2f}x",
             "lag ≤ 1.3x, CPU ≤ 2x, ≤ 10 rsync/remote", met))
-    return rows
+    return Rows(rows, chart)
 
 
 def parser() -> argparse.ArgumentParser:

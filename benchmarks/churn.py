@@ -35,8 +35,10 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from harness import (
+    ChartData,
     Lsyncd,
     Row,
+    Rows,
     Sersyncpy,
     daemons,
     differs_note,
@@ -470,6 +472,13 @@ def run(args) -> list[Row]:
              + differs_note(s["ref_diffs"]))
     rows = []
     lsyncd = results.get("lsyncd")
+    chart = ChartData(f"churn, ~{args.rate:g} operations/s for {args.seconds:g} s",
+                      lag_label="replicas equal after the writer (s)")
+    for tool, r in results.items():
+        name = "lsyncd delay 1" if tool == "lsyncd" else tool
+        chart.latency[name] = r["lat"]
+        chart.cost[name] = [[r["lag"], r["cpu"]]]
+    chart.cost["plain rsync"] = [[ref_seconds, ref_cpu]]
     p99 = nearest_rank(s["lat"], 99)
     equal = s["lag"] is not None
     if lsyncd:
@@ -485,7 +494,7 @@ def run(args) -> list[Row]:
         rows.append(Row("B8", f"{what}: lsyncd delay 1", summary(lsyncd), limit,
                         f"CPU {lsyncd['cpu'] / max(ref_cpu, 1e-9):.0f}x the limit's",
                         "(none)", None))
-    return rows
+    return Rows(rows, chart)
 
 
 def parser() -> argparse.ArgumentParser:

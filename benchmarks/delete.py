@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Optional
 
 from harness import (
+    ChartData,
     Row,
+    Rows,
     Sersyncpy,
     daemons,
     file_sizes,
@@ -96,6 +98,9 @@ def run(args) -> list[Row]:
     with scratch("sersyncpy-b5-") as tmp:
         results = {name: measure(Path(tmp) / str(i), args, hold)
                    for i, (name, hold) in enumerate(setups.items())}
+    chart = ChartData(f"rmtree of {args.files:,} files", lag_label="lag after the rmtree (s)",
+                      cost={("plain rsync" if name == "rsync" else f"sersyncpy, {name}"):
+                            [[r["lag"], r["cpu"]]] for name, r in results.items()})
     ref = results.pop("rsync")
     rows = []
     for name, r in results.items():
@@ -109,7 +114,7 @@ def run(args) -> list[Row]:
             f"CPU {ref['cpu']:.2f} s",
             f"lag {ratio:.2f}x", "lag ≤ 2x, ≤ 3 rsync/remote",
             ratio <= 2 and r["runs"] <= 3 if name == "default hold" else None))
-    return rows
+    return Rows(rows, chart)
 
 
 def parser() -> argparse.ArgumentParser:

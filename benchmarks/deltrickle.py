@@ -21,7 +21,9 @@ import time
 from pathlib import Path
 
 from harness import (
+    ChartData,
     Row,
+    Rows,
     Sersyncpy,
     daemons,
     differs_note,
@@ -140,13 +142,16 @@ def run(args) -> list[Row]:
         measured += f", **{unseen} deletions never seen on every replica**"
     if not r["equal"]:
         measured += ", final replicas **not equal**" + differs_note(r["diffs"])
-    return [Row(
+    chart = ChartData(f"delete trickle of {args.files}, one every {args.interval * 1000:g} ms",
+                      latency={"sersyncpy": lat, "one rsync call": r["single"],
+                               f"{args.remotes} rsync calls in parallel": r["parallel"]})
+    return Rows([Row(
         "B11", f"delete trickle: {args.files} x {args.size} B deleted every "
         f"{args.interval * 1000:g} ms, {args.remotes} remotes: sersyncpy", measured,
         f"one rsync call deleting one file: p50 {ms(one)}; to {args.remotes} in parallel: "
         f"p50 {ms(par)}",
         f"p50 {p50 / one:.2f}x one call, {p50 / par:.2f}x the parallel calls",
-        "p50 ≤ 50 ms", p50 <= 0.05 and r["equal"] and not unseen)]
+        "p50 ≤ 50 ms", p50 <= 0.05 and r["equal"] and not unseen)], chart)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -28,8 +28,10 @@ import time
 from pathlib import Path
 
 from harness import (
+    ChartData,
     Lsyncd,
     Row,
+    Rows,
     Sersyncpy,
     chroot_daemons,
     differs_note,
@@ -127,6 +129,9 @@ def run(args) -> list[Row]:
         for tool in tools:
             results[tool] = measure(Path(tmp) / tool, tool, tarball, args)
             shutil.rmtree(Path(tmp) / tool)
+    chart = ChartData("deploy (unpack, swap, compileall, venv)", cost={
+        {"rsync": "plain rsync", "lsyncd": "lsyncd delay 1"}.get(tool, tool):
+        [[r["lag"], r["cpu"]]] for tool, r in results.items()})
     ref = results.pop("rsync")
     final = ref["files"]
     what = (f"deploy: unpack {files} files, swap by renames, compileall, venv "
@@ -144,7 +149,7 @@ def run(args) -> list[Row]:
         name = tool if judged else "lsyncd delay 1"
         rows.append(Row("B9", f"{what}: {name}", summary(r), reference, ratio,
                         "CPU ≤ 3x, lag ≤ 1x plain rsync's", met))
-    return rows
+    return Rows(rows, chart)
 
 
 def parser() -> argparse.ArgumentParser:

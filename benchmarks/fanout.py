@@ -48,7 +48,9 @@ from pathlib import Path
 
 from burst import write_burst
 from harness import (
+    ChartData,
     Row,
+    Rows,
     Sersyncpy,
     daemons,
     own_file_system,
@@ -333,7 +335,26 @@ def run(args) -> list[Row]:
     if ("relay", HUBS * PER_HUB) in results:
         rows.append(relay_row(results[("relay", HUBS * PER_HUB)],
                               results.get(("sersyncpy", HUBS * PER_HUB), [])))
-    return rows
+    return Rows(rows, fanout_chart(results, args))
+
+
+def fanout_chart(results: dict[tuple[str, int], list[dict]], args) -> ChartData:
+    """Lag and CPU per remote count, every repeat: sersyncpy, plain rsync, the relay tree."""
+    chart = ChartData(f"fan-out, burst of {args.files:,} files")
+    series = {  # label: (tool, CPU seconds of a run)
+        "sersyncpy's process": ("sersyncpy", lambda r: r["own"]),
+        "sersyncpy and its rsync clients": ("sersyncpy", lambda r: r["own"] + r["clients"]),
+        "plain rsync's clients": ("rsync", lambda r: r["clients"]),
+        "relay tree: every sersyncpy and its clients": (
+            "relay", lambda r: r["own"] + r["clients"] + r["relay_own"] + r["relay_clients"]),
+    }
+    for (tool, n), rs in results.items():
+        name = {"rsync": "plain rsync", "relay": "relay tree (2 hops)"}.get(tool, tool)
+        chart.fanout.setdefault(name, {})[n] = col(rs, "lag")
+        for label, (of, cpu) in series.items():
+            if of == tool:
+                chart.fanout_cpu.setdefault(label, {})[n] = [cpu(r) for r in rs]
+    return chart
 
 
 def parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -272,6 +273,32 @@ class Row:
         verdict = {True: "met", False: "**not met**", None: "(reference only)"}[self.met]
         return (f"| {self.bench} | {self.what} | {self.measured} | {self.reference} | "
                 f"{self.ratio} | {self.target} | {verdict} |")
+
+
+@dataclass
+class ChartData:
+    """What a benchmark measured, raw, for benchmarks/charts.py: run_all collects it beside
+    the rows. Labels name the tool (and setup); seconds throughout.
+
+    latency: {label: [seconds per change; inf for one never seen]}
+    cost: {label: [[lag or None (never equal), CPU seconds], ...]}, a point per run; what
+        the lag is measured from is `lag_label` (the x axis)
+    fanout: {label: {remotes: [lag per repeat]}}; fanout_cpu alike with CPU seconds"""
+
+    what: str
+    latency: dict = field(default_factory=dict)
+    cost: dict = field(default_factory=dict)
+    lag_label: str = "lag after the writer (s)"
+    fanout: dict = field(default_factory=dict)
+    fanout_cpu: dict = field(default_factory=dict)
+
+
+class Rows(list):
+    """A benchmark's rows, with its ChartData beside them as `.chart`."""
+
+    def __init__(self, rows: list, chart: Optional[ChartData] = None):
+        super().__init__(rows)
+        self.chart = chart
 
 
 def lsyncd_config(work: Path, src: Path, ds: list[LocalDaemon], delay: int) -> Path:

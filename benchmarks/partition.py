@@ -20,9 +20,11 @@ from pathlib import Path
 
 from churn import Churn, Writer
 from harness import (
+    ChartData,
     ConfiguredLsyncd,
     ConfiguredSersyncpy,
     Row,
+    Rows,
     daemons,
     differs_note,
     replicas,
@@ -97,8 +99,12 @@ def run(args) -> list[Row]:
     if lsyncd and s["converged"] is not None and lsyncd["converged"] is not None:
         ratio = f"{s['converged'] / lsyncd['converged']:.2f}x lsyncd's"
     met = (s["converged"] is not None and s["converged"] <= 2 and not any(s["diffs"]))
-    return [Row("B12", f"{what}: sersyncpy", show(s, args), reference, ratio,
-                "converged ≤ 2 s after link-up", met)]
+    chart = ChartData(f"partition, a replica cut off {args.outage:g} s",
+                      lag_label="cut-off replica equal after link-up (s)",
+                      cost={("lsyncd delay 1" if tool == "lsyncd" else tool):
+                            [[r["converged"], r["cpu"]]] for tool, r in results.items()})
+    return Rows([Row("B12", f"{what}: sersyncpy", show(s, args), reference, ratio,
+                     "converged ≤ 2 s after link-up", met)], chart)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -4,18 +4,27 @@ reference in this one run. B14 (scale.py: a tree of a million directories, ~20 m
 only when named (`--only B14`) and has a section of its own in RESULTS.md, which a run
 without it keeps as it was; a run of B14 alone changes nothing else in the file.
 
+The charts (charts.py, with matplotlib) go to charts/ beside the output and its "## Charts"
+section embeds them: drawn from charts/data.json, the raw figures of each benchmark's last
+run, so a run of some benchmarks redraws with theirs and keeps the others' figures.
+`--charts-only` redraws them from data.json and rewrites that section alone, running nothing.
+
     bash benchmarks/setup && .venv/bin/python benchmarks/run_all.py [--only B2,B3]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
+import json
+import math
 import re
 import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Optional
 
 from harness import machine
 
@@ -30,6 +39,7 @@ BENCHMARKS = [
 # (its heading here): the module's section(rows, started, seconds) writes it.
 OPT_IN = [("B14", "scale")]
 SECTIONS = {"B14": "## B14 scale"}
+CHARTS = "## Charts"
 ALSO = "; ".join(f"{bench} ({module_name}.py, run only when asked): `bash benchmarks/setup && "
                 f".venv/bin/python benchmarks/run_all.py --only {bench}`"
                 for bench, module_name in OPT_IN)
@@ -101,9 +111,22 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", default="", help="comma-separated ids, e.g. B2,B3")
     p.add_argument("--output", default=str(Path(__file__).with_name("RESULTS.md")))
+    p.add_argument("--charts-only", action="store_true",
+                   help="run nothing: redraw the charts beside --output from their data.json "
+                   "and rewrite its Charts section alone")
     args = p.parse_args()
+    output = Path(args.output)
+    if args.charts_only:
+        body = update_charts(charts_of(output), {})
+        if not body:
+            print("no charts drawn", file=sys.stderr)
+            return 1
+        output.write_text(with_charts(output.read_text() if output.exists() else "", body))
+        print(f"wrote {args.output}", file=sys.stderr)
+        return 0
     only = {b.strip() for b in args.only.split(",") if b.strip()}
     rows, notes, failed = [], [], []
+    figures: dict[str, dict] = {}  # benchmark: what it hands the charts (harness.ChartData)
     sections: dict[str, str] = {}  # heading: markdown, of the opt-in benchmarks run
     opt_in_rows = []
     started = time.time()
@@ -123,6 +146,10 @@ def main() -> int:
             for row in (got := module.run(module.parser().parse_args([]))):
                 (opt_in_rows if opt_in else rows).append(row)
                 print(row.markdown(), flush=True)
+            if getattr(got, "chart", None) is not None:
+                figures[bench] = {"measured": time.strftime("%Y-%m-%d %H:%M UTC",
+                                                            time.gmtime(t0_wall)),
+                                  **dataclasses.asdict(got.chart)}
             if opt_in:
                 sections[SECTIONS[bench]] = module.section(got, t0_wall,
                                                            time.monotonic() - t0)
@@ -135,7 +162,6 @@ def main() -> int:
                          f"{type(exc).__name__}: {first}")
             continue
         notes.append(f"- {bench}: {time.monotonic() - t0:.0f} s")
-    output = Path(args.output)
     old = output.read_text() if output.exists() else ""
     ran_main = any(b in only for b, _ in BENCHMARKS) or not only
     if not ran_main:  # opt-in benchmarks alone: their sections change, nothing else
@@ -144,6 +170,9 @@ def main() -> int:
         for note in notes:
             print(note, file=sys.stderr)
         return 0 if not failed and all(row.met is not False for row in opt_in_rows) else 1
+    # Without matplotlib the figures are kept in data.json and the old section stays.
+    charts = update_charts(charts_of(output), figures)
+    charts = section_of(old, CHARTS) if charts is None else charts
     command = " ".join(["bash benchmarks/setup &&", ".venv/bin/python", *sys.argv])
     text = "\n".join([
         "# Benchmark results",
@@ -158,6 +187,7 @@ def main() -> int:
         HEADER,
         *(row.markdown() for row in rows),
         "",
+        *([charts.rstrip("\n"), ""] if charts else []),
         NOTES,
         "Time per benchmark:",
         *notes,
@@ -173,6 +203,71 @@ def main() -> int:
     output.write_text(text)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0 if not failed and all(row.met is not False for row in rows + opt_in_rows) else 1
+
+
+def charts_of(output: Path) -> Path:
+    """Where the charts of `output` go: charts/ beside it."""
+    return output.parent / "charts"
+
+
+def update_charts(directory: Path, figures: dict[str, dict]) -> Optional[str]:
+    """Add this run's `figures` to directory/data.json (a benchmark not run keeps those of
+    its last run), draw every chart it has figures for, and return the Charts section that
+    embeds them ("" when there is none); None when they could not be drawn (matplotlib
+    missing: bash benchmarks/setup installs it)."""
+    data_file = directory / "data.json"
+    data = json.loads(data_file.read_text()) if data_file.exists() else {}
+    data.update(plain(figures))
+    directory.mkdir(parents=True, exist_ok=True)
+    order = sorted(data, key=lambda b: (len(b), b))  # B2 before B10
+    data_file.write_text("{\n" + ",\n".join(
+        f"{json.dumps(b)}: {json.dumps(data[b], ensure_ascii=False, separators=(',', ':'))}"
+        for b in order) + "\n}\n")
+    try:
+        import charts
+    except ImportError as exc:
+        print(f"charts not drawn ({exc}): bash benchmarks/setup installs matplotlib",
+              file=sys.stderr)
+        return None
+    try:
+        drawn = charts.draw(data, directory)
+    except Exception:  # the rows are still written; the figures are in data.json
+        traceback.print_exc()
+        print(f"charts not drawn; their figures are in {data_file}", file=sys.stderr)
+        return None
+    if not drawn:
+        return ""
+    lines = [CHARTS, "",
+             f"Drawn by run_all.py (charts.py) from {directory.name}/data.json, the raw figures "
+             "of each benchmark's last run (a run of some benchmarks redraws with theirs and "
+             "keeps the others'); `.venv/bin/python benchmarks/run_all.py --charts-only` "
+             "redraws them.", ""]
+    for name, title, caption in drawn:
+        lines += [f"![{title}]({directory.name}/{name})", "", caption, ""]
+    return "\n".join(lines)
+
+
+def plain(value):
+    """`value` as JSON can hold it: inf and nan as None (never seen, never equal), dict keys
+    as strings, floats to 10 µs."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, float):
+        return round(value, 5) if math.isfinite(value) else None
+    return value
+
+
+def with_charts(text: str, body: str) -> str:
+    """`text` (RESULTS.md) with its Charts section replaced by `body`, or `body` put
+    before the first section after the table when it has none."""
+    if section_of(text, CHARTS):
+        return splice(text, CHARTS, body)
+    first = text.find("\n## ")
+    if first < 0:
+        return text.rstrip("\n") + "\n\n" + body.rstrip("\n") + "\n"
+    return text[:first + 1] + body.rstrip("\n") + "\n\n" + text[first + 1:]
 
 
 def with_sections(text: str, sections: dict[str, str]) -> str:

@@ -25,7 +25,9 @@ import time
 from pathlib import Path
 
 from harness import (
+    ChartData,
     Row,
+    Rows,
     Sersyncpy,
     chroot_daemons,
     differs_note,
@@ -123,7 +125,11 @@ def run(args) -> list[Row]:
     ref_seconds, ref_cpu = r["ref"]
     what = (f"stress-ng {args.seconds:g} s ({ops} bogo ops; exit {'/'.join(map(str, r['exit']))}), "
             f"{r['entries']} entries at the end, {args.remotes} remotes: sersyncpy")
-    return [Row(
+    chart = ChartData(f"stress-ng file stressors, {args.seconds:g} s",
+                      lag_label="replicas equal after stress-ng (s)",
+                      cost={"sersyncpy": [[r["lag"], r["cpu"]]],
+                            "plain rsync": [[ref_seconds, ref_cpu]]})
+    return Rows([Row(
         "B13", what,
         f"peak RSS {r['rss']:.0f} MiB, CPU {r['cpu']:.2f} s, {r['rsyncs']} rsync processes, "
         f"{lag}" + differs_note(r["diffs"]),
@@ -131,7 +137,7 @@ def run(args) -> list[Row]:
         + differs_note(r["ref_diffs"]),
         f"CPU {r['cpu'] / max(ref_cpu, 1e-9):.1f}x, lag "
         + (f"{r['lag'] / ref_seconds:.2f}x" if r["lag"] is not None else "n/a"),
-        "peak RSS < 100 MiB", r["rss"] < 100 and r["lag"] is not None)]
+        "peak RSS < 100 MiB", r["rss"] < 100 and r["lag"] is not None)], chart)
 
 
 def parser() -> argparse.ArgumentParser:

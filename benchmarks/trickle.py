@@ -18,7 +18,17 @@ import threading
 import time
 from pathlib import Path
 
-from harness import Row, Sersyncpy, daemons, identical, replicas, scratch, wait_matching
+from harness import (
+    ChartData,
+    Row,
+    Rows,
+    Sersyncpy,
+    daemons,
+    identical,
+    replicas,
+    scratch,
+    wait_matching,
+)
 from inotify_simple import INotify
 from inotify_simple import flags as F
 
@@ -126,7 +136,9 @@ def measure(work: Path, args) -> dict:
     return {"p": percentiles(latency), "max": max(latency), "cpu": cpu,
             "rsyncs": proc.rsync_runs() / args.remotes,
             "single": percentiles(single + more_single),
-            "parallel": percentiles(parallel + more_parallel)}
+            "parallel": percentiles(parallel + more_parallel),
+            "samples": {"latency": latency, "single": single + more_single,
+                        "parallel": parallel + more_parallel}}
 
 
 def ms(seconds: float) -> str:
@@ -157,11 +169,21 @@ def run(args) -> list[Row]:
     """The judged run with --remotes, then one remote alone: the second shows sersyncpy's own
     overhead without 3 rsync pairs sharing the CPUs."""
     rows = []
+    chart = ChartData(f"trickle of {args.files} x {args.size} B, one every "
+                      f"{args.interval * 1000:g} ms")
     with scratch("sersyncpy-b3-") as tmp:
         for remotes in dict.fromkeys([args.remotes, 1]):
             setup = argparse.Namespace(**{**vars(args), "remotes": remotes})
-            rows.append(row(args, remotes, measure(Path(tmp) / str(remotes), setup)))
-    return rows
+            r = measure(Path(tmp) / str(remotes), setup)
+            rows.append(row(args, remotes, r))
+            chart.latency[f"sersyncpy, {remotes} remote{'s' if remotes > 1 else ''}"] = (
+                r["samples"]["latency"])
+            if remotes == args.remotes:  # the references of the judged run
+                chart.latency["one rsync call"] = r["samples"]["single"]
+                if remotes > 1:
+                    chart.latency[f"{remotes} rsync calls in parallel"] = (
+                        r["samples"]["parallel"])
+    return Rows(rows, chart)
 
 
 def parser() -> argparse.ArgumentParser:
