@@ -136,28 +136,35 @@ def _unescape(field: str) -> str:
     return os.fsdecode(bytes(out))
 
 
-def mounts_below(path: str) -> list[str]:
-    """The mount points strictly below `path` (from /proc/self/mountinfo)."""
-    prefix = path.rstrip("/") + "/"
-    found = []
+def _mount_points() -> list[str]:
+    """Every mount point of this process's namespace (/proc/self/mountinfo)."""
+    points = []
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
             for line in f:
                 fields = line.split(" ")
                 if len(fields) > 4:
-                    point = _unescape(fields[4])
-                    if point.startswith(prefix):
-                        found.append(point)
+                    points.append(_unescape(fields[4]))
     except OSError:
         pass
-    return found
+    return points
+
+
+def mounts_below(path: str) -> list[str]:
+    """The mount points strictly below `path`."""
+    prefix = path.rstrip("/") + "/"
+    return [point for point in _mount_points() if point.startswith(prefix)]
 
 
 def mount_point(path: str) -> str:
-    """The mount point of the mount holding `path`."""
-    while not os.path.ismount(path):
-        path = os.path.dirname(path)
-    return path
+    """The mount point of the mount holding `path`: the longest one above it. (A bind mount
+    of the same file system is one too, which os.path.ismount does not see; a handle opened
+    through the outer mount would read back as the bind's source path.)"""
+    best = "/"
+    for point in _mount_points():
+        if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
+            best = point
+    return best
 
 
 class FanotifySource:

@@ -475,3 +475,28 @@ def test_auto_uses_fanotify_only_on_a_file_system_no_other_user_writes(tmp_path,
             w.finish()
     finally:
         subprocess.run(["umount", "--lazy", str(own)], check=True)
+
+
+@fanotify_only
+def test_fanotify_a_root_that_is_a_bind_mount_is_followed_under_its_own_path(tmp_path):
+    # Handles are read back through the root's own mount, not the file system's outer one
+    # (which would name the bind's source, outside the root).
+    source, root = tmp_path / "source", tmp_path / "root"
+    source.mkdir()
+    root.mkdir()
+    if subprocess.run(["mount", "--bind", str(source), str(root)]).returncode:
+        pytest.skip("cannot bind-mount here")
+    try:
+        rec = Recorder()
+        w = Watcher([str(root)], Rules(), rec, use="fanotify")
+        w.watch_all()
+        w.start()
+        try:
+            os.makedirs(root / "d")
+            (root / "d/f").write_text("x")
+            rec.wait_for(Event(SUBTREE, "d", True), Event(UPDATE, "d/f"))
+        finally:
+            w.stop()
+            w.join(5)
+    finally:
+        subprocess.run(["umount", "--lazy", str(root)], check=True)
