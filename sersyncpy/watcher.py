@@ -6,39 +6,28 @@ metadata update (not a delete), and an overflow resyncs.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import select
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Protocol
+from typing import Callable, Optional
 
-from inotify_simple import INotify
 from inotify_simple import flags as F
 
-from sersyncpy import fanwatch, limits, rsync
+from sersyncpy import rsync
 from sersyncpy.diskstate import Unreadable, root_present
-from sersyncpy.errors import SersyncpyError
 from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
-from sersyncpy.rules import Excluded, Rules
-from sersyncpy.watchtable import Root, WatchTable
+from sersyncpy.rules import Rules
+from sersyncpy.watchsource import AUTO, FANOTIFY, RawEvent, choose_source
+from sersyncpy.watchtable import Root
 from sersyncpy.worker import Worker
 
 logger = logging.getLogger(__name__)
 
-# What the watcher always needs to stay correct, whatever <inotify> says is pushed.
-BASE_MASK = (
-    F.CREATE | F.DELETE | F.MOVED_FROM | F.MOVED_TO | F.CLOSE_WRITE | F.ATTRIB
-    | F.DELETE_SELF | F.MOVE_SELF | F.DONT_FOLLOW | F.EXCL_UNLINK | F.ONLYDIR
-)
-
 # Events that bring a file's content, as opposed to its going.
 _ARRIVALS = F.CREATE | F.CLOSE_WRITE | F.MODIFY | F.ATTRIB | F.MOVED_TO
-
-# Which watcher (config.WATCHERS: <watcher use> or SERSYNCPY_WATCHER).
-AUTO, INOTIFY, FANOTIFY = "auto", "inotify", "fanotify"
 
 # How long an unpaired MOVED_FROM waits for its MOVED_TO before it counts as a delete.
 MOVE_PAIR_SECONDS = 0.01
@@ -49,97 +38,6 @@ ROOT_CHECK_SECONDS = 1.0
 # How often directories that could not be watched (the inotify watch limit) are tried again
 # and, while they stay unwatched, resynced whole; SERSYNCPY_UNWATCHED_RESYNC_SECONDS sets it.
 UNWATCHED_RESYNC_SECONDS = 60.0
-
-
-def _inotify_instance(raise_limits: bool) -> INotify:
-    try:
-        return INotify()
-    except OSError as exc:
-        if exc.errno != errno.EMFILE:
-            raise SersyncpyError(f"cannot start inotify: {exc.strerror or exc}") from None
-        current = limits.read("max_user_instances")
-        needed = (current or 128) + 1
-        if raise_limits and limits.raise_to("max_user_instances", needed):
-            return INotify()
-        raise SersyncpyError("cannot start inotify: this user has all the inotify instances "
-                             "the kernel allows; "
-                             + limits.advice("max_user_instances", current, needed)) from None
-
-
-# One change as a source reads it: (mask, Root, rel dir, name, cookie), the mask in inotify's
-# bits (fanotify's are the same); an overflow is (Q_OVERFLOW, None, "", "", 0).
-RawEvent = tuple
-
-
-class Source(Protocol):
-    """What the watcher reads, and the bookkeeping its events call for (watches to add, move
-    and drop under inotify; nothing under fanotify)."""
-
-    kind: str  # "inotify" or "fanotify"
-    pairs_later: bool  # whether a MOVED_TO may come in a later read than its MOVED_FROM
-    roots: list[Root]
-    excluded: Excluded
-    on_progress: Optional[Callable[[int], None]]
-    watch_count: int
-
-    def fileno(self) -> int: ...
-    def read(self, size: int) -> list[RawEvent]: ...
-    def close(self) -> None: ...
-    def describe(self) -> str: ...
-    def watch_all(self) -> int: ...
-    def counts(self) -> list[tuple[int, int]]: ...
-    def path(self, root: Root, rel: str) -> str: ...
-    def dir_created(self, root: Root, rel: str) -> None: ...
-    def dir_deleted(self, root: Root, rel: str) -> None: ...
-    def dir_moved(self, root: Root, src: str, dst: str) -> None: ...
-    def dir_moved_out(self, root: Root, rel: str) -> None: ...
-    def root_lost(self, root: Root) -> None: ...
-    def root_back(self, root: Root) -> None: ...
-    def overflowed(self, root: Root) -> None: ...
-    def expire_missed(self) -> None: ...
-    def retry(self) -> list[tuple[Root, str]]: ...
-
-
-# Why auto keeps inotify when a plugin is on: fanotify tells what ends on disk, not each step.
-FOR_PLUGINS = ("a plugin is on: it hears of every change, in order, as inotify gives them "
-               "(fanotify merges a name's unread changes and drops those below a directory "
-               "deleted meanwhile)")
-
-
-def _kept_from_fanotify(roots: Sequence[str]) -> Optional[str]:
-    """Why auto does not even try fanotify: it cannot run here, or a root shares its file
-    system with other local users."""
-    why_not = fanwatch.probe()
-    if why_not:
-        return f"fanotify unavailable: {why_not}"
-    return fanwatch.shared_with_users(roots)
-
-
-def choose_source(use: str, roots: Sequence[str], rules: Rules, unreadable: list[Unreadable],
-                  unwatched_resync: float, raise_limits: bool,
-                  plugin: bool = False) -> tuple[Source, str]:
-    """The source `use` asks for, and why it was chosen (a phrase for the log). auto: fanotify
-    where it can run (root, Linux 5.9, local file systems giving handles) on file systems of
-    their own (not /tmp's, /home's...) unless a plugin is on, else inotify."""
-    if use == INOTIFY:
-        why = "asked for"
-    elif use == AUTO and plugin:
-        why = FOR_PLUGINS
-    elif use == AUTO and (kept := _kept_from_fanotify(roots)):
-        why = kept
-    else:
-        try:
-            return (fanwatch.FanotifySource(roots, rules.modify, rules.is_excluded, unreadable),
-                    "asked for" if use == FANOTIFY else "available")
-        except fanwatch.Unavailable as exc:
-            if use == FANOTIFY:
-                raise SersyncpyError(f"the fanotify watcher cannot run: {exc}") from None
-            why = f"fanotify unavailable: {exc}"
-    table = WatchTable(
-        _inotify_instance(raise_limits), roots,
-        BASE_MASK | (F.MODIFY if rules.modify else 0), rules.is_excluded,
-        unreadable, unwatched_resync, raise_limits)
-    return table, why
 
 
 class _MoveFrom:

@@ -18,13 +18,37 @@ from inotify_simple import flags as F
 
 from sersyncpy import limits
 from sersyncpy.diskstate import Unreadable
+from sersyncpy.errors import SersyncpyError
 from sersyncpy.rules import Excluded
 
 logger = logging.getLogger(__name__)
 
+# What the watcher always needs to stay correct, whatever <inotify> says is pushed.
+BASE_MASK = (
+    F.CREATE | F.DELETE | F.MOVED_FROM | F.MOVED_TO | F.CLOSE_WRITE | F.ATTRIB
+    | F.DELETE_SELF | F.MOVE_SELF | F.DONT_FOLLOW | F.EXCL_UNLINK | F.ONLYDIR
+)
+
 # How long a directory that vanished before it could be watched is remembered, in case the
 # rename that moved it is still to be read.
 MISSED_SECONDS = 5.0
+
+
+def inotify_instance(raise_limits: bool) -> INotify:
+    """An inotify instance; when the user has all the instances the kernel allows, the
+    sysctl to raise (raised with --raise-inotify-limits)."""
+    try:
+        return INotify()
+    except OSError as exc:
+        if exc.errno != errno.EMFILE:
+            raise SersyncpyError(f"cannot start inotify: {exc.strerror or exc}") from None
+        current = limits.read("max_user_instances")
+        needed = (current or 128) + 1
+        if raise_limits and limits.raise_to("max_user_instances", needed):
+            return INotify()
+        raise SersyncpyError("cannot start inotify: this user has all the inotify instances "
+                             "the kernel allows; "
+                             + limits.advice("max_user_instances", current, needed)) from None
 
 
 @dataclass
