@@ -36,6 +36,8 @@ def test_a_lane_survives_an_unexpected_error_in_a_push(daemon, tmp_path, monkeyp
     try:
         lane.offer([Event(UPDATE, "a.txt")])
         wait_until(lambda: (daemon.modules["backup"] / "a.txt").exists(), timeout=15)
+        # The file is there once rsync wrote it; the lane counts the success just after.
+        wait_until(lambda: lane.stats.failures == 0, timeout=5)
         assert lane.is_alive()
         assert raised and lane.stats.failed_batches == 1 and lane.stats.failures == 0
         assert lane.lag() == (0, 0.0)
