@@ -15,7 +15,7 @@ from collections import deque
 from contextlib import AbstractContextManager
 from typing import Callable, Optional
 
-from sersyncpy import probe, pushpolicy, rsync
+from sersyncpy import probe, pushpolicy, rsync, rsyncrun
 from sersyncpy.backoff import Backoff
 from sersyncpy.config import DEFAULT_MAX_PENDING
 from sersyncpy.deletionhold import DELETE_HOLD_SECONDS, DeletionHold
@@ -209,10 +209,10 @@ class Lane(Worker):
             self.offer(redo)
 
     def counted_run(self, argv: list[str], paths: list[str],
-                    stop: threading.Event) -> rsync.Result:
+                    stop: threading.Event) -> rsyncrun.Result:
         """One rsync call beside the lane's own (the Resync's), counted in the lane's
         stats."""
-        result = rsync.run_paths(argv, self.root, paths, stop)
+        result = rsyncrun.run_paths(argv, self.root, paths, stop)
         with self._cond:
             self.stats.rsync_runs += result.calls
             if result.ok:
@@ -346,7 +346,7 @@ class Lane(Worker):
                              "them for the next start", self.target.label, len(self._queue),
                              self.stats.last_error)
                 return None
-            if self.stats.last_code == rsync.STALLED and not self.stopping():
+            if self.stats.last_code == rsyncrun.STALLED and not self.stopping():
                 # Restarted across an outage (stall.py), or idle for the whole --timeout:
                 # the remote answers now, or it has had its time; a new connection at once.
                 logger.warning("%s: retrying %d paths at once: %s", self.target.label,

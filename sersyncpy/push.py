@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from sersyncpy import probe, rsync, rsync_failures
+from sersyncpy import probe, rsync, rsync_failures, rsyncrun
 from sersyncpy.diskstate import (
     SharedStates,
     State,
@@ -254,7 +254,7 @@ class Pusher:
         target = self.target
         return Stall(lambda: probe.reachable(target, PROBE_TIMEOUT_SECONDS))
 
-    def _which_failed(self, result: rsync.Result, events: list[Event]) -> list[Event]:
+    def _which_failed(self, result: rsyncrun.Result, events: list[Event]) -> list[Event]:
         """After a partial transfer (23), only the paths rsync names failed; otherwise, or
         when it cannot be told, the whole call."""
         if result.code != 23:
@@ -271,11 +271,11 @@ class Pusher:
         return failed
 
     def _run(self, argv: list[str], events: list[Event], what: str,
-             paths: Optional[list[str]] = None) -> rsync.Result:
+             paths: Optional[list[str]] = None) -> rsyncrun.Result:
         """Run one call of rsync.*_argv for `events` (their paths, unless `paths` says
         which to list), counted in the stats."""
         listed = [e.path for e in events] if paths is None else paths
-        result = rsync.run_paths(argv, self.root, listed if "--files-from=-" in argv else [],
+        result = rsyncrun.run_paths(argv, self.root, listed if "--files-from=-" in argv else [],
                                  watchdog=self._watchdog)
         self.stats.rsync_runs += result.calls
         if result.ok:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import Optional, Protocol
 
-from sersyncpy import rsync
+from sersyncpy import rsync, rsyncrun
 from sersyncpy.backoff import Backoff
 from sersyncpy.diskstate import is_empty
 from sersyncpy.events import FULL, Event
@@ -37,7 +37,7 @@ class ResyncedLane(Protocol):
     def exclusions(self, tops: list[str]) -> AbstractContextManager[Optional[str]]: ...
 
     def counted_run(self, argv: list[str], paths: list[str],
-                    stop: threading.Event) -> rsync.Result: ...
+                    stop: threading.Event) -> rsyncrun.Result: ...
 
     def resynced(self, redo: list[Event], synced: bool) -> None: ...
 

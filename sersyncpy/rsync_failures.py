@@ -8,7 +8,8 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Optional
 
-from sersyncpy.rsync import STDERR_KEPT, is_temp_name
+from sersyncpy.rsync import is_temp_name
+from sersyncpy.rsyncrun import STDERR_KEPT
 
 # Lines that name no failure to retry: the source changed (its own event follows), the final
 # summaries, the note after a failed mkdir (whose line names the directory), and a checksum

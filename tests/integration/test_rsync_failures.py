@@ -15,14 +15,14 @@ import pytest
 from conftest import wait_until
 from unit.test_rsync_failures import HOSTILE_NAMES, hostile
 
-from sersyncpy import rsync
+from sersyncpy import rsync, rsyncrun
 from sersyncpy.rsync_failures import failed_paths
 
 
-def _push(daemon, src: Path, listed: list[str]) -> rsync.Result:
+def _push(daemon, src: Path, listed: list[str]) -> rsyncrun.Result:
     target = rsync.Target(ip="127.0.0.1", module="backup", port=daemon.port, user=daemon.user,
                           password_file=str(daemon.password_file))
-    return rsync.run(rsync.listed_argv(target), cwd=str(src), stdin=rsync.encode_list(listed))
+    return rsyncrun.run(rsync.listed_argv(target), cwd=str(src), stdin=rsync.encode_list(listed))
 
 
 def _tree(root: Path, files: dict[bytes, bytes]) -> None:

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from sersyncpy import rsync
+from sersyncpy import rsync, rsyncrun
 
 DAEMON = rsync.Target(ip="127.0.0.1", module="backup", port=8730, user="sersync",
                       password_file="/etc/rsync.pas", timeout=100, common_params=("-artuz",))
@@ -131,7 +131,7 @@ def test_rsync_never_inherits_the_variables_that_unprotect_its_arguments(monkeyp
     monkeypatch.setenv("RSYNC_OLD_ARGS", "1")
     monkeypatch.setenv("RSYNC_PROTECT_ARGS", "0")
     monkeypatch.setenv("SERSYNCPY_KEPT", "yes")
-    env = rsync.environment()
+    env = rsyncrun.environment()
     assert "RSYNC_OLD_ARGS" not in env and "RSYNC_PROTECT_ARGS" not in env
     assert env["SERSYNCPY_KEPT"] == "yes"
 
@@ -180,9 +180,9 @@ def test_parse_stats_reads_files_and_bytes_sent():
     out = (b"\nNumber of files: 7 (reg: 5, dir: 2)\nNumber of created files: 5\n"
            b"Number of regular files transferred: 5\nTotal file size: 1,234,567 bytes\n"
            b"Total bytes sent: 12,345\nTotal bytes received: 120\n")
-    assert rsync.parse_stats(out) == (5, 12345)
-    assert rsync.parse_stats(b"") == (0, 0)
-    assert rsync.parse_stats(b"Total bytes sent: 1.23K\n") == (0, 0)  # -h: not a count
+    assert rsyncrun.parse_stats(out) == (5, 12345)
+    assert rsyncrun.parse_stats(b"") == (0, 0)
+    assert rsyncrun.parse_stats(b"Total bytes sent: 1.23K\n") == (0, 0)  # -h: not a count
 
 
 @pytest.mark.parametrize("params, full_deletes, option", [

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from sersyncpy import rsync
+from sersyncpy import rsyncrun
 from sersyncpy.rsync_failures import failed_paths
 
 SRC = "/tmp/fp/src"
@@ -298,7 +298,7 @@ def test_failed_paths_unknown(stderr, listed, kwargs):
 def test_a_truncated_stderr_is_unknown_because_run_keeps_only_the_tail():
     # Lines that stay under run()'s limit are read; a stderr cut at the limit is not trusted.
     line = RENAME_FAILED.split("\n")[0]
-    kept = rsync.STDERR_KEPT
+    kept = rsyncrun.STDERR_KEPT
     short = "\n".join([line] * ((kept - 1) // (len(line) + 1)))
     assert failed_paths(short, ["a/f"], SRC) == {"a/f"}
     assert failed_paths(("x" * kept + "\n" + short)[-kept:], ["a/f"], SRC) is None
