@@ -291,6 +291,9 @@ class FanotifySource:
         an overflow is (Q_OVERFLOW, None, "", "", 0)."""
         out: list[tuple] = []
         self._too_long = False
+        # The reader drops, for the whole read, the events of directories cached as outside.
+        # One that moves in during the read loses its later events of that read only: its
+        # move in is a SUBTREE, pushed after this read, which carries what they were about.
         for mask, key, name, key2, name2 in self._group.read(size, self._outside):
             if mask & Q_OVERFLOW:
                 out.append((Q_OVERFLOW, None, "", "", 0))
