@@ -38,6 +38,9 @@ ROOT_CHECK_SECONDS = 1.0
 # How often directories that could not be watched (the inotify watch limit) are tried again
 # and, while they stay unwatched, resynced whole; SERSYNCPY_UNWATCHED_RESYNC_SECONDS sets it.
 UNWATCHED_RESYNC_SECONDS = 60.0
+# At stop, how long the events already queued in the kernel are read before giving up on a
+# storm that does not end and resyncing every root instead.
+STOP_DRAIN_SECONDS = 1.0
 
 
 class _MoveFrom:
@@ -142,23 +145,40 @@ class Watcher(Worker):
                 next_resync = now + self._unwatched_resync
                 self._deliver([(root, Event(FULL, rel, True))
                                for root, rel in self.table.retry()])
+        self._drain()
+
+    def _drain(self) -> None:
+        """Hand on what the kernel queued before the stop: a change made just before SIGTERM
+        is pushed, or left in the fail log, like any other. A storm still going on after
+        STOP_DRAIN_SECONDS is left as a resync of every root."""
+        deadline = time.monotonic() + STOP_DRAIN_SECONDS
+        while (raw := self._read(0)) is not None:
+            if raw:
+                self.process(raw)
+            if time.monotonic() >= deadline:
+                logger.warning("the watch roots were still changing at stop: leaving a resync "
+                               "of every root")
+                self._deliver([(root, Event(FULL, "", True)) for root in self.table.roots])
+                return
 
     def finish(self) -> None:
         self.table.close()
 
-    def _read(self, timeout_ms: int) -> list[RawEvent]:
+    def _read(self, timeout_ms: int) -> Optional[list[RawEvent]]:
         """The kernel events that READ_BYTES hold (whole events only), waiting at most
-        `timeout_ms` for the first. Never the whole queue at once: with a raised
-        fs.inotify.max_queued_events a watcher that fell behind read a million events in
-        one go and held ~450 B of Python objects for each (680 MiB under stress-ng)."""
+        `timeout_ms` for the first; None when there was nothing to read (a fanotify read
+        can give [] when all it read was outside the roots). Never the whole queue at once:
+        with a raised fs.inotify.max_queued_events a watcher that fell behind read a million
+        events in one go and held ~450 B of Python objects for each (680 MiB under
+        stress-ng)."""
         poller = select.poll()
         poller.register(self.table.fileno(), select.POLLIN)
         if not poller.poll(timeout_ms):
-            return []
+            return None
         try:
             return self.table.read(READ_BYTES)
         except BlockingIOError:
-            return []
+            return None
 
     def process(self, raw: list[RawEvent]) -> None:
         """Turn one read of kernel events into Events and hand them to the sink, per root."""

@@ -73,6 +73,23 @@ def watch(tmp_path, kind):
         w.join(5)
 
 
+def test_events_queued_before_the_stop_are_handed_on(tmp_path, kind):
+    """A change made just before SIGTERM is not lost with the kernel's queue: asked to stop
+    before its first read, the watcher still reads what is queued and hands it on."""
+    root = tmp_path / "root"
+    (root / "d").mkdir(parents=True)
+    rec = Recorder()
+    w = Watcher([str(root)], Rules(), rec, use=kind)
+    w.watch_all()
+    for i in range(300):
+        (root / f"d/f{i}").write_bytes(b"x")
+    w.stop()
+    w.start()
+    w.join(5)
+    assert not w.is_alive()
+    assert {e.path for e in rec.seen()} == {f"d/f{i}" for i in range(300)}
+
+
 def test_a_new_file_is_one_update(watch):
     root, rec, _ = watch()
     (root / "f").write_text("x")
