@@ -13,7 +13,7 @@ from typing import Optional
 
 from sersyncpy.diskstate import Unreadable
 from sersyncpy.mounts import mount_point, mounts_below
-from sersyncpy.rules import Excluded
+from sersyncpy.rules import Excluded, below_excluded
 from sersyncpy.watchtable import Root
 
 logger = logging.getLogger(__name__)
@@ -128,14 +128,24 @@ class FanotifySource:
     pairs_later = False  # a rename is one event: nothing to wait for
 
     def __init__(self, roots: Sequence[str], modify: bool, excluded: Excluded,
-                 unreadable: list[Unreadable], rename: bool = True):
+                 unreadable: list[Unreadable], rename: bool = True,
+                 unwatched_resync: float = 60.0):
         fan = _compiled()
         self._fan = fan
         self.roots = [Root(i, os.path.realpath(p)) for i, p in enumerate(roots)]
         self._excluded = excluded
         self.unreadable = unreadable
         self.on_progress = None
-        self._mounts: dict[bytes, int] = {}  # fsid -> an fd of a directory on it
+        # fsid -> (its mount point, st_dev): handles are opened back through it. It is opened
+        # for each handle not cached, not held: an fd would keep that file system from being
+        # unmounted, and, on a root that is a mount, hold back the root's DELETE_SELF.
+        self._mounts: dict[bytes, tuple[str, int]] = {}
+        self._marked: dict[str, bytes] = {}  # each path marked -> its fsid
+        # (root index, rel) of file systems mounted below a root after the start that cannot
+        # be marked (a network file system, a bind mount...): resynced whole now and then.
+        self._unmarked: set[tuple[int, str]] = set()
+        self._mask = 0
+        self._resync_every = unwatched_resync
         self._root_keys: dict[bytes, Root] = {}  # each root's own handle: its self events
         self._inside: dict[bytes, tuple[tuple[Root, str], ...]] = {}
         self._outside: set[bytes] = set()
@@ -163,40 +173,43 @@ class FanotifySource:
             probe.close()
 
     def _mark_all(self, modify: bool) -> None:
-        fan = self._fan
         mask = CREATE | DELETE | CLOSE_WRITE | ATTRIB | ONDIR | (MODIFY if modify else 0)
-        mask |= RENAME if self._rename else MOVED_FROM | MOVED_TO
-        marked: dict[bytes, str] = {}  # fsid -> the first path marked on it
+        self._mask = mask | (RENAME if self._rename else MOVED_FROM | MOVED_TO)
         for root in self.roots:
             if not os.path.isdir(root.path):
                 raise Unavailable(f"{root.path} is not a directory")
             for path in [root.path, *mounts_below(root.path)]:
-                ftype, fsid = fan.fs_info(os.fsencode(path))
-                if ftype in NETWORK_FS:
-                    raise Unavailable(f"{path} is on {NETWORK_FS[ftype]}: inotify is used for "
-                                      "network file systems")
-                if fsid in marked:
-                    if path != root.path and marked[fsid] != path:
-                        raise Unavailable(f"{path} is a second mount of the file system of "
-                                          f"{marked[fsid]} (a bind mount)")
-                    continue
-                if fsid == bytes(8):
-                    raise Unavailable(f"the file system of {path} has no fsid")
-                if fan.handle_key(os.fsencode(path), fsid) is None:
-                    raise Unavailable(f"the file system of {path} gives no file handles")
-                try:
-                    self._group.mark(os.fsencode(path),
-                                     fan.FAN_MARK_ADD | fan.FAN_MARK_FILESYSTEM, mask)
-                except OSError as exc:
-                    raise Unavailable(f"cannot mark the file system of {path}: "
-                                      f"{exc.strerror}") from None
-                marked[fsid] = path
-                # Handles are opened through the mount point: an fd on the root itself would
-                # hold its dentry, and its DELETE_SELF would wait for that fd's close.
-                self._mounts[fsid] = os.open(mount_point(path),
-                                             os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                self._mark_fs(path, root.path)
             root.dev = os.stat(root.path).st_dev
             self._mark_root(root)
+
+    def _mark_fs(self, path: str, root_path: str) -> None:
+        """Mark the file system of `path` (a root, or a mount point below it), unless done;
+        Unavailable says why it cannot be."""
+        fan = self._fan
+        ftype, fsid = fan.fs_info(os.fsencode(path))
+        if ftype in NETWORK_FS:
+            raise Unavailable(f"{path} is on {NETWORK_FS[ftype]}: inotify is used for "
+                              "network file systems")
+        first = next((p for p, f in self._marked.items() if f == fsid), None)
+        if first is not None:
+            if path != root_path and first != path:
+                raise Unavailable(f"{path} is a second mount of the file system of {first} "
+                                  "(a bind mount)")
+            return
+        if fsid == bytes(8):
+            raise Unavailable(f"the file system of {path} has no fsid")
+        if fan.handle_key(os.fsencode(path), fsid) is None:
+            raise Unavailable(f"the file system of {path} gives no file handles")
+        try:
+            self._group.mark(os.fsencode(path), fan.FAN_MARK_ADD | fan.FAN_MARK_FILESYSTEM,
+                             self._mask)
+        except OSError as exc:
+            raise Unavailable(f"cannot mark the file system of {path}: "
+                              f"{exc.strerror}") from None
+        self._marked[path] = fsid
+        point = mount_point(path)
+        self._mounts[fsid] = (point, os.stat(point).st_dev)
 
     def _mark_root(self, root: Root) -> None:
         """The root's own going: DELETE_SELF / MOVE_SELF, told at once (the watcher's root
@@ -227,9 +240,6 @@ class FanotifySource:
 
     def close(self) -> None:
         self._group.close()
-        for fd in self._mounts.values():
-            os.close(fd)
-        self._mounts.clear()
 
     def describe(self) -> str:
         moves = "FAN_RENAME" if self._rename else "moves unpaired (no FAN_RENAME)"
@@ -246,7 +256,9 @@ class FanotifySource:
         return 0
 
     def counts(self) -> list[tuple[int, int]]:
-        return [(0, 0) for _ in self.roots]
+        """Per root: (0 watches, file systems mounted below it that could not be marked)."""
+        return [(0, sum(1 for index, _ in self._unmarked if index == root.index))
+                for root in self.roots]
 
     def path(self, root: Root, rel: str) -> str:
         return os.path.join(root.path, rel) if rel else root.path
@@ -282,7 +294,27 @@ class FanotifySource:
         pass
 
     def retry(self) -> list[tuple[Root, str]]:
-        return []
+        """The mounts that could not be marked, to resync whole (every unwatched-resync
+        period, as inotify's unwatched directories are)."""
+        return [(self.roots[index], rel) for index, rel in sorted(self._unmarked)]
+
+    def mount_changed(self, root: Root, rel: str, mounted: bool) -> None:
+        """A file system mounted on `rel` below `root` is marked (or, when it cannot be,
+        resynced now and then); one unmounted takes its mark with it."""
+        self._forget()  # the paths of handles read back through it change
+        path = self.path(root, rel)
+        self._unmarked.discard((root.index, rel))
+        fsid = self._marked.pop(path, None)
+        if not mounted:
+            if fsid is not None and fsid not in self._marked.values():
+                self._mounts.pop(fsid, None)
+            return
+        try:
+            self._mark_fs(path, root.path)
+        except (Unavailable, OSError) as exc:
+            self._unmarked.add((root.index, rel))
+            logger.error("fanotify cannot follow the file system mounted on %s: %s; it is "
+                         "resynced whole every %.0f s instead", path, exc, self._resync_every)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -398,10 +430,18 @@ class FanotifySource:
         if mount is None:
             return ()
         try:
-            raw = self._fan.resolve(mount, key)
+            fd = os.open(mount[0], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return ()  # unmounted meanwhile: its events have stopped
+        try:
+            if os.fstat(fd).st_dev != mount[1]:
+                return ()  # another file system is mounted there now
+            raw = self._fan.resolve(fd, key)
         except OSError:  # ENAMETOOLONG: a path of 4096 bytes or more
             self._too_long = True
             return None
+        finally:
+            os.close(fd)
         if raw is None:
             return ()  # gone: what happened below it is told by its own deletion
         path = os.fsdecode(raw)
@@ -411,19 +451,9 @@ class FanotifySource:
                 found.append((root, ""))
             elif path.startswith(root.path.rstrip("/") + "/"):
                 rel = path[len(root.path.rstrip("/")) + 1:]
-                if not self._below_excluded(rel):
+                if not below_excluded(self._excluded, rel):
                     found.append((root, rel))
         return tuple(found)
-
-    def _below_excluded(self, rel: str) -> bool:
-        """Whether directory `rel` or one above it is excluded by <filter>."""
-        at = -1
-        while True:
-            at = rel.find("/", at + 1)
-            if self._excluded(rel if at < 0 else rel[:at], True):
-                return True
-            if at < 0:
-                return False
 
     def _forget(self) -> None:
         self._inside.clear()

@@ -1,9 +1,11 @@
-"""The mount table (/proc/self/mountinfo): the mount points below a path, and the mount that
-holds one; what the fanotify watcher marks and reads handles back through."""
+"""The mount table (/proc/self/mountinfo): the mount points below a path, the mount that
+holds one, and whether the table changed; what the watchers follow, and what the fanotify
+watcher marks and reads handles back through."""
 
 from __future__ import annotations
 
 import os
+import select
 
 
 def _unescape(field: str) -> str:
@@ -23,24 +25,36 @@ def _unescape(field: str) -> str:
     return os.fsdecode(bytes(out))
 
 
-def _mount_points() -> list[str]:
-    """Every mount point of this process's namespace (/proc/self/mountinfo)."""
-    points = []
+def _mounts() -> list[tuple[str, str]]:
+    """Every mount of this process's namespace (/proc/self/mountinfo): (its mount ID, its
+    mount point)."""
+    mounts = []
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
             for line in f:
                 fields = line.split(" ")
                 if len(fields) > 4:
-                    points.append(_unescape(fields[4]))
+                    mounts.append((fields[0], _unescape(fields[4])))
     except OSError:
         pass
-    return points
+    return mounts
+
+
+def _mount_points() -> list[str]:
+    return [point for _id, point in _mounts()]
 
 
 def mounts_below(path: str) -> list[str]:
     """The mount points strictly below `path`."""
     prefix = path.rstrip("/") + "/"
     return [point for point in _mount_points() if point.startswith(prefix)]
+
+
+def mount_ids_below(path: str) -> set[tuple[str, str]]:
+    """The mounts strictly below `path` as (mount ID, mount point): a mount replaced by
+    another on the same point differs from it."""
+    prefix = path.rstrip("/") + "/"
+    return {(id_, point) for id_, point in _mounts() if point.startswith(prefix)}
 
 
 def mount_point(path: str) -> str:
@@ -52,3 +66,19 @@ def mount_point(path: str) -> str:
         if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
             best = point
     return best
+
+
+class MountChanges:
+    """Tells whether a mount or an unmount happened in this namespace since it last asked:
+    /proc/self/mountinfo polls POLLPRI once after each change (proc(5)), no reading needed."""
+
+    def __init__(self) -> None:
+        self._file = open("/proc/self/mountinfo", "rb")  # noqa: SIM115 (held for its poll)
+        self._poller = select.poll()
+        self._poller.register(self._file.fileno(), select.POLLPRI)
+
+    def changed(self) -> bool:
+        return bool(self._poller.poll(0))
+
+    def close(self) -> None:
+        self._file.close()

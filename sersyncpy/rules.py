@@ -21,6 +21,17 @@ _ESCAPED = re.compile(rb"([*?[\\])")
 Excluded = Callable[[str, bool], bool]  # (path below the root, is a directory) -> left out
 
 
+def below_excluded(excluded: Excluded, rel: str) -> bool:
+    """Whether directory `rel` or one above it is excluded by <filter>."""
+    at = -1
+    while True:
+        at = rel.find("/", at + 1)
+        if excluded(rel if at < 0 else rel[:at], True):
+            return True
+        if at < 0:
+            return False
+
+
 @dataclass(frozen=True)
 class Rules:
     """Which changes are pushed: sersync's <inotify> flags, <filter> and its temp-file rule."""

@@ -19,7 +19,8 @@ from inotify_simple import flags as F
 from sersyncpy import rsync
 from sersyncpy.diskstate import Unreadable, root_present
 from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
-from sersyncpy.rules import Rules
+from sersyncpy.mounts import MountChanges, mount_ids_below
+from sersyncpy.rules import Rules, below_excluded
 from sersyncpy.watchsource import AUTO, FANOTIFY, RawEvent, choose_source
 from sersyncpy.watchtable import Root
 from sersyncpy.worker import Worker
@@ -92,6 +93,9 @@ class Watcher(Worker):
         self._rules = rules
         self._sink = sink
         self._unwatched_resync = unwatched_resync
+        # Opened before the source looks at the mounts, so that none is missed in between.
+        self._mount_changes = MountChanges()
+        self._mounted = [mount_ids_below(os.path.realpath(p)) for p in roots]
         self.table, why = choose_source(
             use, roots, rules, list(unreadable) if unreadable else [Unreadable(p) for p in roots],
             unwatched_resync, raise_limits, plugin)
@@ -141,6 +145,7 @@ class Watcher(Worker):
             if now >= next_root_check:
                 next_root_check = now + ROOT_CHECK_SECONDS
                 self._deliver(self._check_roots())
+                self._deliver(self._check_mounts())
             if now >= next_resync:
                 next_resync = now + self._unwatched_resync
                 self._deliver([(root, Event(FULL, rel, True))
@@ -163,6 +168,7 @@ class Watcher(Worker):
 
     def finish(self) -> None:
         self.table.close()
+        self._mount_changes.close()
 
     def _read(self, timeout_ms: int) -> Optional[list[RawEvent]]:
         """The kernel events that READ_BYTES hold (whole events only), waiting at most
@@ -343,6 +349,28 @@ class Watcher(Worker):
                                root.path)
                 self.table.root_back(root)
                 out.append((root, Event(FULL, "", True)))
+        return out
+
+    def _check_mounts(self) -> list:
+        """A file system mounted below a root, or unmounted from below it (no inotify or
+        fanotify event tells either): what shows there now is watched and resynced."""
+        if not self._mount_changes.changed():
+            return []
+        out: list = []
+        for root in self.table.roots:
+            now = mount_ids_below(root.path)
+            before, self._mounted[root.index] = self._mounted[root.index], now
+            points_now = {point for _id, point in now}
+            for point in sorted({point for _id, point in now ^ before}):
+                rel = point[len(root.path.rstrip("/")) + 1:]
+                if root.gone or below_excluded(self._rules.is_excluded, rel):
+                    continue
+                mounted = point in points_now
+                logger.warning("a file system was %s %s: watching and resyncing what is "
+                               "there now", "mounted on" if mounted else "unmounted from",
+                               point)
+                self.table.mount_changed(root, rel, mounted)
+                out.append((root, Event(FULL, rel, True)))
         return out
 
     def _overflow(self, out: list) -> None:

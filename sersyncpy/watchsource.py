@@ -50,6 +50,7 @@ class Source(Protocol):
     def overflowed(self, root: Root) -> None: ...
     def expire_missed(self) -> None: ...
     def retry(self) -> list[tuple[Root, str]]: ...
+    def mount_changed(self, root: Root, rel: str, mounted: bool) -> None: ...
 
 
 # Why auto keeps inotify when a plugin is on: fanotify tells what ends on disk, not each step.
@@ -81,7 +82,8 @@ def choose_source(use: str, roots: Sequence[str], rules: Rules, unreadable: list
         why = kept
     else:
         try:
-            return (fanwatch.FanotifySource(roots, rules.modify, rules.is_excluded, unreadable),
+            return (fanwatch.FanotifySource(roots, rules.modify, rules.is_excluded, unreadable,
+                                            unwatched_resync=unwatched_resync),
                     "asked for" if use == FANOTIFY else "available")
         except fanwatch.Unavailable as exc:
             if use == FANOTIFY:

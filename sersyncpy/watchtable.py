@@ -139,6 +139,12 @@ class WatchTable:
     def root_lost(self, root: Root) -> None:
         self.forget_tree(root, "", remove=True)
 
+    def mount_changed(self, root: Root, rel: str, mounted: bool) -> None:
+        """A file system mounted on `rel`, or unmounted from it: watch what is there now.
+        The watches of one unmounted go by themselves (IN_IGNORED); the directory under a
+        mount keeps its watch, which add_watch gives back once it shows again."""
+        self.watch_tree(root, rel)
+
     def root_back(self, root: Root) -> None:
         self.watch_tree(root, "")
 

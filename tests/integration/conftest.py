@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Callable, Optional, Union
 from xml.sax.saxutils import quoteattr
@@ -230,6 +230,37 @@ def each_watcher(request, monkeypatch) -> str:
         pytest.skip(f"fanotify cannot run here: {FANOTIFY_UNAVAILABLE}")
     monkeypatch.setenv("SERSYNCPY_WATCHER", request.param)
     return request.param
+
+
+@pytest.fixture
+def tmpfs() -> Iterator[Callable[[Path, str], Path]]:
+    """Factory: tmpfs(directory, size) mounts a tmpfs of `size` there; unmounted at teardown
+    (unless the test did), also when the test failed. Skips when mounting is not permitted
+    here."""
+    mounted: list[Path] = []
+
+    def factory(directory: Path, size: str) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755",
+                                 "tmpfs", str(directory)], capture_output=True, text=True,
+                                timeout=30)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+        mounted.append(directory)
+        return directory
+
+    yield factory
+    for directory in reversed(mounted):
+        if os.path.ismount(directory) and subprocess.run(
+                ["umount", str(directory)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(directory)], check=True, capture_output=True)
+
+
+def unmount(directory: Path) -> None:
+    """Unmount `directory`, retrying while a process (an rsync reading it) holds it."""
+    wait_until(lambda: subprocess.run(["umount", str(directory)],
+                                      capture_output=True).returncode == 0,
+               timeout=10, message=f"{directory} could not be unmounted")
 
 
 @pytest.fixture

@@ -10,7 +10,14 @@ import time
 import pytest
 from conftest import wait_until
 
-from integration.conftest import confxml, remote_entry, same_tree, status_when, write
+from integration.conftest import (
+    confxml,
+    remote_entry,
+    same_tree,
+    status_when,
+    unmount,
+    write,
+)
 
 pytestmark = pytest.mark.usefixtures("each_watcher")
 
@@ -313,3 +320,17 @@ def test_a_watch_root_that_is_a_symlink_is_followed(daemon, tmp_path, sersyncpy)
     sersyncpy(confxml([(link, [(daemon, "backup")])]))
     write(real / "sub/page.html", b"<p>")
     same_tree(real, daemon.modules["backup"])
+
+
+def test_a_file_system_mounted_below_the_root_after_the_start_is_replicated(one, tmpfs):
+    """A disk mounted into the tree while sersyncpy runs reaches the replica, and once it is
+    unmounted the replica holds what shows there again."""
+    src, dst, _ = one
+    write(src / "uploads/under.txt", b"on the root's file system")
+    same_tree(src, dst)
+    tmpfs(src / "uploads", "1m")
+    write(src / "uploads/on-the-disk.txt", b"on the mounted one")
+    write(src / "uploads/dir/deeper.txt", b"deeper")
+    same_tree(src, dst)
+    unmount(src / "uploads")
+    same_tree(src, dst)

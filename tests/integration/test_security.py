@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -347,28 +347,6 @@ def test_the_config_owners_status_file_is_trusted(tmp_path):
 
 
 # --------------------------------------------------------------------------- item 4: full disk
-
-
-@pytest.fixture
-def tmpfs() -> Iterator[Callable[[Path, str], Path]]:
-    """Factory: tmpfs(directory, size) mounts a tmpfs of `size` there; unmounted at teardown,
-    also when the test failed. Skips when mounting is not permitted here."""
-    mounted: list[Path] = []
-
-    def factory(directory: Path, size: str) -> Path:
-        directory.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755",
-                                 "tmpfs", str(directory)], capture_output=True, text=True,
-                                timeout=30)
-        if result.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-        mounted.append(directory)
-        return directory
-
-    yield factory
-    for directory in reversed(mounted):
-        if subprocess.run(["umount", str(directory)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(directory)], check=True, capture_output=True)
 
 
 def fill(directory: Path) -> Path:

@@ -11,6 +11,7 @@ import threading
 import pytest
 from conftest import wait_until
 
+from integration.conftest import unmount
 from sersyncpy import fanwatch
 from sersyncpy.errors import SersyncpyError
 from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
@@ -131,6 +132,38 @@ def test_moving_out_is_a_delete_and_stops_watching(watch, tmp_path):
     (root / "marker").write_text("x")
     rec.wait_for(Event(UPDATE, "marker"))
     assert not [e for e in rec.seen() if "late" in e.path]
+
+
+def test_a_file_system_mounted_then_unmounted_below_the_root_is_followed(watch, tmp_path,
+                                                                         tmpfs):
+    """No inotify or fanotify event tells of a mount: the mount table does. What shows on the
+    mount point is then watched and resynced whole, and so is what shows again after."""
+    (tmp_path / "root/m/sub").mkdir(parents=True)
+    root, rec, _ = watch()
+    tmpfs(root / "m", "1m")
+    rec.wait_for(Event(FULL, "m", True))
+    os.makedirs(root / "m/new")
+    (root / "m/new/f").write_text("x")
+    (root / "m/g").write_text("x")
+    rec.wait_for(Event(UPDATE, "m/g"))
+    rec.wait_for(Event(SUBTREE, "m/new", True))
+    (root / "m/new/later").write_text("x")
+    rec.wait_for(Event(UPDATE, "m/new/later"))
+    unmount(root / "m")
+    wait_until(lambda: rec.seen().count(Event(FULL, "m", True)) == 2)
+    (root / "m/sub/under").write_text("x")
+    rec.wait_for(Event(UPDATE, "m/sub/under"))
+
+
+def test_a_file_system_mounted_below_the_root_can_be_unmounted(watch, tmp_path, tmpfs):
+    """The watcher holds nothing open on it (fanotify once held an fd on each file system it
+    marked: `umount` said "target is busy")."""
+    mounted = tmpfs(tmp_path / "root/m", "1m")
+    root, rec, _ = watch()
+    (mounted / "f").write_text("x")
+    rec.wait_for(Event(UPDATE, "m/f"))
+    result = subprocess.run(["umount", str(mounted)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_moving_in_is_a_subtree_and_is_watched(watch, tmp_path):
@@ -517,3 +550,33 @@ def test_fanotify_a_root_that_is_a_bind_mount_is_followed_under_its_own_path(tmp
             w.join(5)
     finally:
         subprocess.run(["umount", "--lazy", str(root)], check=True)
+
+
+@fanotify_only
+def test_fanotify_a_bind_mount_made_below_the_root_is_resynced_and_counted(tmp_path):
+    # A second mount of a marked file system cannot be read back under its own path: it is
+    # counted as unwatched and resynced whole every unwatched-resync period, as inotify's
+    # directories over the watch limit are, until it is unmounted.
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "b").mkdir(parents=True)
+    outside.mkdir()
+    rec = Recorder()
+    w = Watcher([str(root)], Rules(), rec, use="fanotify", unwatched_resync=0.5)
+    w.watch_all()
+    w.start()
+    try:
+        if subprocess.run(["mount", "--bind", str(outside), str(root / "b")]).returncode:
+            pytest.skip("cannot bind-mount here")
+        try:
+            wait_until(lambda: rec.seen().count(Event(FULL, "b", True)) >= 3)
+            assert w.counts() == [(0, 1)]
+        finally:
+            unmount(root / "b")
+        wait_until(lambda: w.counts() == [(0, 0)])
+        seen = rec.seen().count(Event(FULL, "b", True))
+        (root / "marker").write_text("x")
+        rec.wait_for(Event(UPDATE, "marker"))
+        assert rec.seen().count(Event(FULL, "b", True)) <= seen + 1  # the unmount's own
+    finally:
+        w.stop()
+        w.join(5)
