@@ -96,9 +96,14 @@ class Watcher(Worker):
         # Opened before the source looks at the mounts, so that none is missed in between.
         self._mount_changes = MountChanges()
         self._mounted = [mount_ids_below(os.path.realpath(p)) for p in roots]
-        self.table, why = choose_source(
-            use, roots, rules, list(unreadable) if unreadable else [Unreadable(p) for p in roots],
-            unwatched_resync, raise_limits, plugin)
+        try:
+            self.table, why = choose_source(
+                use, roots, rules,
+                list(unreadable) if unreadable else [Unreadable(p) for p in roots],
+                unwatched_resync, raise_limits, plugin)
+        except BaseException:
+            self._mount_changes.close()
+            raise
         self.kind = self.table.kind
         logger.info("watcher: %s (%s)", self.table.describe(), why)
         self.overflows = 0
