@@ -136,15 +136,10 @@ class FanotifySource:
         self._excluded = excluded
         self.unreadable = unreadable
         self.on_progress = None
-        # fsid -> (its mount point, st_dev): handles are opened back through it. It is opened
-        # for each handle not cached, not held: an fd would keep that file system from being
-        # unmounted, and, on a root that is a mount, hold back the root's DELETE_SELF.
-        self._mounts: dict[bytes, tuple[str, int]] = {}
-        self._marked: dict[str, bytes] = {}  # each path marked -> its fsid
-        # (root index, rel) of file systems mounted below a root after the start that cannot
-        # be marked (a network file system, a bind mount...): resynced whole now and then.
+        self._mounts: dict[bytes, int] = {}  # fsid -> an fd of a directory on it
+        # (root index, rel) of file systems mounted below a root after the start: not marked
+        # (see mount_changed), resynced whole every unwatched-resync period instead.
         self._unmarked: set[tuple[int, str]] = set()
-        self._mask = 0
         self._resync_every = unwatched_resync
         self._root_keys: dict[bytes, Root] = {}  # each root's own handle: its self events
         self._inside: dict[bytes, tuple[tuple[Root, str], ...]] = {}
@@ -173,43 +168,40 @@ class FanotifySource:
             probe.close()
 
     def _mark_all(self, modify: bool) -> None:
+        fan = self._fan
         mask = CREATE | DELETE | CLOSE_WRITE | ATTRIB | ONDIR | (MODIFY if modify else 0)
-        self._mask = mask | (RENAME if self._rename else MOVED_FROM | MOVED_TO)
+        mask |= RENAME if self._rename else MOVED_FROM | MOVED_TO
+        marked: dict[bytes, str] = {}  # fsid -> the first path marked on it
         for root in self.roots:
             if not os.path.isdir(root.path):
                 raise Unavailable(f"{root.path} is not a directory")
             for path in [root.path, *mounts_below(root.path)]:
-                self._mark_fs(path, root.path)
+                ftype, fsid = fan.fs_info(os.fsencode(path))
+                if ftype in NETWORK_FS:
+                    raise Unavailable(f"{path} is on {NETWORK_FS[ftype]}: inotify is used for "
+                                      "network file systems")
+                if fsid in marked:
+                    if path != root.path and marked[fsid] != path:
+                        raise Unavailable(f"{path} is a second mount of the file system of "
+                                          f"{marked[fsid]} (a bind mount)")
+                    continue
+                if fsid == bytes(8):
+                    raise Unavailable(f"the file system of {path} has no fsid")
+                if fan.handle_key(os.fsencode(path), fsid) is None:
+                    raise Unavailable(f"the file system of {path} gives no file handles")
+                try:
+                    self._group.mark(os.fsencode(path),
+                                     fan.FAN_MARK_ADD | fan.FAN_MARK_FILESYSTEM, mask)
+                except OSError as exc:
+                    raise Unavailable(f"cannot mark the file system of {path}: "
+                                      f"{exc.strerror}") from None
+                marked[fsid] = path
+                # Handles are opened through the mount point: an fd on the root itself would
+                # hold its dentry, and its DELETE_SELF would wait for that fd's close.
+                self._mounts[fsid] = os.open(mount_point(path),
+                                             os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             root.dev = os.stat(root.path).st_dev
             self._mark_root(root)
-
-    def _mark_fs(self, path: str, root_path: str) -> None:
-        """Mark the file system of `path` (a root, or a mount point below it), unless done;
-        Unavailable says why it cannot be."""
-        fan = self._fan
-        ftype, fsid = fan.fs_info(os.fsencode(path))
-        if ftype in NETWORK_FS:
-            raise Unavailable(f"{path} is on {NETWORK_FS[ftype]}: inotify is used for "
-                              "network file systems")
-        first = next((p for p, f in self._marked.items() if f == fsid), None)
-        if first is not None:
-            if path != root_path and first != path:
-                raise Unavailable(f"{path} is a second mount of the file system of {first} "
-                                  "(a bind mount)")
-            return
-        if fsid == bytes(8):
-            raise Unavailable(f"the file system of {path} has no fsid")
-        if fan.handle_key(os.fsencode(path), fsid) is None:
-            raise Unavailable(f"the file system of {path} gives no file handles")
-        try:
-            self._group.mark(os.fsencode(path), fan.FAN_MARK_ADD | fan.FAN_MARK_FILESYSTEM,
-                             self._mask)
-        except OSError as exc:
-            raise Unavailable(f"cannot mark the file system of {path}: "
-                              f"{exc.strerror}") from None
-        self._marked[path] = fsid
-        point = mount_point(path)
-        self._mounts[fsid] = (point, os.stat(point).st_dev)
 
     def _mark_root(self, root: Root) -> None:
         """The root's own going: DELETE_SELF / MOVE_SELF, told at once (the watcher's root
@@ -240,6 +232,9 @@ class FanotifySource:
 
     def close(self) -> None:
         self._group.close()
+        for fd in self._mounts.values():
+            os.close(fd)
+        self._mounts.clear()
 
     def describe(self) -> str:
         moves = "FAN_RENAME" if self._rename else "moves unpaired (no FAN_RENAME)"
@@ -256,8 +251,9 @@ class FanotifySource:
         return 0
 
     def counts(self) -> list[tuple[int, int]]:
-        """Per root: (0 watches, file systems mounted below it that could not be marked)."""
-        return [(0, sum(1 for index, _ in self._unmarked if index == root.index))
+        """Per root: (0 watches, file systems mounted below it after the start, unmarked)."""
+        unmarked = list(self._unmarked)  # read by the status and metrics threads too
+        return [(0, sum(1 for index, _ in unmarked if index == root.index))
                 for root in self.roots]
 
     def path(self, root: Root, rel: str) -> str:
@@ -294,27 +290,24 @@ class FanotifySource:
         pass
 
     def retry(self) -> list[tuple[Root, str]]:
-        """The mounts that could not be marked, to resync whole (every unwatched-resync
+        """The file systems mounted after the start, to resync whole (every unwatched-resync
         period, as inotify's unwatched directories are)."""
         return [(self.roots[index], rel) for index, rel in sorted(self._unmarked)]
 
     def mount_changed(self, root: Root, rel: str, mounted: bool) -> None:
-        """A file system mounted on `rel` below `root` is marked (or, when it cannot be,
-        resynced now and then); one unmounted takes its mark with it."""
-        self._forget()  # the paths of handles read back through it change
-        path = self.path(root, rel)
-        self._unmarked.discard((root.index, rel))
-        fsid = self._marked.pop(path, None)
+        """A file system mounted on `rel` below `root` after the start is not marked: its
+        mount point is a path a tree writer may swap for a symlink before the mark (marking
+        /home's file system), and a mark held through an fd would keep it from being
+        unmounted. It is resynced whole every unwatched-resync period, and counted as
+        unwatched, until it is unmounted or sersyncpy restarts."""
+        self._forget()  # the paths of handles read back through that place change
         if not mounted:
-            if fsid is not None and fsid not in self._marked.values():
-                self._mounts.pop(fsid, None)
+            self._unmarked.discard((root.index, rel))
             return
-        try:
-            self._mark_fs(path, root.path)
-        except (Unavailable, OSError) as exc:
-            self._unmarked.add((root.index, rel))
-            logger.error("fanotify cannot follow the file system mounted on %s: %s; it is "
-                         "resynced whole every %.0f s instead", path, exc, self._resync_every)
+        self._unmarked.add((root.index, rel))
+        logger.error("fanotify does not follow a file system mounted after the start: %s is "
+                     "resynced whole every %.0f s; restart sersyncpy to watch it",
+                     self.path(root, rel), self._resync_every)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -430,18 +423,10 @@ class FanotifySource:
         if mount is None:
             return ()
         try:
-            fd = os.open(mount[0], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            return ()  # unmounted meanwhile: its events have stopped
-        try:
-            if os.fstat(fd).st_dev != mount[1]:
-                return ()  # another file system is mounted there now
-            raw = self._fan.resolve(fd, key)
+            raw = self._fan.resolve(mount, key)
         except OSError:  # ENAMETOOLONG: a path of 4096 bytes or more
             self._too_long = True
             return None
-        finally:
-            os.close(fd)
         if raw is None:
             return ()  # gone: what happened below it is told by its own deletion
         path = os.fsdecode(raw)

@@ -366,7 +366,9 @@ class Watcher(Worker):
             now = mount_ids_below(root.path)
             before, self._mounted[root.index] = self._mounted[root.index], now
             points_now = {point for _id, point in now}
-            for point in sorted({point for _id, point in now ^ before}):
+            # Unmounts first: a mount moved (mount --move) leaves its old place, then shows.
+            for point in sorted({point for _id, point in now ^ before},
+                                key=lambda point: (point in points_now, point)):
                 rel = point[len(root.path.rstrip("/")) + 1:]
                 if root.gone or below_excluded(self._rules.is_excluded, rel):
                     continue

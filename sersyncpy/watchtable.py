@@ -19,6 +19,7 @@ from inotify_simple import flags as F
 from sersyncpy import limits
 from sersyncpy.diskstate import Unreadable
 from sersyncpy.errors import SersyncpyError
+from sersyncpy.mounts import mounts_below
 from sersyncpy.rules import Excluded
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,9 @@ class WatchTable:
         self.roots = [Root(i, os.path.realpath(p)) for i, p in enumerate(roots)]
         self._by_wd: dict[int, tuple[Root, str]] = {}
         self._unwatched: set[tuple[int, str]] = set()  # (root index, rel dir) not watched
+        # (root index, rel dir) of second mounts of a watched file system, mounted after the
+        # start: never watched (see mount_changed), resynced whole each period.
+        self._unfollowed: set[tuple[int, str]] = set()
         # (root index, rel dir) we may not read (mkdir -m 700 by another user, when we are
         # not root or the tree is root_squash NFS): not watched, not pushed, tried again;
         # named and counted by the root's Unreadable, which its lanes share.
@@ -143,7 +147,30 @@ class WatchTable:
         """A file system mounted on `rel`, or unmounted from it: watch what is there now.
         The watches of one unmounted go by themselves (IN_IGNORED); the directory under a
         mount keeps its watch, which add_watch gives back once it shows again."""
+        self._unfollowed.discard((root.index, rel))
+        path = self.path(root, rel)
+        if mounted and self._watched_device(path):
+            # A second mount of a file system watched already (a bind mount): add_watch
+            # would give back the watches of the directories it shows, moving them here.
+            self._unfollowed.add((root.index, rel))
+            logger.error("%s is a second mount of a file system watched already: it is not "
+                         "watched, and is resynced whole every %.0f s", path,
+                         self._unwatched_resync)
+            return
         self.watch_tree(root, rel)
+
+    def _watched_device(self, path: str) -> bool:
+        """Whether the file system mounted on `path` is one whose directories are watched:
+        a root's, or that of another mount below a root."""
+        try:
+            dev = os.stat(path).st_dev
+            devices = {root.dev for root in self.roots}
+            for root in self.roots:
+                devices.update(os.stat(point).st_dev for point in mounts_below(root.path)
+                               if point != path)
+        except OSError:
+            return True  # gone or changing meanwhile: resynced whole, not watched
+        return dev in devices
 
     def root_back(self, root: Root) -> None:
         self.watch_tree(root, "")
@@ -159,7 +186,7 @@ class WatchTable:
     def counts(self) -> list[tuple[int, int]]:
         """Per root: (directories watched, directories that could not be watched)."""
         unwatched = [0] * len(self.roots)
-        for index, _rel in list(self._unwatched):
+        for index, _rel in list(self._unwatched) + list(self._unfollowed):
             unwatched[index] += 1
         return [(len(root.wds), unwatched[root.index]) for root in self.roots]
 
@@ -310,8 +337,9 @@ class WatchTable:
     def retry(self) -> list[tuple[Root, str]]:
         """Try the unwatched directories again, and the unreadable ones; returns those to push
         whole: the unwatched whether they are watched now or not, the unreadable once they
-        can be read."""
-        out: list[tuple[Root, str]] = []
+        can be read, and the second mounts (never watched)."""
+        out = [(self.roots[index], rel) for index, rel in sorted(self._unfollowed)
+               if not self.roots[index].gone]
         for index, rel in sorted(self._unreadable):
             root = self.roots[index]
             if root.gone:

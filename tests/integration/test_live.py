@@ -322,10 +322,14 @@ def test_a_watch_root_that_is_a_symlink_is_followed(daemon, tmp_path, sersyncpy)
     same_tree(real, daemon.modules["backup"])
 
 
-def test_a_file_system_mounted_below_the_root_after_the_start_is_replicated(one, tmpfs):
-    """A disk mounted into the tree while sersyncpy runs reaches the replica, and once it is
-    unmounted the replica holds what shows there again."""
-    src, dst, _ = one
+def test_a_file_system_mounted_below_the_root_after_the_start_is_replicated(
+        daemon, src, sersyncpy, tmpfs, monkeypatch):
+    """A disk mounted into the tree while sersyncpy runs reaches the replica (under fanotify,
+    by its resync each unwatched-resync period), and once it is unmounted the replica holds
+    what shows there again."""
+    monkeypatch.setenv("SERSYNCPY_UNWATCHED_RESYNC_SECONDS", "1")
+    sersyncpy(confxml([(src, [(daemon, "backup")])]))
+    dst = daemon.modules["backup"]
     write(src / "uploads/under.txt", b"on the root's file system")
     same_tree(src, dst)
     tmpfs(src / "uploads", "1m")
