@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Optional
 
 from sersyncpy.diskstate import Unreadable
-from sersyncpy.mounts import mount_point, mounts_below
+from sersyncpy.mounts import fd_mount_id, mount_point, mounts_below
 from sersyncpy.rules import Excluded, below_excluded
 from sersyncpy.watchtable import Root
 
@@ -137,6 +137,7 @@ class FanotifySource:
         self.unreadable = unreadable
         self.on_progress = None
         self._mounts: dict[bytes, int] = {}  # fsid -> an fd of a directory on it
+        self._held: set[str] = set()  # the mount IDs of those fds: the mounts marked
         # (root index, rel) of file systems mounted below a root after the start: not marked
         # (see mount_changed), resynced whole every unwatched-resync period instead.
         self._unmarked: set[tuple[int, str]] = set()
@@ -200,6 +201,7 @@ class FanotifySource:
                 # hold its dentry, and its DELETE_SELF would wait for that fd's close.
                 self._mounts[fsid] = os.open(mount_point(path),
                                              os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                self._held.add(fd_mount_id(self._mounts[fsid]))
             root.dev = os.stat(root.path).st_dev
             self._mark_root(root)
 
@@ -294,14 +296,14 @@ class FanotifySource:
         period, as inotify's unwatched directories are)."""
         return [(self.roots[index], rel) for index, rel in sorted(self._unmarked)]
 
-    def mount_changed(self, root: Root, rel: str, mounted: bool) -> None:
-        """A file system mounted on `rel` below `root` after the start is not marked: its
-        mount point is a path a tree writer may swap for a symlink before the mark (marking
-        /home's file system), and a mark held through an fd would keep it from being
-        unmounted. It is resynced whole every unwatched-resync period, and counted as
-        unwatched, until it is unmounted or sersyncpy restarts."""
+    def mount_changed(self, root: Root, rel: str, mount_id: Optional[str]) -> None:
+        """`mount_id` shows on `rel` now (None: no mount). One marked at the start is
+        followed. Another is not marked: its mount point is a path a tree writer may swap for
+        a symlink before the mark (marking /home's file system), and a mark held through an
+        fd would keep it from being unmounted. It is resynced whole every unwatched-resync
+        period, and counted as unwatched, until it is unmounted or sersyncpy restarts."""
         self._forget()  # the paths of handles read back through that place change
-        if not mounted:
+        if mount_id is None or mount_id in self._held:
             self._unmarked.discard((root.index, rel))
             return
         self._unmarked.add((root.index, rel))

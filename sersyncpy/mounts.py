@@ -50,11 +50,23 @@ def mounts_below(path: str) -> list[str]:
     return [point for point in _mount_points() if point.startswith(prefix)]
 
 
-def mount_ids_below(path: str) -> set[tuple[str, str]]:
-    """The mounts strictly below `path` as (mount ID, mount point): a mount replaced by
-    another on the same point differs from it."""
+def mount_ids_below(path: str) -> list[tuple[str, str]]:
+    """The mounts strictly below `path` as (mount ID, mount point), in the table's order: of
+    mounts stacked on one point, the one on top (the one that shows) comes last."""
     prefix = path.rstrip("/") + "/"
-    return {(id_, point) for id_, point in _mounts() if point.startswith(prefix)}
+    return [(id_, point) for id_, point in _mounts() if point.startswith(prefix)]
+
+
+def fd_mount_id(fd: int) -> str:
+    """The mount ID of the mount an open fd is on (its /proc/self/fdinfo), "" if unknown."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("mnt_id:"):
+                    return line.split()[1]
+    except OSError:
+        pass
+    return ""
 
 
 def mount_point(path: str) -> str:

@@ -95,7 +95,10 @@ class Watcher(Worker):
         self._unwatched_resync = unwatched_resync
         # Opened before the source looks at the mounts, so that none is missed in between.
         self._mount_changes = MountChanges()
-        self._mounted = [mount_ids_below(os.path.realpath(p)) for p in roots]
+        self._mounted = [set(mount_ids_below(os.path.realpath(p))) for p in roots]
+        # A directory moved: the mount points below it moved too, which the mount table's
+        # poll does not tell.
+        self._dirs_moved = False
         try:
             self.table, why = choose_source(
                 use, roots, rules,
@@ -313,6 +316,7 @@ class Watcher(Worker):
             source.paired = True
             if is_dir:
                 self.table.dir_moved(root, source.rel, rel)
+                self._dirs_moved = True
             if rules.move_from and rules.move_to:
                 source.event = Event(RENAME, rel, is_dir, source.rel)
                 return
@@ -326,6 +330,7 @@ class Watcher(Worker):
     def _moved_out(self, root: Root, source: _MoveFrom) -> Optional[Event]:
         if source.is_dir:
             self.table.dir_moved_out(root, source.rel)
+            self._dirs_moved = True
         return Event(DELETE, source.rel, source.is_dir) if self._rules.move_from else None
 
     # -- root health and overflow -------------------------------------------------------
@@ -358,25 +363,29 @@ class Watcher(Worker):
 
     def _check_mounts(self) -> list:
         """A file system mounted below a root, or unmounted from below it (no inotify or
-        fanotify event tells either): what shows there now is watched and resynced."""
-        if not self._mount_changes.changed():
+        fanotify event tells either): the source is told which mount shows at each mount
+        point that changed, and what shows there now is resynced."""
+        moved, self._dirs_moved = self._dirs_moved, False
+        if not self._mount_changes.changed() and not (moved and any(self._mounted)):
             return []
         out: list = []
         for root in self.table.roots:
-            now = mount_ids_below(root.path)
+            listed = mount_ids_below(root.path)
+            now = set(listed)
             before, self._mounted[root.index] = self._mounted[root.index], now
-            points_now = {point for _id, point in now}
+            showing = dict((point, id_) for id_, point in listed)  # the top of a stack
             # Unmounts first: a mount moved (mount --move) leaves its old place, then shows.
             for point in sorted({point for _id, point in now ^ before},
-                                key=lambda point: (point in points_now, point)):
+                                key=lambda point: (point in showing, point)):
                 rel = point[len(root.path.rstrip("/")) + 1:]
                 if root.gone or below_excluded(self._rules.is_excluded, rel):
                     continue
-                mounted = point in points_now
-                logger.warning("a file system was %s %s: watching and resyncing what is "
-                               "there now", "mounted on" if mounted else "unmounted from",
+                mount_id = showing.get(point)
+                self.table.mount_changed(root, rel, mount_id)
+                if mount_id is None and not os.path.isdir(point):
+                    continue  # moved away with a directory above it: the move carried it
+                logger.warning("the mounts on %s changed: resyncing what shows there now",
                                point)
-                self.table.mount_changed(root, rel, mounted)
                 out.append((root, Event(FULL, rel, True)))
         return out
 

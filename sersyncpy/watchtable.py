@@ -19,7 +19,6 @@ from inotify_simple import flags as F
 from sersyncpy import limits
 from sersyncpy.diskstate import Unreadable
 from sersyncpy.errors import SersyncpyError
-from sersyncpy.mounts import mounts_below
 from sersyncpy.rules import Excluded
 
 logger = logging.getLogger(__name__)
@@ -64,6 +63,15 @@ class Root:
     gone: bool = False
 
 
+def _same_directory(a: str, b: str) -> bool:
+    """Whether two paths show the same directory now (not one moved from a to b)."""
+    try:
+        sa, sb = os.lstat(a), os.lstat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
 class WatchTable:
     """wd <-> (root, rel dir) for every watched directory; only the watcher's thread (and
     watch_all before it starts) changes it."""
@@ -85,8 +93,8 @@ class WatchTable:
         self.roots = [Root(i, os.path.realpath(p)) for i, p in enumerate(roots)]
         self._by_wd: dict[int, tuple[Root, str]] = {}
         self._unwatched: set[tuple[int, str]] = set()  # (root index, rel dir) not watched
-        # (root index, rel dir) of second mounts of a watched file system, mounted after the
-        # start: never watched (see mount_changed), resynced whole each period.
+        # (root index, rel dir) showing a directory watched elsewhere (a bind mount): never
+        # watched (see _watch_one), resynced whole each period.
         self._unfollowed: set[tuple[int, str]] = set()
         # (root index, rel dir) we may not read (mkdir -m 700 by another user, when we are
         # not root or the tree is root_squash NFS): not watched, not pushed, tried again;
@@ -143,34 +151,13 @@ class WatchTable:
     def root_lost(self, root: Root) -> None:
         self.forget_tree(root, "", remove=True)
 
-    def mount_changed(self, root: Root, rel: str, mounted: bool) -> None:
-        """A file system mounted on `rel`, or unmounted from it: watch what is there now.
-        The watches of one unmounted go by themselves (IN_IGNORED); the directory under a
-        mount keeps its watch, which add_watch gives back once it shows again."""
+    def mount_changed(self, root: Root, rel: str, mount_id: Optional[str]) -> None:
+        """`mount_id` shows on `rel` now (None: no mount): watch what shows there instead of
+        what showed (a second mount of a watched directory is left unwatched by
+        _watch_one)."""
         self._unfollowed.discard((root.index, rel))
-        path = self.path(root, rel)
-        if mounted and self._watched_device(path):
-            # A second mount of a file system watched already (a bind mount): add_watch
-            # would give back the watches of the directories it shows, moving them here.
-            self._unfollowed.add((root.index, rel))
-            logger.error("%s is a second mount of a file system watched already: it is not "
-                         "watched, and is resynced whole every %.0f s", path,
-                         self._unwatched_resync)
-            return
+        self.forget_tree(root, rel, remove=True)
         self.watch_tree(root, rel)
-
-    def _watched_device(self, path: str) -> bool:
-        """Whether the file system mounted on `path` is one whose directories are watched:
-        a root's, or that of another mount below a root."""
-        try:
-            dev = os.stat(path).st_dev
-            devices = {root.dev for root in self.roots}
-            for root in self.roots:
-                devices.update(os.stat(point).st_dev for point in mounts_below(root.path)
-                               if point != path)
-        except OSError:
-            return True  # gone or changing meanwhile: resynced whole, not watched
-        return dev in devices
 
     def root_back(self, root: Root) -> None:
         self.watch_tree(root, "")
@@ -254,7 +241,17 @@ class WatchTable:
             self.on_progress(self._progress_count)
         old = self._by_wd.get(wd)
         if old is not None and old[1] != rel:
-            old[0].wds.pop(old[1], None)
+            if old[0] is root and _same_directory(self.path(root, old[1]), self.path(root, rel)):
+                # One directory shown at two places (a bind mount): it keeps its watch where
+                # it was; this place is resynced whole every period instead.
+                self._unfollowed.add((root.index, rel))
+                logger.error("%s is a second mount of %s, which is watched: it is not "
+                             "watched, and is resynced whole every %.0f s",
+                             self.path(root, rel), self.path(root, old[1]),
+                             self._unwatched_resync)
+                return False
+            if old[0].wds.get(old[1]) == wd:
+                del old[0].wds[old[1]]
         self._by_wd[wd] = (root, rel)
         root.wds[rel] = wd
         return True
@@ -338,6 +335,9 @@ class WatchTable:
         """Try the unwatched directories again, and the unreadable ones; returns those to push
         whole: the unwatched whether they are watched now or not, the unreadable once they
         can be read, and the second mounts (never watched)."""
+        for index, rel in list(self._unfollowed):
+            if not os.path.isdir(self.path(self.roots[index], rel)):  # unmounted and gone
+                self._unfollowed.discard((index, rel))
         out = [(self.roots[index], rel) for index, rel in sorted(self._unfollowed)
                if not self.roots[index].gone]
         for index, rel in sorted(self._unreadable):

@@ -135,6 +135,14 @@ def test_moving_out_is_a_delete_and_stops_watching(watch, tmp_path):
     assert not [e for e in rec.seen() if "late" in e.path]
 
 
+def unmount_and_wait(w, rec, root, rel):
+    """Unmount root/rel; wait until the watcher resynced it and counts nothing unwatched."""
+    fulls = rec.seen().count(Event(FULL, rel, True))
+    unmount(root / rel)
+    wait_until(lambda: rec.seen().count(Event(FULL, rel, True)) > fulls)
+    wait_until(lambda: w.counts()[0][1] == 0)
+
+
 def test_a_file_system_mounted_then_unmounted_below_the_root_is_followed(watch, tmp_path,
                                                                          tmpfs):
     """No inotify or fanotify event tells of a mount: the mount table does. What shows on the
@@ -156,10 +164,7 @@ def test_a_file_system_mounted_then_unmounted_below_the_root_is_followed(watch, 
     else:
         wait_until(lambda: rec.seen().count(Event(FULL, "m", True)) >= 3)
         assert w.counts() == [(0, 1)]
-    fulls = rec.seen().count(Event(FULL, "m", True))
-    unmount(root / "m")
-    wait_until(lambda: rec.seen().count(Event(FULL, "m", True)) > fulls)
-    assert w.counts()[0][1] == 0
+    unmount_and_wait(w, rec, root, "m")
     (root / "m/sub/under").write_text("x")
     rec.wait_for(Event(UPDATE, "m/sub/under"))
 
@@ -175,15 +180,69 @@ def test_a_file_system_mounted_after_the_start_can_be_unmounted(watch, tmp_path,
 
 def test_a_file_system_below_a_renamed_directory_is_followed(watch, tmp_path, tmpfs):
     tmpfs(tmp_path / "root/a/m", "1m")
-    root, rec, _ = watch()
+    root, rec, w = watch()
     try:
         os.rename(root / "a", root / "b")
         rec.wait_for(Event(RENAME, "b", True, "a"))
         (root / "b/m/f").write_text("x")
         rec.wait_for(Event(UPDATE, "b/m/f"))
+        # The mount table is read again after a directory moved: the mount moved, it did not
+        # go (no resync of a path that is no more) nor come (still watched, not counted).
+        rec.wait_for(Event(FULL, "b/m", True))
+        assert Event(FULL, "a/m", True) not in rec.seen()
+        assert w.counts()[0][1] == 0
+        (root / "b/m/g").write_text("x")
+        rec.wait_for(Event(UPDATE, "b/m/g"))
     finally:  # the fixture unmounts a/m, which the rename moved
         if os.path.ismount(root / "b/m"):
             subprocess.run(["umount", "--lazy", str(root / "b/m")], check=True)
+
+
+def test_a_mount_stacked_on_another_then_unmounted_gives_the_one_below_back(watch, tmp_path,
+                                                                             tmpfs):
+    tmpfs(tmp_path / "root/m", "1m")
+    root, rec, w = watch(unwatched_resync=0.5)
+    top = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(root / "m")])
+    assert top.returncode == 0
+    try:
+        rec.wait_for(Event(FULL, "m", True))
+        (root / "m/on-top").write_text("x")
+        if w.kind == "inotify":
+            rec.wait_for(Event(UPDATE, "m/on-top"))
+        else:
+            wait_until(lambda: w.counts() == [(0, 1)])
+    except BaseException:
+        unmount(root / "m")  # the fixture unmounts the one below
+        raise
+    unmount_and_wait(w, rec, root, "m")
+    (root / "m/below").write_text("x")
+    rec.wait_for(Event(UPDATE, "m/below"))
+
+
+def test_a_mount_moved_is_followed_and_so_is_the_directory_it_left(watch, tmp_path, tmpfs):
+    (tmp_path / "root/p1/sub").mkdir(parents=True)
+    (tmp_path / "root/p2").mkdir()
+    root, rec, w = watch(unwatched_resync=0.5)
+    tmpfs(root / "p1", "1m")
+    rec.wait_for(Event(FULL, "p1", True))
+    moved = subprocess.run(["mount", "--move", str(root / "p1"), str(root / "p2")])
+    assert moved.returncode == 0
+    try:
+        rec.wait_for(Event(FULL, "p2", True))
+        wait_until(lambda: rec.seen().count(Event(FULL, "p1", True)) >= 2)
+        (root / "p2/f").write_text("x")
+        if w.kind == "inotify":
+            rec.wait_for(Event(UPDATE, "p2/f"))
+        else:
+            wait_until(lambda: w.counts() == [(0, 1)])
+        # What p1 shows again is the directory below, watched under its own name wherever
+        # it goes.
+        os.rename(root / "p1", root / "p3")
+        rec.wait_for(Event(RENAME, "p3", True, "p1"))
+        (root / "p3/sub/g").write_text("x")
+        rec.wait_for(Event(UPDATE, "p3/sub/g"))
+    finally:
+        unmount(root / "p2")
 
 
 def test_a_bind_mount_of_a_watched_directory_does_not_take_its_events(watch, tmp_path):
