@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import select
+from typing import BinaryIO, Optional
 
 
 def _unescape(field: str) -> str:
@@ -25,7 +26,7 @@ def _unescape(field: str) -> str:
     return os.fsdecode(bytes(out))
 
 
-def _mounts() -> list[tuple[str, str]]:
+def mount_table() -> list[tuple[str, str]]:
     """Every mount of this process's namespace (/proc/self/mountinfo): (its mount ID, its
     mount point)."""
     mounts = []
@@ -41,7 +42,7 @@ def _mounts() -> list[tuple[str, str]]:
 
 
 def _mount_points() -> list[str]:
-    return [point for _id, point in _mounts()]
+    return [point for _id, point in mount_table()]
 
 
 def mounts_below(path: str) -> list[str]:
@@ -50,11 +51,13 @@ def mounts_below(path: str) -> list[str]:
     return [point for point in _mount_points() if point.startswith(prefix)]
 
 
-def mount_ids_below(path: str) -> list[tuple[str, str]]:
+def mount_ids_below(path: str, table: Optional[list[tuple[str, str]]] = None,
+                    ) -> list[tuple[str, str]]:
     """The mounts strictly below `path` as (mount ID, mount point), in the table's order: of
     mounts stacked on one point, the one on top (the one that shows) comes last."""
     prefix = path.rstrip("/") + "/"
-    return [(id_, point) for id_, point in _mounts() if point.startswith(prefix)]
+    return [(id_, point) for id_, point in (mount_table() if table is None else table)
+            if point.startswith(prefix)]
 
 
 def fd_mount_id(fd: int) -> str:
@@ -85,12 +88,17 @@ class MountChanges:
     /proc/self/mountinfo polls POLLPRI once after each change (proc(5)), no reading needed."""
 
     def __init__(self) -> None:
-        self._file = open("/proc/self/mountinfo", "rb")  # noqa: SIM115 (held for its poll)
         self._poller = select.poll()
-        self._poller.register(self._file.fileno(), select.POLLPRI)
+        try:
+            self._file: Optional[BinaryIO] = open("/proc/self/mountinfo", "rb")  # noqa: SIM115
+        except OSError:  # no /proc: mounts made later are not followed
+            self._file = None
+        else:
+            self._poller.register(self._file.fileno(), select.POLLPRI)
 
     def changed(self) -> bool:
         return bool(self._poller.poll(0))
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()

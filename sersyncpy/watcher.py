@@ -19,7 +19,7 @@ from inotify_simple import flags as F
 from sersyncpy import rsync
 from sersyncpy.diskstate import Unreadable, root_present
 from sersyncpy.events import DELETE, FULL, RENAME, SUBTREE, UPDATE, Event
-from sersyncpy.mounts import MountChanges, mount_ids_below
+from sersyncpy.mounts import MountChanges, mount_ids_below, mount_table
 from sersyncpy.rules import Rules, below_excluded
 from sersyncpy.watchsource import AUTO, FANOTIFY, RawEvent, choose_source
 from sersyncpy.watchtable import Root
@@ -369,8 +369,9 @@ class Watcher(Worker):
         if not self._mount_changes.changed() and not (moved and any(self._mounted)):
             return []
         out: list = []
+        table = mount_table()
         for root in self.table.roots:
-            listed = mount_ids_below(root.path)
+            listed = mount_ids_below(root.path, table)
             now = set(listed)
             before, self._mounted[root.index] = self._mounted[root.index], now
             showing = dict((point, id_) for id_, point in listed)  # the top of a stack
@@ -382,11 +383,12 @@ class Watcher(Worker):
                     continue
                 mount_id = showing.get(point)
                 self.table.mount_changed(root, rel, mount_id)
-                if mount_id is None and not os.path.isdir(point):
+                if mount_id is None and not os.path.lexists(point):
                     continue  # moved away with a directory above it: the move carried it
                 logger.warning("the mounts on %s changed: resyncing what shows there now",
                                point)
-                out.append((root, Event(FULL, rel, True)))
+                out.append((root, Event(FULL, rel, True) if os.path.isdir(point)
+                            else Event(UPDATE, rel, False)))  # a file bind-mounted on a file
         return out
 
     def _overflow(self, out: list) -> None:

@@ -93,9 +93,10 @@ class WatchTable:
         self.roots = [Root(i, os.path.realpath(p)) for i, p in enumerate(roots)]
         self._by_wd: dict[int, tuple[Root, str]] = {}
         self._unwatched: set[tuple[int, str]] = set()  # (root index, rel dir) not watched
-        # (root index, rel dir) showing a directory watched elsewhere (a bind mount): never
-        # watched (see _watch_one), resynced whole each period.
+        # (root index, rel dir) showing a directory watched elsewhere (a bind mount): not
+        # watched (see _watch_one); resynced whole and tried again each period.
         self._unfollowed: set[tuple[int, str]] = set()
+        self._told: set[tuple[int, str]] = set()  # those of them logged already
         # (root index, rel dir) we may not read (mkdir -m 700 by another user, when we are
         # not root or the tree is root_squash NFS): not watched, not pushed, tried again;
         # named and counted by the root's Unreadable, which its lanes share.
@@ -245,15 +246,19 @@ class WatchTable:
                 # One directory shown at two places (a bind mount): it keeps its watch where
                 # it was; this place is resynced whole every period instead.
                 self._unfollowed.add((root.index, rel))
-                logger.error("%s is a second mount of %s, which is watched: it is not "
-                             "watched, and is resynced whole every %.0f s",
-                             self.path(root, rel), self.path(root, old[1]),
-                             self._unwatched_resync)
+                if (root.index, rel) not in self._told:
+                    self._told.add((root.index, rel))
+                    logger.error("%s shows %s, which is watched (a bind mount): it is not "
+                                 "watched, and is resynced whole every %.0f s",
+                                 self.path(root, rel), self.path(root, old[1]),
+                                 self._unwatched_resync)
                 return False
             if old[0].wds.get(old[1]) == wd:
                 del old[0].wds[old[1]]
         self._by_wd[wd] = (root, rel)
         root.wds[rel] = wd
+        if self._unfollowed:
+            self._unfollowed.discard((root.index, rel))
         return True
 
     def _cannot_read(self, root: Root, rel: str) -> None:
@@ -317,6 +322,10 @@ class WatchTable:
             new = dst + d[len(src):]
             root.wds[new] = wd
             self._by_wd[wd] = (root, new)
+        for index, rel in [u for u in self._unfollowed
+                           if u[0] == root.index and (u[1] == src or u[1].startswith(prefix))]:
+            self._unfollowed.discard((index, rel))
+            self._unfollowed.add((index, dst + rel[len(src):]))
         if self._missed:
             now = time.monotonic()
             for key, when in list(self._missed.items()):
@@ -335,11 +344,16 @@ class WatchTable:
         """Try the unwatched directories again, and the unreadable ones; returns those to push
         whole: the unwatched whether they are watched now or not, the unreadable once they
         can be read, and the second mounts (never watched)."""
-        for index, rel in list(self._unfollowed):
-            if not os.path.isdir(self.path(self.roots[index], rel)):  # unmounted and gone
-                self._unfollowed.discard((index, rel))
-        out = [(self.roots[index], rel) for index, rel in sorted(self._unfollowed)
-               if not self.roots[index].gone]
+        out: list[tuple[Root, str]] = []
+        todo, self._unfollowed = self._unfollowed, set()
+        for index, rel in sorted(todo):
+            root = self.roots[index]
+            if root.gone:
+                self._unfollowed.add((index, rel))
+            elif os.path.isdir(self.path(root, rel)):
+                self.watch_tree(root, rel)  # watched once the other place is gone
+                out.append((root, rel))
+        self._told &= self._unfollowed
         for index, rel in sorted(self._unreadable):
             root = self.roots[index]
             if root.gone:

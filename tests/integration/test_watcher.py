@@ -245,6 +245,46 @@ def test_a_mount_moved_is_followed_and_so_is_the_directory_it_left(watch, tmp_pa
         unmount(root / "p2")
 
 
+def test_a_file_bind_mounted_on_a_file_is_sent_and_sent_again_after(watch, tmp_path):
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root/f").write_text("below")
+    (tmp_path / "other").write_text("the bind's")
+    root, rec, _ = watch()
+    if subprocess.run(["mount", "--bind", str(tmp_path / "other"), str(root / "f")]).returncode:
+        pytest.skip("cannot bind-mount here")
+    try:
+        rec.wait_for(Event(UPDATE, "f"))
+    finally:
+        unmount(root / "f")
+    wait_until(lambda: rec.seen().count(Event(UPDATE, "f")) == 2)
+
+
+def test_inotify_a_bind_mount_there_at_the_start_then_unmounted_leaves_all_watched(tmp_path):
+    # Whichever of the two places the first walk reached keeps the watch; once the bind is
+    # gone, the other place is watched again within a period.
+    root = tmp_path / "root"
+    (root / "b/sub").mkdir(parents=True)
+    (root / "a").mkdir()
+    if subprocess.run(["mount", "--bind", str(root / "b"), str(root / "a")]).returncode:
+        pytest.skip("cannot bind-mount here")
+    rec = Recorder()
+    try:
+        w = Watcher([str(root)], Rules(), rec, use="inotify", unwatched_resync=0.5)
+        w.watch_all()
+        w.start()
+        try:
+            assert w.counts()[0][1] == 1  # a or b: the other place, not walked
+            unmount(root / "a")
+            wait_until(lambda: w.counts()[0][1] == 0)
+            (root / "b/sub/x").write_text("x")
+            rec.wait_for(Event(UPDATE, "b/sub/x"))
+        finally:
+            w.stop()
+            w.join(5)
+    finally:  # (os.path.ismount does not see a bind mount of the same file system)
+        subprocess.run(["umount", "--lazy", str(root / "a")], capture_output=True)
+
+
 def test_a_bind_mount_of_a_watched_directory_does_not_take_its_events(watch, tmp_path):
     """A second mount of a watched file system made below the root is resynced whole each
     period and counted as unwatched; the directory it shows keeps its own events, under its
