@@ -343,7 +343,8 @@ class WatchTable:
     def retry(self) -> list[tuple[Root, str]]:
         """Try the unwatched directories again, and the unreadable ones; returns those to push
         whole: the unwatched whether they are watched now or not, the unreadable once they
-        can be read, and the second mounts (never watched)."""
+        can be read, and the places showing a directory watched elsewhere (a bind mount),
+        watched once that other place is gone."""
         out: list[tuple[Root, str]] = []
         todo, self._unfollowed = self._unfollowed, set()
         for index, rel in sorted(todo):
