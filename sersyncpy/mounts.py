@@ -41,16 +41,6 @@ def mount_table() -> list[tuple[str, str]]:
     return mounts
 
 
-def _mount_points() -> list[str]:
-    return [point for _id, point in mount_table()]
-
-
-def mounts_below(path: str) -> list[str]:
-    """The mount points strictly below `path`."""
-    prefix = path.rstrip("/") + "/"
-    return [point for point in _mount_points() if point.startswith(prefix)]
-
-
 def mount_ids_below(path: str, table: Optional[list[tuple[str, str]]] = None,
                     ) -> list[tuple[str, str]]:
     """The mounts strictly below `path` as (mount ID, mount point), in the table's order: of
@@ -58,6 +48,11 @@ def mount_ids_below(path: str, table: Optional[list[tuple[str, str]]] = None,
     prefix = path.rstrip("/") + "/"
     return [(id_, point) for id_, point in (mount_table() if table is None else table)
             if point.startswith(prefix)]
+
+
+def mounts_below(path: str) -> list[str]:
+    """The mount points strictly below `path`."""
+    return [point for _id, point in mount_ids_below(path)]
 
 
 def fd_mount_id(fd: int) -> str:
@@ -77,7 +72,7 @@ def mount_point(path: str) -> str:
     of the same file system is one too, which os.path.ismount does not see; a handle opened
     through the outer mount would read back as the bind's source path.)"""
     best = "/"
-    for point in _mount_points():
+    for _id, point in mount_table():
         if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
             best = point
     return best
